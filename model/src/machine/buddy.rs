@@ -1,0 +1,315 @@
+//! The buddy allocator's free lists (`mm/page_alloc.c`: `__rmqueue_smallest`,
+//! `expand`, `__free_one_page`).
+//!
+//! One zone per NUMA node, one migratetype, no per-cpu lists: an order-0 free goes
+//! straight to the buddy lists (as with `pcp->high == 0`). Lists are LIFO at the
+//! head, as `add_to_free_list` is, with `buddy_merge_likely` sending a block to
+//! the tail, so a page that was just freed is the next one handed out and its old
+//! contents are there to be seen.
+//!
+//! The lists are kept out of band (by pfn) so that a driver scribbling on a free
+//! page's `struct page` cannot derail the model, but every change is mirrored into
+//! the `struct page` words exactly as the kernel makes it: `lru` linked into the
+//! list, `PageBuddy` in `_mapcount`, the order in `private` while free, and
+//! `LIST_POISON1/2` plus `private = 0` once taken off (`del_page_from_free_list`).
+
+use super::consts::{KDATA_START, MAX_ORDER};
+use super::page::{
+    LIST_POISON1, LIST_POISON2, Memmap, PAGE_BUDDY_MAPCOUNT_VALUE, W_LRU_NEXT, W_LRU_PREV,
+    page_ptr,
+};
+
+const NONE: u32 = u32::MAX;
+const NOT_FREE: u8 = u8::MAX;
+
+/// The address of `zone->free_area[order].free_list[MIGRATE_UNMOVABLE]`, which
+/// the first and last free block's `lru` point at.
+fn free_list_addr(node: usize, order: u32) -> u64 {
+    KDATA_START + 0x10_0000 + node as u64 * 0x1000 + order as u64 * 0x40
+}
+
+#[derive(Clone)]
+struct Zone {
+    start_pfn: u64,
+    end_pfn: u64,
+    head: [u32; MAX_ORDER as usize],
+    tail: [u32; MAX_ORDER as usize],
+    nr_free: [u64; MAX_ORDER as usize],
+}
+
+/// The free lists of every node.
+#[derive(Clone)]
+pub struct Buddy {
+    zones: Vec<Zone>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// The order of the free block that starts at this pfn, or `NOT_FREE`.
+    free_order: Vec<u8>,
+}
+
+impl Buddy {
+    /// Boot: every node's memory is handed to the allocator as max-order blocks,
+    /// in ascending pfn order and to the tail (`__free_pages_core` uses
+    /// `FPI_TO_TAIL`), so the first allocations come from low memory.
+    pub fn new(mm: &mut Memmap, nodes: usize) -> Self {
+        let nr = mm.nr_pages();
+        let per_node = nr / nodes as u64;
+        let max_block = 1u64 << (MAX_ORDER - 1);
+        assert!(per_node % max_block == 0, "node size must be a multiple of 4 MiB");
+        let zones = (0..nodes)
+            .map(|n| Zone {
+                start_pfn: n as u64 * per_node,
+                end_pfn: (n as u64 + 1) * per_node,
+                head: [NONE; MAX_ORDER as usize],
+                tail: [NONE; MAX_ORDER as usize],
+                nr_free: [0; MAX_ORDER as usize],
+            })
+            .collect();
+        let mut b = Self {
+            zones,
+            next: vec![NONE; nr as usize],
+            prev: vec![NONE; nr as usize],
+            free_order: vec![NOT_FREE; nr as usize],
+        };
+        let mut pfn = 0;
+        while pfn < nr {
+            b.add(mm, pfn, MAX_ORDER - 1, true);
+            pfn += max_block;
+        }
+        b
+    }
+
+    pub fn nr_nodes(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// `page_to_nid()`.
+    pub fn node_of(&self, pfn: u64) -> usize {
+        self.zones
+            .iter()
+            .position(|z| pfn >= z.start_pfn && pfn < z.end_pfn)
+            .expect("pfn outside every node")
+    }
+
+    /// Free pages of all orders on all nodes.
+    pub fn nr_free_pages(&self) -> u64 {
+        self.zones
+            .iter()
+            .map(|z| {
+                z.nr_free
+                    .iter()
+                    .enumerate()
+                    .map(|(o, n)| n << o)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Free blocks of `order` exactly.
+    pub fn nr_free(&self, order: u32) -> u64 {
+        self.zones.iter().map(|z| z.nr_free[order as usize]).sum()
+    }
+
+    /// Is `pfn` inside a free block?
+    pub fn is_free(&self, pfn: u64) -> bool {
+        (0..MAX_ORDER).any(|o| {
+            let start = pfn & !((1u64 << o) - 1);
+            self.free_order[start as usize] == o as u8
+        })
+    }
+
+    /// `__rmqueue_smallest()` on node `nid`, then on the other nodes in order
+    /// (the zonelist fallback). Returns the first pfn of a `2^order` block taken
+    /// off the free lists; `struct page` state is left to `prep_new_page`.
+    pub fn rmqueue(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
+        let n = self.zones.len();
+        for z in (0..n).map(|i| (nid + i) % n) {
+            for current in order..MAX_ORDER {
+                let h = self.zones[z].head[current as usize];
+                if h == NONE {
+                    continue;
+                }
+                let pfn = h as u64;
+                self.del(mm, pfn, current);
+                self.expand(mm, pfn, order, current);
+                return Some(pfn);
+            }
+        }
+        None
+    }
+
+    /// `expand()`: keep the low `2^low` pages, give the upper halves back.
+    fn expand(&mut self, mm: &mut Memmap, pfn: u64, low: u32, mut high: u32) {
+        while high > low {
+            high -= 1;
+            self.add(mm, pfn + (1 << high), high, false);
+        }
+    }
+
+    /// `page_is_buddy()`.
+    fn is_buddy(&self, pfn: u64, buddy: u64, order: u32) -> bool {
+        let z = &self.zones[self.node_of(pfn)];
+        buddy >= z.start_pfn && buddy < z.end_pfn && self.free_order[buddy as usize] == order as u8
+    }
+
+    /// `__free_one_page()`: merge with free buddies and put the block on a list.
+    pub fn free_one_page(&mut self, mm: &mut Memmap, mut pfn: u64, mut order: u32) {
+        debug_assert!(pfn % (1 << order) == 0, "misaligned free of pfn {pfn:#x} order {order}");
+        debug_assert!(!self.is_free(pfn), "double free of pfn {pfn:#x}");
+        while order < MAX_ORDER - 1 {
+            let buddy = pfn ^ (1 << order);
+            if !self.is_buddy(pfn, buddy, order) {
+                break;
+            }
+            self.del(mm, buddy, order);
+            pfn &= buddy;
+            order += 1;
+        }
+        let to_tail = self.buddy_merge_likely(pfn, order);
+        self.add(mm, pfn, order, to_tail);
+    }
+
+    /// `buddy_merge_likely()`: is the buddy of the next order up free, so that
+    /// this block is likely to merge soon? Then it goes to the tail.
+    fn buddy_merge_likely(&self, pfn: u64, order: u32) -> bool {
+        if order >= MAX_ORDER - 2 {
+            return false;
+        }
+        let buddy = pfn ^ (1 << order);
+        let higher = buddy & pfn;
+        let higher_buddy = higher ^ (1 << (order + 1));
+        self.is_buddy(higher, higher_buddy, order + 1)
+    }
+
+    fn list_ptr(&self, node: usize, order: u32, pfn: u32) -> u64 {
+        if pfn == NONE {
+            free_list_addr(node, order)
+        } else {
+            page_ptr(pfn as u64) + 8
+        }
+    }
+
+    /// `add_to_free_list()` / `add_to_free_list_tail()` plus `set_buddy_order()`.
+    fn add(&mut self, mm: &mut Memmap, pfn: u64, order: u32, to_tail: bool) {
+        let node = self.node_of(pfn);
+        let o = order as usize;
+        let p = pfn as u32;
+        let (prev, next) = if to_tail {
+            (self.zones[node].tail[o], NONE)
+        } else {
+            (NONE, self.zones[node].head[o])
+        };
+        self.prev[pfn as usize] = prev;
+        self.next[pfn as usize] = next;
+        if prev == NONE {
+            self.zones[node].head[o] = p;
+        } else {
+            self.next[prev as usize] = p;
+            mm.page_mut(prev as u64).set_word(W_LRU_NEXT, page_ptr(pfn) + 8);
+        }
+        if next == NONE {
+            self.zones[node].tail[o] = p;
+        } else {
+            self.prev[next as usize] = p;
+            mm.page_mut(next as u64).set_word(W_LRU_PREV, page_ptr(pfn) + 8);
+        }
+        self.zones[node].nr_free[o] += 1;
+        self.free_order[pfn as usize] = order as u8;
+        let next_ptr = self.list_ptr(node, order, next);
+        let prev_ptr = self.list_ptr(node, order, prev);
+        let page = mm.page_mut(pfn);
+        page.set_word(W_LRU_NEXT, next_ptr);
+        page.set_word(W_LRU_PREV, prev_ptr);
+        page.set_private(order as u64);
+        page.set_mapcount_raw(PAGE_BUDDY_MAPCOUNT_VALUE);
+    }
+
+    /// `del_page_from_free_list()`: `list_del`, `__ClearPageBuddy`,
+    /// `set_page_private(page, 0)`.
+    fn del(&mut self, mm: &mut Memmap, pfn: u64, order: u32) {
+        let node = self.node_of(pfn);
+        let o = order as usize;
+        debug_assert_eq!(self.free_order[pfn as usize], order as u8);
+        let (prev, next) = (self.prev[pfn as usize], self.next[pfn as usize]);
+        if prev == NONE {
+            self.zones[node].head[o] = next;
+        } else {
+            self.next[prev as usize] = next;
+            let ptr = self.list_ptr(node, order, next);
+            mm.page_mut(prev as u64).set_word(W_LRU_NEXT, ptr);
+        }
+        if next == NONE {
+            self.zones[node].tail[o] = prev;
+        } else {
+            self.prev[next as usize] = prev;
+            let ptr = self.list_ptr(node, order, prev);
+            mm.page_mut(next as u64).set_word(W_LRU_PREV, ptr);
+        }
+        self.zones[node].nr_free[o] -= 1;
+        self.free_order[pfn as usize] = NOT_FREE;
+        self.prev[pfn as usize] = NONE;
+        self.next[pfn as usize] = NONE;
+        let page = mm.page_mut(pfn);
+        page.set_word(W_LRU_NEXT, LIST_POISON1);
+        page.set_word(W_LRU_PREV, LIST_POISON2);
+        page.set_mapcount_raw(-1);
+        page.set_private(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(pages: u64, nodes: usize) -> (Memmap, Buddy) {
+        let mut mm = Memmap::new(pages);
+        let b = Buddy::new(&mut mm, nodes);
+        (mm, b)
+    }
+
+    #[test]
+    fn boot_hands_out_low_memory_first_and_merges_back() {
+        let (mut mm, mut b) = setup(4096, 1);
+        assert_eq!(b.nr_free(10), 4);
+        let p = b.rmqueue(&mut mm, 0, 0).unwrap();
+        assert_eq!(p, 0);
+        assert_eq!(b.nr_free_pages(), 4095);
+        // expand() left one free block of each order 0..=9 above page 0.
+        assert!((0..10).all(|o| b.nr_free(o) == 1));
+        b.free_one_page(&mut mm, p, 0);
+        assert_eq!(b.nr_free(10), 4);
+        assert_eq!(b.nr_free_pages(), 4096);
+    }
+
+    #[test]
+    fn free_block_heads_carry_buddy_state_in_struct_page() {
+        let (mut mm, mut b) = setup(1024, 1);
+        let p = b.rmqueue(&mut mm, 0, 0).unwrap();
+        assert_eq!(mm.page(p).word(W_LRU_NEXT), LIST_POISON1);
+        assert_eq!(mm.page(p).word(W_LRU_PREV), LIST_POISON2);
+        assert_eq!(mm.page(p).private(), 0);
+        // The order-0 buddy that expand() freed is PageBuddy with order 0.
+        assert_eq!(mm.page(1).mapcount_raw(), PAGE_BUDDY_MAPCOUNT_VALUE);
+        assert_eq!(mm.page(512).private(), 9);
+    }
+
+    #[test]
+    fn just_freed_page_comes_back_first() {
+        let (mut mm, mut b) = setup(1024, 1);
+        let a = b.rmqueue(&mut mm, 0, 0).unwrap();
+        let c = b.rmqueue(&mut mm, 0, 0).unwrap();
+        let _d = b.rmqueue(&mut mm, 0, 0).unwrap();
+        b.free_one_page(&mut mm, c, 0);
+        assert_eq!(b.rmqueue(&mut mm, 0, 0), Some(c));
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn nodes_fall_back_in_zonelist_order() {
+        let (mut mm, mut b) = setup(2048, 2);
+        assert_eq!(b.rmqueue(&mut mm, 10, 0), Some(0));
+        assert_eq!(b.rmqueue(&mut mm, 10, 0), Some(1024));
+        assert_eq!(b.rmqueue(&mut mm, 0, 0), None);
+        assert_eq!(b.node_of(1500), 1);
+    }
+}

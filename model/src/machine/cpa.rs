@@ -1,0 +1,132 @@
+//! Change of page attributes (`arch/x86/mm/pat/set_memory.c`, v5.18, plus
+//! `set_memory_rox` of v6.2): `set_memory_ro/rw/x/nx/rox` on vmalloc and module
+//! addresses, with the direct-map alias rule of `cpa_process_alias()`, and the
+//! `set_direct_map_*_noflush` pair that `VM_FLUSH_RESET_PERMS` uses on free.
+//!
+//! The primary walk goes leaf by leaf (`__change_page_attr_set_clr`): a 4 KiB PTE
+//! is changed alone; a PMD leaf is changed whole if the request covers it from
+//! its first page or leaves its protection as it is, and is split into 512 PTEs
+//! otherwise. After each primary unit the same change is applied to the direct-map
+//! alias of the frames that unit maps — one 2 MiB block for a whole PMD leaf, one
+//! page for a PTE — unless the change is NX-only (`checkalias`); `_PAGE_NX` itself
+//! is never applied to the alias (d597416683d5).
+
+use super::Machine;
+use super::consts::{PAGE_SIZE, PAGES_PER_PMD};
+use super::oops::Oops;
+use super::pgtable::Level;
+use super::prot::Prot;
+
+/// What a CPA call can fail with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpaError {
+    /// `-EFAULT`: the range is not mapped ("CPA: called for zero pte").
+    Fault,
+}
+
+impl Machine {
+    /// `change_page_attr_set_clr()` on a vmalloc/module address.
+    pub fn change_page_attr_set_clr(
+        &mut self,
+        addr: u64,
+        numpages: u64,
+        set: Prot,
+        clr: Prot,
+    ) -> Result<(), CpaError> {
+        self.stats.set_memory_calls += 1;
+        let checkalias = set.union(clr) != Prot::NX;
+        let (alias_set, alias_clr) = (set.without(Prot::NX), clr.without(Prot::NX));
+        let mut cur = addr;
+        let mut rem = numpages;
+        while rem > 0 {
+            let Some(leaf) = self.pgtables.lookup(cur) else {
+                self.oops(Oops::Warn {
+                    function: "__cpa_process_fault",
+                    message: format!(
+                        "CPA: called for zero pte. vaddr = {cur:x} cpa->vaddr = {addr:x}"
+                    ),
+                });
+                return Err(CpaError::Fault);
+            };
+            let new = leaf.prot.apply(set, clr);
+            let (first_pfn, n) = match leaf.level {
+                Level::Pte => {
+                    if new != leaf.prot {
+                        self.pgtables.set_prot(leaf, new);
+                    }
+                    (leaf.pfn, 1)
+                }
+                Level::Pmd => {
+                    let offset = (cur - leaf.va) / PAGE_SIZE;
+                    let n = rem.min(PAGES_PER_PMD - offset);
+                    if new == leaf.prot {
+                        // lp_sameprot: nothing to change, keep the leaf.
+                    } else if offset == 0 && n == PAGES_PER_PMD {
+                        self.pgtables.set_prot(leaf, new);
+                    } else {
+                        self.pgtables.split_pmd(leaf.va);
+                        continue;
+                    }
+                    (leaf.pfn + offset, n)
+                }
+            };
+            if checkalias {
+                self.dmap.change(first_pfn, n, alias_set, alias_clr);
+            }
+            cur += n * PAGE_SIZE;
+            rem -= n;
+        }
+        Ok(())
+    }
+
+    /// `set_memory_ro()`: clear `_PAGE_RW`.
+    pub fn set_memory_ro(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
+        self.change_page_attr_set_clr(addr, numpages, Prot::NONE, Prot::RW)
+    }
+
+    /// `set_memory_rw()`: set `_PAGE_RW`.
+    pub fn set_memory_rw(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
+        self.change_page_attr_set_clr(addr, numpages, Prot::RW, Prot::NONE)
+    }
+
+    /// `set_memory_x()`: clear `_PAGE_NX` (NX-only: the alias is not touched).
+    pub fn set_memory_x(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
+        self.change_page_attr_set_clr(addr, numpages, Prot::NONE, Prot::NX)
+    }
+
+    /// `set_memory_nx()`: set `_PAGE_NX` (NX-only: the alias is not touched).
+    pub fn set_memory_nx(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
+        self.change_page_attr_set_clr(addr, numpages, Prot::NX, Prot::NONE)
+    }
+
+    /// `set_memory_rox()`: clear `_PAGE_RW | _PAGE_NX` in one call; the alias
+    /// loses RW only.
+    pub fn set_memory_rox(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
+        self.change_page_attr_set_clr(addr, numpages, Prot::NONE, Prot::RW.union(Prot::NX))
+    }
+
+    /// `set_direct_map_invalid_noflush()` = `__set_pages_np(page, 1)`.
+    pub fn set_direct_map_invalid_noflush(&mut self, pfn: u64) {
+        self.stats.set_direct_map_calls += 1;
+        self.dmap.change(pfn, 1, Prot::NONE, Prot::PRESENT.union(Prot::RW));
+    }
+
+    /// `set_direct_map_default_noflush()` = `__set_pages_p(page, 1)`.
+    pub fn set_direct_map_default_noflush(&mut self, pfn: u64) {
+        self.stats.set_direct_map_calls += 1;
+        self.dmap.change(pfn, 1, Prot::PRESENT.union(Prot::RW), Prot::NONE);
+    }
+
+    /// The `VM_FLUSH_RESET_PERMS` part of `vm_remove_mappings()` (v5.18): every
+    /// 4 KiB backing page's alias is set invalid, then back to default
+    /// ("HUGE_VMALLOC passes small pages to set_direct_map"). A page inside a
+    /// large direct-map leaf splits it, and splits are never merged back.
+    pub fn vm_reset_perms(&mut self, pages: &[u64]) {
+        for &pfn in pages {
+            self.set_direct_map_invalid_noflush(pfn);
+        }
+        for &pfn in pages {
+            self.set_direct_map_default_noflush(pfn);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The CPU's view of memory: loads, stores and instruction fetches through the
+//! page tables with their permissions, and `text_poke_copy` / `text_poke_set`,
+//! which write program text through the physical frames.
+
+use super::Machine;
+use super::consts::{
+    MODULES_END, MODULES_VADDR, PAGE_OFFSET, PAGE_SIZE, VMALLOC_END, VMALLOC_START, is_canonical,
+};
+use super::oops::{Access, Fault, FaultCause, Oops};
+
+const PS: u64 = PAGE_SIZE;
+
+impl Machine {
+    /// Translates `va` for `access`: the pfn and offset, or the fault the MMU
+    /// would raise.
+    pub fn translate(&self, va: u64, access: Access) -> Result<(u64, usize), Fault> {
+        let fault = |cause| Fault { addr: va, access, cause };
+        if !is_canonical(va) {
+            return Err(fault(FaultCause::NonCanonical));
+        }
+        let (pfn, prot) = if (VMALLOC_START..=VMALLOC_END).contains(&va)
+            || (MODULES_VADDR..MODULES_END).contains(&va)
+        {
+            let leaf = self.pgtables.lookup(va).ok_or(fault(FaultCause::NotPresent))?;
+            (leaf.pfn + ((va - leaf.va) / PS), leaf.prot)
+        } else if va >= PAGE_OFFSET && va < PAGE_OFFSET + self.mm.nr_pages() * PS {
+            let pfn = (va - PAGE_OFFSET) / PS;
+            (pfn, self.dmap.prot(pfn))
+        } else {
+            return Err(fault(FaultCause::NotPresent));
+        };
+        if !prot.present() {
+            return Err(fault(FaultCause::NotPresent));
+        }
+        match access {
+            Access::Write if !prot.writable() => Err(fault(FaultCause::WriteToReadOnly)),
+            Access::Fetch if !prot.executable() => Err(fault(FaultCause::ExecNx)),
+            _ => Ok((pfn, (va % PS) as usize)),
+        }
+    }
+
+    /// Calls `f(pfn, offset_in_frame, range_in_buffer)` for each page-sized
+    /// piece of `va..va+len`, after translating it for `access`.
+    fn each_piece(
+        &self,
+        va: u64,
+        len: usize,
+        access: Access,
+        mut f: impl FnMut(u64, usize, std::ops::Range<usize>),
+    ) -> Result<(), Fault> {
+        let mut done = 0usize;
+        while done < len {
+            let addr = va + done as u64;
+            let (pfn, off) = self.translate(addr, access)?;
+            let n = (PS as usize - off).min(len - done);
+            f(pfn, off, done..done + n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// A kernel load of `buf.len()` bytes at `va`; a fault is an oops.
+    pub fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let r = self.each_piece(va, buf.len(), Access::Read, |pfn, off, r| {
+            self.frames.read(pfn, off, &mut buf[r])
+        });
+        self.oops_on(r)
+    }
+
+    fn oops_on<T>(&mut self, r: Result<T, Fault>) -> Result<T, Fault> {
+        if let Err(f) = &r {
+            self.oops(Oops::Fault(*f));
+        }
+        r
+    }
+
+    /// A kernel store of `data` at `va`; a fault is an oops. Pages before a
+    /// faulting one are written, as a `memcpy` would leave them.
+    pub fn write(&mut self, va: u64, data: &[u8]) -> Result<(), Fault> {
+        self.store(va, data.len(), Access::Write, |frames, pfn, off, r| {
+            frames.write(pfn, off, &data[r])
+        })
+    }
+
+    /// A kernel `memset(va, value, len)`; a fault is an oops.
+    pub fn memset(&mut self, va: u64, value: u8, len: usize) -> Result<(), Fault> {
+        self.store(va, len, Access::Write, |frames, pfn, off, r| {
+            frames.fill(pfn, off, r.len(), value)
+        })
+    }
+
+    fn store(
+        &mut self,
+        va: u64,
+        len: usize,
+        access: Access,
+        mut put: impl FnMut(&mut super::frames::Frames, u64, usize, std::ops::Range<usize>),
+    ) -> Result<(), Fault> {
+        let mut done = 0usize;
+        while done < len {
+            let addr = va + done as u64;
+            let (pfn, off) = match self.translate(addr, access) {
+                Ok(t) => t,
+                Err(f) => return self.oops_on(Err(f)),
+            };
+            let n = (PS as usize - off).min(len - done);
+            put(&mut self.frames, pfn, off, done..done + n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// What an instruction fetch of one byte at `va` would give, without
+    /// recording anything: the question a probe asks ("what would a jump here
+    /// run?"), not kernel code running.
+    pub fn probe_fetch(&self, va: u64) -> Result<u8, Fault> {
+        let (pfn, off) = self.translate(va, Access::Fetch)?;
+        Ok(self.frames.byte(pfn, off))
+    }
+
+    /// Instruction fetches of `len` bytes from `va` (running the code); a
+    /// fault is an oops.
+    pub fn fetch(&mut self, va: u64, len: usize) -> Result<Vec<u8>, Fault> {
+        let mut out = vec![0; len];
+        let r = self.each_piece(va, len, Access::Fetch, |pfn, off, r| {
+            self.frames.read(pfn, off, &mut out[r])
+        });
+        self.oops_on(r).map(|()| out)
+    }
+
+    /// `__text_poke()`'s page lookup: `vmalloc_to_page()` of every page the
+    /// write touches; `BUG_ON(!pages[0])` when one is not mapped.
+    fn poke_pieces(&mut self, addr: u64, len: usize) -> Option<Vec<(u64, usize, std::ops::Range<usize>)>> {
+        let mut pieces = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let a = addr + done as u64;
+            let Some(pfn) = self.pgtables.vmalloc_to_pfn(a) else {
+                self.oops(Oops::Bug {
+                    file: "arch/x86/kernel/alternative.c",
+                    condition: "BUG_ON(!pages[0] || (cross_page_boundary && !pages[1]))",
+                    dump: None,
+                });
+                return None;
+            };
+            let off = (a % PS) as usize;
+            let n = (PS as usize - off).min(len - done);
+            pieces.push((pfn, off, done..done + n));
+            done += n;
+        }
+        Some(pieces)
+    }
+
+    /// `text_poke_copy(addr, src, len)`: writes program text through a
+    /// temporary alias of the frames, whatever the protection of `addr`.
+    pub fn text_poke_copy(&mut self, addr: u64, src: &[u8]) -> Option<()> {
+        for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
+            self.frames.write(pfn, off, &src[r]);
+        }
+        Some(())
+    }
+
+    /// `text_poke_set(addr, c, len)`: fills text with one byte (INT3, 0xCC).
+    pub fn text_poke_set(&mut self, addr: u64, c: u8, len: usize) -> Option<()> {
+        for (pfn, off, r) in self.poke_pieces(addr, len)? {
+            self.frames.fill(pfn, off, r.len(), c);
+        }
+        Some(())
+    }
+}

@@ -1,0 +1,315 @@
+//! The direct map (`__va(pfn)`) of all frames: 2 MiB leaves at boot (1 GiB as an
+//! option), RW+NX, split by CPA and never merged back.
+//!
+//! `change()` is `__change_page_attr_set_clr()` with `primary = 0` on direct-map
+//! addresses, including `__should_split_large_page()`'s rules (v5.18,
+//! `arch/x86/mm/pat/set_memory.c`): a request that leaves a large leaf's
+//! protection as it is keeps the leaf; a request that changes it keeps it only if
+//! it covers the whole leaf from its first page; otherwise the leaf is split
+//! (`split_page_count()` counts `direct_map_level2_splits` / `_level3_splits`).
+
+use std::collections::BTreeSet;
+
+use super::consts::PTRS_PER_PTE;
+use super::prot::Prot;
+
+/// The boot leaf size of the direct map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum DmapLeaf {
+    /// 2 MiB leaves (`DirectMap2M`), the default.
+    #[default]
+    M2,
+    /// 1 GiB leaves (`DirectMap1G`, gbpages): the machine's RAM is taken to fill
+    /// each GiB it touches, as the kernel's counters would see it.
+    G1,
+}
+
+/// The level of a direct-map leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DmapLevel {
+    K4,
+    M2,
+    G1,
+}
+
+impl DmapLevel {
+    /// 4 KiB pages under one leaf of this level.
+    pub fn pages(self) -> u64 {
+        match self {
+            DmapLevel::K4 => 1,
+            DmapLevel::M2 => PTRS_PER_PTE,
+            DmapLevel::G1 => PTRS_PER_PTE * PTRS_PER_PTE,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pmd {
+    None,
+    Leaf(Prot),
+    Table(Box<[Prot; 512]>),
+}
+
+#[derive(Clone)]
+enum Pud {
+    Leaf(Prot),
+    Table(Vec<Pmd>),
+}
+
+/// `/proc/meminfo`'s `DirectMap*` lines and `/proc/vmstat`'s split counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DirectMapStats {
+    pub directmap_4k_kb: u64,
+    pub directmap_2m_kb: u64,
+    pub directmap_1g_kb: u64,
+    pub direct_map_level2_splits: u64,
+    pub direct_map_level3_splits: u64,
+}
+
+/// The direct map.
+#[derive(Clone)]
+pub struct DirectMap {
+    nr_pages: u64,
+    puds: Vec<Pud>,
+    /// `direct_pages_count[PG_LEVEL_4K / 2M / 1G]`.
+    count: [u64; 3],
+    level2_splits: u64,
+    level3_splits: u64,
+    /// Leaves (first pfn, level) that are W+X right now.
+    wx: BTreeSet<(u64, DmapLevel)>,
+}
+
+const GB_PAGES: u64 = PTRS_PER_PTE * PTRS_PER_PTE;
+
+impl DirectMap {
+    pub fn new(nr_pages: u64, leaf: DmapLeaf) -> Self {
+        let nr_gb = nr_pages.div_ceil(GB_PAGES);
+        let mut count = [0; 3];
+        let puds = (0..nr_gb)
+            .map(|g| match leaf {
+                DmapLeaf::G1 => {
+                    count[2] += 1;
+                    Pud::Leaf(Prot::PAGE_KERNEL)
+                }
+                DmapLeaf::M2 => Pud::Table(
+                    (0..PTRS_PER_PTE)
+                        .map(|i| {
+                            if (g * GB_PAGES + i * PTRS_PER_PTE) < nr_pages {
+                                count[1] += 1;
+                                Pmd::Leaf(Prot::PAGE_KERNEL)
+                            } else {
+                                Pmd::None
+                            }
+                        })
+                        .collect(),
+                ),
+            })
+            .collect();
+        Self {
+            nr_pages,
+            puds,
+            count,
+            level2_splits: 0,
+            level3_splits: 0,
+            wx: BTreeSet::new(),
+        }
+    }
+
+    /// The leaf mapping `pfn`: its protection, level and first pfn.
+    pub fn lookup(&self, pfn: u64) -> Option<(Prot, DmapLevel, u64)> {
+        if pfn >= self.nr_pages {
+            return None;
+        }
+        let g = (pfn / GB_PAGES) as usize;
+        match &self.puds[g] {
+            Pud::Leaf(p) => Some((*p, DmapLevel::G1, pfn & !(GB_PAGES - 1))),
+            Pud::Table(pmds) => match &pmds[((pfn % GB_PAGES) / PTRS_PER_PTE) as usize] {
+                Pmd::None => None,
+                Pmd::Leaf(p) => Some((*p, DmapLevel::M2, pfn & !(PTRS_PER_PTE - 1))),
+                Pmd::Table(ptes) => Some((ptes[(pfn % PTRS_PER_PTE) as usize], DmapLevel::K4, pfn)),
+            },
+        }
+    }
+
+    /// The protection of `pfn`'s alias.
+    pub fn prot(&self, pfn: u64) -> Prot {
+        self.lookup(pfn).map_or(Prot::NONE, |(p, _, _)| p)
+    }
+
+    fn set_leaf(&mut self, first: u64, level: DmapLevel, prot: Prot) {
+        let g = (first / GB_PAGES) as usize;
+        match (&mut self.puds[g], level) {
+            (Pud::Leaf(p), DmapLevel::G1) => *p = prot,
+            (Pud::Table(pmds), DmapLevel::M2) => {
+                pmds[((first % GB_PAGES) / PTRS_PER_PTE) as usize] = Pmd::Leaf(prot)
+            }
+            (Pud::Table(pmds), DmapLevel::K4) => {
+                match &mut pmds[((first % GB_PAGES) / PTRS_PER_PTE) as usize] {
+                    Pmd::Table(ptes) => ptes[(first % PTRS_PER_PTE) as usize] = prot,
+                    _ => unreachable!("4K leaf under a non-table pmd"),
+                }
+            }
+            _ => unreachable!("direct map leaf level mismatch"),
+        }
+        if prot.is_wx() {
+            self.wx.insert((first, level));
+        } else {
+            self.wx.remove(&(first, level));
+        }
+    }
+
+    /// `split_large_page()` + `split_page_count()`.
+    fn split(&mut self, pfn: u64, level: DmapLevel) {
+        let g = (pfn / GB_PAGES) as usize;
+        match level {
+            DmapLevel::G1 => {
+                let Pud::Leaf(p) = self.puds[g] else { unreachable!() };
+                self.puds[g] = Pud::Table(vec![Pmd::Leaf(p); PTRS_PER_PTE as usize]);
+                self.count[2] -= 1;
+                self.count[1] += PTRS_PER_PTE;
+                self.level3_splits += 1;
+                self.rewrite_wx(pfn & !(GB_PAGES - 1), level, p, DmapLevel::M2);
+            }
+            DmapLevel::M2 => {
+                let Pud::Table(pmds) = &mut self.puds[g] else { unreachable!() };
+                let slot = &mut pmds[((pfn % GB_PAGES) / PTRS_PER_PTE) as usize];
+                let Pmd::Leaf(p) = *slot else { unreachable!() };
+                *slot = Pmd::Table(Box::new([p; 512]));
+                self.count[1] -= 1;
+                self.count[0] += PTRS_PER_PTE;
+                self.level2_splits += 1;
+                self.rewrite_wx(pfn & !(PTRS_PER_PTE - 1), level, p, DmapLevel::K4);
+            }
+            DmapLevel::K4 => unreachable!("a 4K leaf cannot be split"),
+        }
+    }
+
+    fn rewrite_wx(&mut self, first: u64, old: DmapLevel, prot: Prot, new: DmapLevel) {
+        if self.wx.remove(&(first, old)) {
+            for i in 0..PTRS_PER_PTE {
+                self.wx.insert((first + i * new.pages(), new));
+            }
+        }
+        debug_assert!(!prot.is_wx() || !self.wx.is_empty());
+    }
+
+    /// `__change_page_attr_set_clr(cpa, 0)` on `__va(pfn)` for `numpages`.
+    /// Returns the number of leaves whose protection changed.
+    pub fn change(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot) -> u64 {
+        let mut cur = pfn;
+        let mut rem = numpages;
+        let mut changed = 0;
+        while rem > 0 {
+            let Some((old, level, first)) = self.lookup(cur) else {
+                // __cpa_process_fault(): holes in the identity map are skipped.
+                cur += 1;
+                rem -= 1;
+                continue;
+            };
+            let new = old.apply(set, clr);
+            let to_end = first + level.pages() - cur;
+            let n = rem.min(to_end);
+            if level == DmapLevel::K4 || new == old {
+                // A 4K pte is rewritten in place; a large leaf whose protection
+                // would not change is preserved ("lp_sameprot").
+                if new != old {
+                    self.set_leaf(cur, level, new);
+                    changed += 1;
+                }
+            } else if cur == first && n == level.pages() {
+                self.set_leaf(first, level, new);
+                changed += 1;
+            } else {
+                self.split(cur, level);
+                continue;
+            }
+            cur += n;
+            rem -= n;
+        }
+        changed
+    }
+
+    pub fn stats(&self) -> DirectMapStats {
+        DirectMapStats {
+            directmap_4k_kb: self.count[0] * 4,
+            directmap_2m_kb: self.count[1] * 2048,
+            directmap_1g_kb: self.count[2] << 20,
+            direct_map_level2_splits: self.level2_splits,
+            direct_map_level3_splits: self.level3_splits,
+        }
+    }
+
+    /// Every leaf as (first pfn, level, prot), in pfn order.
+    pub fn leaves(&self) -> Vec<(u64, DmapLevel, Prot)> {
+        let mut out = Vec::new();
+        for (g, pud) in self.puds.iter().enumerate() {
+            let gbase = g as u64 * GB_PAGES;
+            match pud {
+                Pud::Leaf(p) => out.push((gbase, DmapLevel::G1, *p)),
+                Pud::Table(pmds) => {
+                    for (i, pmd) in pmds.iter().enumerate() {
+                        let base = gbase + i as u64 * PTRS_PER_PTE;
+                        match pmd {
+                            Pmd::None => {}
+                            Pmd::Leaf(p) => out.push((base, DmapLevel::M2, *p)),
+                            Pmd::Table(ptes) => out.extend(
+                                ptes.iter()
+                                    .enumerate()
+                                    .map(|(j, p)| (base + j as u64, DmapLevel::K4, *p)),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
+    pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, DmapLevel)> + '_ {
+        self.wx.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RO: Prot = Prot::RW; // clear mask for set_memory_ro
+
+    #[test]
+    fn partial_change_splits_once_and_counts() {
+        let mut d = DirectMap::new(16384, DmapLeaf::M2);
+        assert_eq!(d.stats().directmap_2m_kb, 65536);
+        d.change(1000, 1, Prot::NONE, RO);
+        let s = d.stats();
+        assert_eq!(s.direct_map_level2_splits, 1);
+        assert_eq!(s.directmap_4k_kb, 2048);
+        assert_eq!(s.directmap_2m_kb, 65536 - 2048);
+        d.change(1001, 1, Prot::NONE, RO);
+        assert_eq!(d.stats().direct_map_level2_splits, 1);
+        assert_eq!(d.prot(1000), Prot::PAGE_KERNEL_RO);
+        assert_eq!(d.prot(1002), Prot::PAGE_KERNEL);
+    }
+
+    #[test]
+    fn whole_leaf_change_and_same_prot_keep_the_leaf() {
+        let mut d = DirectMap::new(16384, DmapLeaf::M2);
+        d.change(1024, 512, Prot::NONE, RO);
+        d.change(1030, 1, Prot::NONE, RO); // already RO: preserved
+        d.change(2000, 3, Prot::PAGE_KERNEL, Prot::NONE); // already default
+        assert_eq!(d.stats().direct_map_level2_splits, 0);
+        assert_eq!(d.lookup(1030), Some((Prot::PAGE_KERNEL_RO, DmapLevel::M2, 1024)));
+    }
+
+    #[test]
+    fn gbpages_split_to_2m_then_4k() {
+        let mut d = DirectMap::new(16384, DmapLeaf::G1);
+        assert_eq!(d.stats().directmap_1g_kb, 1 << 20);
+        d.change(5, 1, Prot::NONE, RO);
+        let s = d.stats();
+        assert_eq!((s.direct_map_level3_splits, s.direct_map_level2_splits), (1, 1));
+        assert_eq!(s.directmap_2m_kb, 511 * 2048);
+        assert_eq!(s.directmap_4k_kb, 512 * 4);
+    }
+}

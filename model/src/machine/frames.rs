@@ -1,0 +1,191 @@
+//! Physical frame contents, materialised lazily.
+//!
+//! A frame that was never written holds *boot garbage*: a deterministic hash of
+//! its pfn and offset (never 0xCC, so boot garbage can never pass for INT3
+//! padding). A frame filled with one byte value (a `memset` of the whole page,
+//! `clear_highpage`, the pack allocator's INT3 fill) is described by that byte.
+//! Only frames written partially carry a 4 KiB buffer. Freeing a page never
+//! clears it, so stale data from an earlier user stays observable, as in the
+//! kernel; only `__GFP_ZERO` and explicit writes change contents.
+
+use super::consts::PAGE_SIZE;
+
+const PS: usize = PAGE_SIZE as usize;
+
+/// What a frame holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// Boot garbage, never written since boot.
+    Boot,
+    /// Every byte is this value.
+    Fill(u8),
+    /// A private buffer (index into the frame pool).
+    Data(u32),
+}
+
+/// The contents of all frames.
+#[derive(Clone)]
+pub struct Frames {
+    state: Vec<Content>,
+    pool: Vec<Box<[u8; PS]>>,
+    /// Buffers no frame uses any more, for reuse.
+    spare: Vec<u32>,
+}
+
+/// The boot garbage byte at (`pfn`, `off`): SplitMix64 of the 8-byte word index,
+/// with 0xCC replaced so that garbage never looks like INT3.
+pub fn boot_byte(pfn: u64, off: usize) -> u8 {
+    let word = splitmix64(pfn.wrapping_mul(PAGE_SIZE / 8) + (off as u64 / 8));
+    let b = (word >> ((off % 8) * 8)) as u8;
+    if b == 0xcc { 0x4c } else { b }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Frames {
+    pub fn new(nr: u64) -> Self {
+        Self {
+            state: vec![Content::Boot; nr as usize],
+            pool: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    pub fn content(&self, pfn: u64) -> Content {
+        self.state[pfn as usize]
+    }
+
+    /// One byte of frame `pfn`.
+    pub fn byte(&self, pfn: u64, off: usize) -> u8 {
+        match self.state[pfn as usize] {
+            Content::Boot => boot_byte(pfn, off),
+            Content::Fill(b) => b,
+            Content::Data(i) => self.pool[i as usize][off],
+        }
+    }
+
+    /// Copies `buf.len()` bytes from frame `pfn` at `off` (within the frame).
+    pub fn read(&self, pfn: u64, off: usize, buf: &mut [u8]) {
+        debug_assert!(off + buf.len() <= PS);
+        match self.state[pfn as usize] {
+            Content::Boot => {
+                for (i, b) in buf.iter_mut().enumerate() {
+                    *b = boot_byte(pfn, off + i);
+                }
+            }
+            Content::Fill(v) => buf.fill(v),
+            Content::Data(i) => buf.copy_from_slice(&self.pool[i as usize][off..off + buf.len()]),
+        }
+    }
+
+    /// Writes `data` into frame `pfn` at `off` (within the frame).
+    pub fn write(&mut self, pfn: u64, off: usize, data: &[u8]) {
+        debug_assert!(off + data.len() <= PS);
+        if data.len() == PS && data.iter().all(|&b| b == data[0]) {
+            return self.fill(pfn, 0, PS, data[0]);
+        }
+        let buf = self.materialise(pfn);
+        buf[off..off + data.len()].copy_from_slice(data);
+    }
+
+    /// Sets `len` bytes of frame `pfn` at `off` to `value`.
+    pub fn fill(&mut self, pfn: u64, off: usize, len: usize, value: u8) {
+        debug_assert!(off + len <= PS);
+        if len == PS {
+            self.release(pfn);
+            self.state[pfn as usize] = Content::Fill(value);
+            return;
+        }
+        if self.state[pfn as usize] == Content::Fill(value) {
+            return;
+        }
+        let buf = self.materialise(pfn);
+        buf[off..off + len].fill(value);
+    }
+
+    /// `clear_highpage()`.
+    pub fn zero(&mut self, pfn: u64) {
+        self.fill(pfn, 0, PS, 0);
+    }
+
+    /// Is every byte of `off..off+len` in frame `pfn` equal to `value`?
+    pub fn all_equal(&self, pfn: u64, off: usize, len: usize, value: u8) -> bool {
+        match self.state[pfn as usize] {
+            Content::Fill(b) => b == value,
+            Content::Boot => (off..off + len).all(|o| boot_byte(pfn, o) == value),
+            Content::Data(i) => self.pool[i as usize][off..off + len].iter().all(|&b| b == value),
+        }
+    }
+
+    fn materialise(&mut self, pfn: u64) -> &mut [u8; PS] {
+        let slot = match self.state[pfn as usize] {
+            Content::Data(i) => i,
+            old => {
+                let i = match self.spare.pop() {
+                    Some(i) => i,
+                    None => {
+                        self.pool.push(Box::new([0; PS]));
+                        (self.pool.len() - 1) as u32
+                    }
+                };
+                let buf = &mut self.pool[i as usize];
+                match old {
+                    Content::Boot => {
+                        for (o, b) in buf.iter_mut().enumerate() {
+                            *b = boot_byte(pfn, o);
+                        }
+                    }
+                    Content::Fill(v) => buf.fill(v),
+                    Content::Data(_) => unreachable!(),
+                }
+                self.state[pfn as usize] = Content::Data(i);
+                i
+            }
+        };
+        &mut self.pool[slot as usize]
+    }
+
+    fn release(&mut self, pfn: u64) {
+        if let Content::Data(i) = self.state[pfn as usize] {
+            self.spare.push(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_garbage_is_deterministic_distinct_and_never_int3() {
+        let f = Frames::new(64);
+        let mut a = [0u8; PS];
+        let mut b = [0u8; PS];
+        f.read(3, 0, &mut a);
+        Frames::new(64).read(3, 0, &mut b);
+        assert_eq!(a, b, "same pfn, same garbage on another machine");
+        f.read(4, 0, &mut b);
+        assert_ne!(a, b, "different frames hold different garbage");
+        for pfn in 0..64 {
+            assert!(!f.all_equal(pfn, 0, PS, 0xcc));
+            assert!((0..PS).all(|o| f.byte(pfn, o) != 0xcc));
+        }
+    }
+
+    #[test]
+    fn partial_write_keeps_the_rest_and_full_fill_is_compact() {
+        let mut f = Frames::new(4);
+        f.write(1, 10, &[1, 2, 3]);
+        assert_eq!(f.byte(1, 11), 2);
+        assert_eq!(f.byte(1, 9), boot_byte(1, 9));
+        f.fill(1, 0, PS, 0xcc);
+        assert_eq!(f.content(1), Content::Fill(0xcc));
+        f.write(2, 0, &[0xcc; PS]);
+        assert_eq!(f.content(2), Content::Fill(0xcc));
+    }
+}

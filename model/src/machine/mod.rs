@@ -1,0 +1,151 @@
+//! The simulated machine and the core mm both kernels share ("physics"): frames,
+//! `struct page`, the buddy allocator, kernel page tables, the direct map, CPA and
+//! the CPU. It knows nothing of the kernels built on it.
+
+pub mod buddy;
+pub mod consts;
+pub mod cpa;
+pub mod cpu;
+pub mod direct_map;
+pub mod frames;
+pub mod list;
+pub mod oops;
+pub mod page;
+pub mod page_alloc;
+pub mod pgtable;
+pub mod prot;
+
+use buddy::Buddy;
+use direct_map::{DirectMap, DmapLeaf};
+use frames::Frames;
+use oops::Oops;
+use page::Memmap;
+use pgtable::PageTables;
+
+pub use page_alloc::Gfp;
+pub use prot::Prot;
+
+/// The hardware a run is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MachineConfig {
+    /// NUMA nodes (1 or 2), each with an equal share of memory.
+    pub nodes: u8,
+    /// Memory size in MiB (a multiple of 4 MiB per node).
+    pub mem_mib: u32,
+    /// The boot leaf size of the direct map.
+    pub dmap_leaf: DmapLeaf,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 1,
+            mem_mib: 64,
+            dmap_leaf: DmapLeaf::M2,
+        }
+    }
+}
+
+impl MachineConfig {
+    /// Memory sizes the model accepts.
+    pub const MEM_SIZES_MIB: [u32; 4] = [16, 32, 64, 128];
+
+    pub fn nr_pages(&self) -> u64 {
+        self.mem_mib as u64 * 256
+    }
+
+    /// Checks the configuration; the error names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=2).contains(&self.nodes) {
+            return Err(format!("nodes must be 1 or 2, not {}", self.nodes));
+        }
+        if !Self::MEM_SIZES_MIB.contains(&self.mem_mib) {
+            return Err(format!(
+                "mem must be one of 16M, 32M, 64M, 128M, not {}M",
+                self.mem_mib
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of work done, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineStats {
+    /// `set_memory_*()` calls.
+    pub set_memory_calls: u64,
+    /// `set_direct_map_*_noflush()` calls.
+    pub set_direct_map_calls: u64,
+}
+
+/// The machine.
+#[derive(Clone)]
+pub struct Machine {
+    cfg: MachineConfig,
+    /// Every frame's `struct page`.
+    pub mm: Memmap,
+    /// Every frame's contents.
+    pub frames: Frames,
+    buddy: Buddy,
+    /// Page tables of the vmalloc and module ranges.
+    pub pgtables: PageTables,
+    /// The direct map.
+    pub dmap: DirectMap,
+    kdata: [u64; list::KDATA_WORDS],
+    oopses: Vec<Oops>,
+    leaked: Vec<(u64, u32)>,
+    pub stats: MachineStats,
+}
+
+impl Machine {
+    /// Boots a machine: all memory free in max-order blocks, the direct map in
+    /// boot leaves, the driver's list head initialised.
+    pub fn new(cfg: MachineConfig) -> Self {
+        cfg.validate().expect("invalid machine config");
+        let nr = cfg.nr_pages();
+        let mut mm = Memmap::new(nr);
+        let buddy = Buddy::new(&mut mm, cfg.nodes as usize);
+        let mut m = Self {
+            cfg,
+            mm,
+            frames: Frames::new(nr),
+            buddy,
+            pgtables: PageTables::default(),
+            dmap: DirectMap::new(nr, cfg.dmap_leaf),
+            kdata: [0; list::KDATA_WORDS],
+            oopses: Vec::new(),
+            leaked: Vec::new(),
+            stats: MachineStats::default(),
+        };
+        m.init_list_head(list::DRIVER_LIST)
+            .expect("driver list head is in kernel data");
+        m
+    }
+
+    pub fn config(&self) -> &MachineConfig {
+        &self.cfg
+    }
+
+    pub fn nr_pages(&self) -> u64 {
+        self.mm.nr_pages()
+    }
+
+    pub fn nr_nodes(&self) -> usize {
+        self.buddy.nr_nodes()
+    }
+
+    /// `page_to_nid()`.
+    pub fn page_to_nid(&self, pfn: u64) -> usize {
+        self.buddy.node_of(pfn)
+    }
+
+    /// Records an oops.
+    pub fn oops(&mut self, o: Oops) {
+        self.oopses.push(o);
+    }
+
+    /// Every oops so far, oldest first.
+    pub fn oopses(&self) -> &[Oops] {
+        &self.oopses
+    }
+}

@@ -1,0 +1,355 @@
+//! The page allocator's entry points and `struct page` life cycle, after v5.18
+//! `mm/page_alloc.c` and `include/linux/mm.h` with `CONFIG_DEBUG_VM=y`:
+//! `alloc_pages_node`, `prep_new_page`, `prep_compound_page`, `split_page`,
+//! `__free_pages`, `free_pages_prepare` with `free_tail_pages_check` and
+//! `check_free_page`, `bad_page`, and `get_page` / `put_page` / `page_count`.
+
+use super::Machine;
+use super::oops::{Oops, PageDump};
+use super::page::{COMPOUND_PAGE_DTOR, PAGE_MAPPING_FLAGS, TAIL_MAPPING, W_LRU_NEXT, page_ptr, pg};
+
+/// The GFP bits the model distinguishes (all allocations are `GFP_KERNEL`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gfp {
+    /// `__GFP_ZERO`: the pages are cleared before they are handed out.
+    pub zero: bool,
+    /// `__GFP_COMP`: a high-order block becomes one compound page.
+    pub comp: bool,
+}
+
+impl Gfp {
+    pub const KERNEL: Gfp = Gfp {
+        zero: false,
+        comp: false,
+    };
+}
+
+impl Machine {
+    /// `alloc_pages_node(nid, gfp, order)`; `None` is `NUMA_NO_NODE` (the local
+    /// node of the one CPU, node 0, then the others).
+    pub fn alloc_pages_node(&mut self, nid: Option<usize>, gfp: Gfp, order: u32) -> Option<u64> {
+        let nid = nid.unwrap_or(0);
+        loop {
+            let pfn = self.buddy.rmqueue(&mut self.mm, order, nid)?;
+            // check_new_pages(): a bad page is reported and the block dropped.
+            if self.check_new_pages(pfn, order) {
+                self.leaked.push((pfn, order));
+                continue;
+            }
+            self.prep_new_page(pfn, order, gfp);
+            return Some(pfn);
+        }
+    }
+
+    /// `check_new_pages()`: every page of the block in the expected state.
+    fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
+        for p in pfn..pfn + (1 << order) {
+            if let Some(reason) = self.page_bad_reason(p, pg::CHECK_AT_PREP) {
+                self.bad_page(p, reason);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `prep_new_page()` → `post_alloc_hook()`: `private = 0`, `_refcount = 1`,
+    /// zeroing for `__GFP_ZERO`, then `prep_compound_page()` for `__GFP_COMP`.
+    fn prep_new_page(&mut self, pfn: u64, order: u32, gfp: Gfp) {
+        let head = self.mm.page_mut(pfn);
+        head.set_private(0);
+        head.set_refcount(1);
+        if gfp.zero {
+            for p in pfn..pfn + (1 << order) {
+                self.frames.zero(p);
+            }
+        }
+        if order > 0 && gfp.comp {
+            self.prep_compound_page(pfn, order);
+        }
+    }
+
+    /// `prep_compound_page()` (v5.18): `__SetPageHead`, then every tail gets
+    /// `mapping = TAIL_MAPPING` and `compound_head = head | 1`, then the head's
+    /// metadata goes into the first tail (`compound_dtor`, `compound_order`,
+    /// `compound_nr`, `compound_mapcount = -1`, `compound_pincount = 0`).
+    pub fn prep_compound_page(&mut self, pfn: u64, order: u32) {
+        self.mm.page_mut(pfn).set_flag(pg::HEAD);
+        for p in pfn + 1..pfn + (1 << order) {
+            let tail = self.mm.page_mut(p);
+            tail.set_mapping(TAIL_MAPPING);
+            tail.set_word(W_LRU_NEXT, page_ptr(pfn) | 1);
+        }
+        let first = self.mm.page_mut(pfn + 1);
+        first.set_compound_dtor(COMPOUND_PAGE_DTOR);
+        first.set_compound_order_byte(order as u8);
+        first.set_compound_nr(1 << order);
+        first.set_compound_mapcount_raw(-1);
+        if order > 1 {
+            first.set_compound_pincount(0);
+        }
+    }
+
+    /// `compound_order()`: `page[1].compound_order` of a head, else 0.
+    pub fn compound_order(&self, pfn: u64) -> u32 {
+        if self.mm.page(pfn).is_head() && pfn + 1 < self.mm.nr_pages() {
+            self.mm.page(pfn + 1).compound_order() as u32
+        } else {
+            0
+        }
+    }
+
+    /// `split_page()` (v5.18): every subpage of a non-compound high-order block
+    /// becomes an order-0 page with `_refcount = 1`. Nothing else is touched:
+    /// stale `private` and `lru` words stay as they were.
+    pub fn split_page(&mut self, pfn: u64, order: u32) {
+        if self.mm.page(pfn).is_compound() {
+            return self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(PageCompound(page))");
+        }
+        if self.mm.page(pfn).refcount() == 0 {
+            return self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(!page_count(page))");
+        }
+        for p in pfn + 1..pfn + (1 << order) {
+            self.mm.page_mut(p).set_refcount(1);
+        }
+    }
+
+    /// `__free_pages()` (v5.18): drop a reference; free the block when it was
+    /// the last; for a non-compound high-order block whose head is still
+    /// referenced, free the rest of it as smaller blocks.
+    pub fn __free_pages(&mut self, pfn: u64, order: u32) {
+        if self.put_page_testzero(pfn) {
+            self.free_the_page(pfn, order);
+        } else if !self.mm.page(pfn).is_head() {
+            let mut o = order;
+            while o > 0 {
+                o -= 1;
+                self.free_the_page(pfn + (1 << o), o);
+            }
+        }
+    }
+
+    /// `put_page_testzero()`: `VM_BUG_ON_PAGE(page_ref_count(page) == 0)`, then
+    /// decrement and test.
+    fn put_page_testzero(&mut self, pfn: u64) -> bool {
+        let page = self.mm.page_mut(pfn);
+        let count = page.refcount();
+        if count == 0 {
+            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) == 0)");
+            return false;
+        }
+        page.set_refcount(count - 1);
+        count == 1
+    }
+
+    fn free_the_page(&mut self, pfn: u64, order: u32) {
+        if self.free_pages_prepare(pfn, order) {
+            self.buddy.free_one_page(&mut self.mm, pfn, order);
+        } else {
+            // bad_page() already spoke; the block is never returned.
+            self.leaked.push((pfn, order));
+        }
+    }
+
+    /// `free_pages_prepare(page, order, check_free = true)` of v5.18.
+    fn free_pages_prepare(&mut self, pfn: u64, order: u32) -> bool {
+        if self.mm.page(pfn).is_tail() {
+            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(PageTail(page))");
+            return false;
+        }
+        let mut bad = 0;
+        if order > 0 {
+            let compound = self.mm.page(pfn).is_compound();
+            if compound && self.compound_order(pfn) != order {
+                self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(compound && compound_order(page) != order)");
+                return false;
+            }
+            for p in pfn + 1..pfn + (1 << order) {
+                if compound && !self.free_tail_pages_check(pfn, p) {
+                    bad += 1;
+                }
+                if let Some(reason) = self.page_bad_reason(p, pg::CHECK_AT_FREE) {
+                    self.bad_page(p, reason);
+                    bad += 1;
+                    continue;
+                }
+                let tail = self.mm.page_mut(p);
+                tail.set_word(0, tail.flags() & !pg::CHECK_AT_PREP);
+            }
+        }
+        let page = self.mm.page_mut(pfn);
+        if page.mapping() & PAGE_MAPPING_FLAGS != 0 {
+            page.set_mapping(0);
+        }
+        if let Some(reason) = self.page_bad_reason(pfn, pg::CHECK_AT_FREE) {
+            self.bad_page(pfn, reason);
+            bad += 1;
+        }
+        if bad > 0 {
+            return false;
+        }
+        let page = self.mm.page_mut(pfn);
+        page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
+        true
+    }
+
+    /// `free_tail_pages_check()` of v5.18 (`CONFIG_DEBUG_VM`). Returns true when
+    /// the tail is sane. Either way it ends with `mapping = NULL` and
+    /// `clear_compound_head()`.
+    fn free_tail_pages_check(&mut self, head: u64, p: u64) -> bool {
+        let reason = match p - head {
+            // the first tail page: ->mapping may be compound_mapcount()
+            1 => self.compound_mapcount(p).and_then(|mc| match mc {
+                0 => None,
+                _ => Some("nonzero compound_mapcount"),
+            }),
+            // the second tail page: ->mapping is deferred_list.next
+            2 => None,
+            _ => (self.mm.page(p).mapping() != TAIL_MAPPING).then_some("corrupted mapping in tail page"),
+        };
+        let reason = reason.or_else(|| {
+            let page = self.mm.page(p);
+            if !page.is_tail() {
+                Some("PageTail not set")
+            } else if self.mm.compound_head(p) != Ok(head) {
+                Some("compound_head not consistent")
+            } else {
+                None
+            }
+        });
+        if let Some(r) = reason {
+            self.bad_page(p, r);
+        }
+        let page = self.mm.page_mut(p);
+        page.set_mapping(0);
+        page.set_word(W_LRU_NEXT, 0);
+        reason.is_none()
+    }
+
+    /// `compound_mapcount(page)`: `VM_BUG_ON_PAGE(!PageCompound(page))`, then the
+    /// first tail of `compound_head(page)` holds `compound_mapcount` (biased by
+    /// -1). `None` after a BUG.
+    fn compound_mapcount(&mut self, pfn: u64) -> Option<i32> {
+        if !self.mm.page(pfn).is_compound() {
+            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(!PageCompound(page))");
+            return None;
+        }
+        let head = self.mm.compound_head(pfn).ok()?;
+        let first = head + 1;
+        (first < self.mm.nr_pages()).then(|| self.mm.page(first).compound_mapcount_raw().wrapping_add(1))
+    }
+
+    /// `page_expected_state()` + `page_bad_reason()`: the last check that fails
+    /// names the reason, as in the kernel.
+    fn page_bad_reason(&self, pfn: u64, check_flags: u64) -> Option<&'static str> {
+        let page = self.mm.page(pfn);
+        let mut reason = None;
+        if page.mapcount_raw() != -1 {
+            reason = Some("nonzero mapcount");
+        }
+        if page.mapping() != 0 {
+            reason = Some("non-NULL mapping");
+        }
+        if page.refcount() != 0 {
+            reason = Some("nonzero _refcount");
+        }
+        if page.flags() & check_flags != 0 {
+            reason = Some(if check_flags == pg::CHECK_AT_PREP {
+                "PAGE_FLAGS_CHECK_AT_PREP flag(s) set"
+            } else {
+                "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"
+            });
+        }
+        if page.memcg_data() != 0 {
+            reason = Some("page still charged to cgroup");
+        }
+        reason
+    }
+
+    /// `bad_page()`: report, reset `_mapcount` (so `PageBuddy` cannot confuse
+    /// anyone), taint. The caller leaks the block.
+    fn bad_page(&mut self, pfn: u64, reason: &'static str) {
+        let dump = PageDump::capture(&self.mm, pfn);
+        self.oops(Oops::BadPage { reason, dump });
+        self.mm.page_mut(pfn).set_mapcount_raw(-1);
+    }
+
+    /// `VM_BUG_ON_PAGE()`: dump the page and BUG (the operation stops there).
+    pub(crate) fn vm_bug_on_page(&mut self, pfn: u64, condition: &'static str) {
+        let dump = PageDump::capture(&self.mm, pfn);
+        self.oops(Oops::Bug {
+            file: "include/linux/mm.h",
+            condition,
+            dump: Some(dump),
+        });
+    }
+
+    /// `compound_head()` for a driver's page, oopsing on a wild head pointer.
+    fn head_or_oops(&mut self, pfn: u64) -> Option<u64> {
+        match self.mm.compound_head(pfn) {
+            Ok(h) => Some(h),
+            Err(ptr) => {
+                self.wild_access(ptr, super::oops::Access::Read);
+                None
+            }
+        }
+    }
+
+    /// `get_page()` = `folio_get(page_folio(page))`: the reference lands on the
+    /// head; `VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))`.
+    pub fn get_page(&mut self, pfn: u64) {
+        let Some(head) = self.head_or_oops(pfn) else { return };
+        let count = self.mm.page(head).refcount();
+        if (count as u32).wrapping_add(127) <= 127 {
+            return self.vm_bug_on_page(head, "VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))");
+        }
+        self.mm.page_mut(head).set_refcount(count + 1);
+    }
+
+    /// `put_page()` = `folio_put(page_folio(page))`: drop the head's reference;
+    /// the last one frees the page (a compound page as a whole, with
+    /// `compound_order()`), which runs the free-time checks.
+    pub fn put_page(&mut self, pfn: u64) {
+        let Some(head) = self.head_or_oops(pfn) else { return };
+        let count = self.mm.page(head).refcount();
+        if count == 0 {
+            return self.vm_bug_on_page(head, "VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0)");
+        }
+        self.mm.page_mut(head).set_refcount(count - 1);
+        if count == 1 {
+            let order = self.compound_order(head);
+            self.free_the_page(head, order);
+        }
+    }
+
+    /// `page_count()` = `folio_ref_count(page_folio(page))`.
+    pub fn page_count(&mut self, pfn: u64) -> Option<i32> {
+        let head = self.head_or_oops(pfn)?;
+        Some(self.mm.page(head).refcount())
+    }
+
+    /// `SetPageReserved()` (`PF_NO_COMPOUND`: the page's own flags; the
+    /// compound check is `CONFIG_DEBUG_VM_PGFLAGS` only).
+    pub fn set_page_reserved(&mut self, pfn: u64) {
+        self.mm.page_mut(pfn).set_flag(pg::RESERVED);
+    }
+
+    /// `ClearPageReserved()`.
+    pub fn clear_page_reserved(&mut self, pfn: u64) {
+        self.mm.page_mut(pfn).clear_flag(pg::RESERVED);
+    }
+
+    /// Free pages in the buddy allocator.
+    pub fn nr_free_pages(&self) -> u64 {
+        self.buddy.nr_free_pages()
+    }
+
+    /// Is `pfn` in a free block of the buddy allocator?
+    pub fn page_is_free(&self, pfn: u64) -> bool {
+        self.buddy.is_free(pfn)
+    }
+
+    /// Blocks (pfn, order) that were never returned because a check failed.
+    pub fn leaked_blocks(&self) -> &[(u64, u32)] {
+        &self.leaked
+    }
+}

@@ -1,0 +1,265 @@
+//! Kernel page tables of the vmalloc and module ranges: PTE (4 KiB) and PMD
+//! (2 MiB) leaves, each with its protection.
+//!
+//! Page-table pages themselves are not drawn from the modelled memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::consts::{PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SHIFT, PMD_SIZE};
+use super::prot::Prot;
+
+/// The level of a leaf entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Pte,
+    Pmd,
+}
+
+impl Level {
+    pub fn size(self) -> u64 {
+        match self {
+            Level::Pte => PAGE_SIZE,
+            Level::Pmd => PMD_SIZE,
+        }
+    }
+}
+
+/// A leaf entry found by a walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Virtual address the leaf starts at.
+    pub va: u64,
+    /// First pfn it maps.
+    pub pfn: u64,
+    pub prot: Prot,
+    pub level: Level,
+}
+
+const PTE_VALID: u64 = 1 << 11;
+
+#[derive(Clone)]
+enum Pmd {
+    Leaf { pfn: u64, prot: Prot },
+    /// 512 PTEs: `pfn << 12 | PTE_VALID | prot`, 0 for `pte_none`.
+    Table { ptes: Box<[u64; 512]>, used: u16 },
+}
+
+/// The page tables below `VMALLOC_START` and `MODULES_VADDR`.
+#[derive(Clone, Default)]
+pub struct PageTables {
+    pmds: BTreeMap<u64, Pmd>,
+    /// Leaves that are writable and executable at once (kept current at every
+    /// change, so the W^X oracle is O(1) per op).
+    wx: BTreeSet<(u64, Level)>,
+    /// PMD leaves split into PTEs by CPA.
+    pub pmd_splits: u64,
+}
+
+fn pmd_index(va: u64) -> u64 {
+    va >> PMD_SHIFT
+}
+fn pte_index(va: u64) -> usize {
+    ((va >> PAGE_SHIFT) % PAGES_PER_PMD) as usize
+}
+
+impl PageTables {
+    fn note(&mut self, va: u64, level: Level, prot: Option<Prot>) {
+        match prot {
+            Some(p) if p.is_wx() => {
+                self.wx.insert((va, level));
+            }
+            _ => {
+                self.wx.remove(&(va, level));
+            }
+        }
+    }
+
+    /// `vmap_pte_range()`: install one PTE. The slot must be `pte_none`.
+    pub fn map_pte(&mut self, va: u64, pfn: u64, prot: Prot) {
+        debug_assert!(va % PAGE_SIZE == 0);
+        let slot = self.pmds.entry(pmd_index(va)).or_insert_with(|| Pmd::Table {
+            ptes: Box::new([0; 512]),
+            used: 0,
+        });
+        match slot {
+            Pmd::Table { ptes, used } => {
+                let e = &mut ptes[pte_index(va)];
+                assert!(*e == 0, "vmap_pte_range: pte at {va:#x} is not none");
+                *e = pfn << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
+                *used += 1;
+            }
+            Pmd::Leaf { .. } => panic!("vmap_pte_range: {va:#x} is under a PMD leaf"),
+        }
+        self.note(va, Level::Pte, Some(prot));
+    }
+
+    /// `vmap_try_huge_pmd()`: install one PMD leaf (`va` and `pfn` PMD-aligned).
+    /// An empty PTE table in the slot is freed first (`pmd_free_pte_page`).
+    pub fn map_pmd(&mut self, va: u64, pfn: u64, prot: Prot) {
+        debug_assert!(va % PMD_SIZE == 0 && pfn % PAGES_PER_PMD == 0);
+        match self.pmds.get(&pmd_index(va)) {
+            None | Some(Pmd::Table { used: 0, .. }) => {}
+            Some(_) => panic!("vmap_try_huge_pmd: pmd at {va:#x} is in use"),
+        }
+        self.pmds.insert(pmd_index(va), Pmd::Leaf { pfn, prot });
+        self.note(va, Level::Pmd, Some(prot));
+    }
+
+    /// `vunmap_range()`: clear every leaf in `va..va+size`.
+    pub fn unmap(&mut self, va: u64, size: u64) {
+        let mut cur = va;
+        let end = va + size;
+        while cur < end {
+            let idx = pmd_index(cur);
+            let next_pmd = (idx + 1) << PMD_SHIFT;
+            match self.pmds.get_mut(&idx) {
+                None => {}
+                Some(Pmd::Leaf { .. }) => {
+                    // vunmap_pmd_range: pmd_clear_huge() on the whole leaf.
+                    self.pmds.remove(&idx);
+                    self.note(idx << PMD_SHIFT, Level::Pmd, None);
+                }
+                Some(Pmd::Table { ptes, used }) => {
+                    let stop = end.min(next_pmd);
+                    let mut a = cur;
+                    while a < stop {
+                        let e = &mut ptes[pte_index(a)];
+                        if *e != 0 {
+                            *e = 0;
+                            *used -= 1;
+                        }
+                        self.wx.remove(&(a, Level::Pte));
+                        a += PAGE_SIZE;
+                    }
+                }
+            }
+            cur = next_pmd;
+        }
+    }
+
+    /// Walks to the leaf that maps `va`.
+    pub fn lookup(&self, va: u64) -> Option<Leaf> {
+        match self.pmds.get(&pmd_index(va))? {
+            Pmd::Leaf { pfn, prot } => Some(Leaf {
+                va: va & !(PMD_SIZE - 1),
+                pfn: *pfn,
+                prot: *prot,
+                level: Level::Pmd,
+            }),
+            Pmd::Table { ptes, .. } => {
+                let e = ptes[pte_index(va)];
+                (e != 0).then(|| Leaf {
+                    va: va & !(PAGE_SIZE - 1),
+                    pfn: e >> PAGE_SHIFT,
+                    prot: Prot::from_bits(e as u8),
+                    level: Level::Pte,
+                })
+            }
+        }
+    }
+
+    /// `vmalloc_to_page()` (c0eb315ad971): at a PMD leaf the result is
+    /// `pmd_page(*pmd) + ((addr & ~PMD_MASK) >> PAGE_SHIFT)`, a tail page when
+    /// the leaf is backed by a compound page.
+    pub fn vmalloc_to_pfn(&self, va: u64) -> Option<u64> {
+        let leaf = self.lookup(va)?;
+        Some(leaf.pfn + ((va - leaf.va) >> PAGE_SHIFT))
+    }
+
+    /// Sets the protection of the leaf that starts at `leaf.va`.
+    pub fn set_prot(&mut self, leaf: Leaf, prot: Prot) {
+        match self.pmds.get_mut(&pmd_index(leaf.va)) {
+            Some(Pmd::Leaf { prot: p, .. }) if leaf.level == Level::Pmd => *p = prot,
+            Some(Pmd::Table { ptes, .. }) if leaf.level == Level::Pte => {
+                let e = &mut ptes[pte_index(leaf.va)];
+                assert!(*e != 0, "set_prot on pte_none at {:#x}", leaf.va);
+                *e = (*e & !7) | prot.bits() as u64;
+            }
+            _ => panic!("set_prot: no {:?} leaf at {:#x}", leaf.level, leaf.va),
+        }
+        self.note(leaf.va, leaf.level, Some(prot));
+    }
+
+    /// `split_large_page()` on a vmalloc PMD leaf: 512 PTEs with the same
+    /// protection and consecutive pfns.
+    pub fn split_pmd(&mut self, va: u64) {
+        let idx = pmd_index(va);
+        let Some(Pmd::Leaf { pfn, prot }) = self.pmds.get(&idx).cloned() else {
+            panic!("split_pmd: no PMD leaf at {va:#x}");
+        };
+        let mut ptes = Box::new([0u64; 512]);
+        for (i, e) in ptes.iter_mut().enumerate() {
+            *e = (pfn + i as u64) << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
+        }
+        self.pmds.insert(idx, Pmd::Table { ptes, used: 512 });
+        let base = idx << PMD_SHIFT;
+        self.note(base, Level::Pmd, None);
+        for i in 0..PAGES_PER_PMD {
+            self.note(base + i * PAGE_SIZE, Level::Pte, Some(prot));
+        }
+        self.pmd_splits += 1;
+    }
+
+    /// Every leaf, in address order.
+    pub fn leaves(&self) -> impl Iterator<Item = Leaf> + '_ {
+        self.pmds.iter().flat_map(|(&idx, pmd)| {
+            let base = idx << PMD_SHIFT;
+            let (single, table): (Option<Leaf>, Option<&[u64; 512]>) = match pmd {
+                Pmd::Leaf { pfn, prot } => (
+                    Some(Leaf {
+                        va: base,
+                        pfn: *pfn,
+                        prot: *prot,
+                        level: Level::Pmd,
+                    }),
+                    None,
+                ),
+                Pmd::Table { ptes, .. } => (None, Some(ptes)),
+            };
+            single.into_iter().chain(table.into_iter().flat_map(move |ptes| {
+                ptes.iter().enumerate().filter(|(_, e)| **e != 0).map(move |(i, e)| Leaf {
+                    va: base + i as u64 * PAGE_SIZE,
+                    pfn: e >> PAGE_SHIFT,
+                    prot: Prot::from_bits(*e as u8),
+                    level: Level::Pte,
+                })
+            }))
+        })
+    }
+
+    /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
+    pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, Level)> + '_ {
+        self.wx.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::consts::VMALLOC_START;
+
+    #[test]
+    fn vmalloc_to_pfn_inside_a_pmd_leaf_is_the_subpage() {
+        let mut pt = PageTables::default();
+        pt.map_pmd(VMALLOC_START, 1024, Prot::PAGE_KERNEL);
+        assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE + 5), Some(1027));
+        pt.map_pte(VMALLOC_START + PMD_SIZE, 7, Prot::PAGE_KERNEL);
+        assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + PMD_SIZE + 100), Some(7));
+        assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + PMD_SIZE + PAGE_SIZE), None);
+        assert_eq!(pt.leaves().count(), 2);
+    }
+
+    #[test]
+    fn wx_bookkeeping_follows_every_change() {
+        let mut pt = PageTables::default();
+        pt.map_pmd(VMALLOC_START, 0, Prot::PAGE_KERNEL);
+        let leaf = pt.lookup(VMALLOC_START).unwrap();
+        pt.set_prot(leaf, Prot::PRESENT.union(Prot::RW));
+        assert_eq!(pt.wx_leaves().count(), 1);
+        pt.split_pmd(VMALLOC_START);
+        assert_eq!(pt.wx_leaves().count(), 512);
+        pt.unmap(VMALLOC_START, PMD_SIZE);
+        assert_eq!(pt.wx_leaves().count(), 0);
+        assert_eq!(pt.leaves().count(), 0);
+    }
+}

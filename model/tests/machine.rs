@@ -1,0 +1,239 @@
+//! The machine layer against the kernel behaviour it models. Each test would fail
+//! if that behaviour were modelled wrong.
+
+use packmodel::machine::consts::{PAGE_SIZE, PMD_SIZE, VMALLOC_START};
+use packmodel::machine::list::{DRIVER_LIST, page_lru};
+use packmodel::machine::oops::{Access, FaultCause, Oops};
+use packmodel::machine::page::{LIST_POISON1, TAIL_MAPPING, W_LRU_NEXT};
+use packmodel::machine::{Gfp, Machine, MachineConfig, Prot};
+
+fn machine() -> Machine {
+    Machine::new(MachineConfig::default())
+}
+
+const COMP: Gfp = Gfp {
+    zero: false,
+    comp: true,
+};
+
+fn bad_pages(m: &Machine) -> Vec<(u64, &'static str)> {
+    m.oopses()
+        .iter()
+        .filter_map(|o| match o {
+            Oops::BadPage { reason, dump } => Some((dump.pfn, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Nick Piggin's reproducer at the `struct page` level: a driver's writes on
+/// tail +3 of an order-9 compound page.
+#[test]
+fn driver_writes_on_compound_tail_corrupt_its_mapping() {
+    let mut m = machine();
+    let free_before = m.nr_free_pages();
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    let tail = head + 3;
+    assert_eq!(m.mm.page(tail).mapping(), TAIL_MAPPING);
+    m.mm.page_mut(tail).set_mapping(0);
+    m.mm.page_mut(tail).set_index(0);
+    m.init_list_head(page_lru(tail)).unwrap();
+    assert!(!m.mm.page(tail).is_tail(), "INIT_LIST_HEAD wiped the tail bit");
+
+    m.__free_pages(head, 9);
+
+    let bad = bad_pages(&m);
+    assert_eq!(bad[0], (tail, "corrupted mapping in tail page"));
+    assert!(m.leaked_blocks().contains(&(head, 9)));
+    assert_eq!(m.nr_free_pages(), free_before - 512, "the block is leaked");
+    let text = m.oopses()[0].to_string();
+    assert!(text.starts_with(&format!("BUG: Bad page state in process packmodel  pfn:{tail:05x}")));
+    assert!(text.contains("page dumped because: corrupted mapping in tail page"));
+}
+
+#[test]
+fn list_del_on_a_tail_leaves_poison_where_compound_head_was() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    let tail = head + 3;
+    m.list_add(page_lru(tail), DRIVER_LIST).unwrap();
+    m.list_del(page_lru(tail)).unwrap();
+    assert_eq!(m.mm.page(tail).word(W_LRU_NEXT), LIST_POISON1);
+
+    m.__free_pages(head, 9);
+    assert_eq!(bad_pages(&m), vec![(tail, "PageTail not set")]);
+}
+
+#[test]
+fn get_page_on_a_tail_counts_on_the_head() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    m.get_page(head + 5);
+    assert_eq!(m.mm.page(head).refcount(), 2);
+    assert_eq!(m.mm.page(head + 5).refcount(), 0);
+    assert_eq!(m.page_count(head + 5), Some(2));
+    m.put_page(head + 5);
+    assert_eq!(m.mm.page(head).refcount(), 1);
+    m.__free_pages(head, 9);
+    assert!(m.oopses().is_empty(), "{:?}", m.oopses());
+}
+
+#[test]
+fn split_pages_are_independent_and_survive_driver_writes() {
+    let mut m = machine();
+    let free_before = m.nr_free_pages();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 9).unwrap();
+    m.split_page(head, 9);
+    for p in head..head + 512 {
+        assert_eq!(m.mm.page(p).refcount(), 1);
+        assert!(!m.mm.page(p).is_compound());
+    }
+    // The same driver writes as on the compound tail, then the driver's cleanup.
+    let p = head + 3;
+    m.mm.page_mut(p).set_mapping(0xffff_8880_0400_0000);
+    m.mm.page_mut(p).set_index(0);
+    m.init_list_head(page_lru(p)).unwrap();
+    m.get_page(p);
+    m.put_page(p);
+    m.mm.page_mut(p).set_mapping(0);
+    for p in head..head + 512 {
+        m.__free_pages(p, 0);
+    }
+    assert!(m.oopses().is_empty(), "{:?}", m.oopses());
+    assert_eq!(m.nr_free_pages(), free_before);
+}
+
+/// Maps `pfns` one page each at `va` with `PAGE_KERNEL`.
+fn map_ptes(m: &mut Machine, va: u64, pfns: &[u64]) {
+    for (i, &pfn) in pfns.iter().enumerate() {
+        m.pgtables.map_pte(va + i as u64 * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
+    }
+}
+
+#[test]
+fn set_memory_ro_splits_the_direct_map_leaf_of_the_alias_once() {
+    let mut m = machine();
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let b = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    assert_eq!(a / 512, b / 512, "both frames in the same 2 MiB leaf");
+    map_ptes(&mut m, VMALLOC_START, &[a, b]);
+    let before = m.dmap.stats();
+
+    m.set_memory_ro(VMALLOC_START, 1).unwrap();
+    let after = m.dmap.stats();
+    assert_eq!(after.direct_map_level2_splits, before.direct_map_level2_splits + 1);
+    assert_eq!(after.directmap_4k_kb, before.directmap_4k_kb + 2048);
+    assert_eq!(after.directmap_2m_kb, before.directmap_2m_kb - 2048);
+    assert_eq!(m.dmap.prot(a), Prot::PAGE_KERNEL_RO, "the alias follows");
+
+    m.set_memory_ro(VMALLOC_START + PAGE_SIZE, 1).unwrap();
+    assert_eq!(m.dmap.stats(), after, "second page in the same leaf: no new split");
+
+    let c = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    map_ptes(&mut m, VMALLOC_START + 2 * PAGE_SIZE, &[c]);
+    m.set_memory_x(VMALLOC_START + 2 * PAGE_SIZE, 1).unwrap();
+    m.set_memory_nx(VMALLOC_START + 2 * PAGE_SIZE, 1).unwrap();
+    assert_eq!(m.dmap.stats(), after, "NX-only changes leave the direct map alone");
+}
+
+#[test]
+fn set_memory_nx_only_change_does_not_split_an_untouched_leaf() {
+    let mut m = machine();
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    map_ptes(&mut m, VMALLOC_START, &[a]);
+    let before = m.dmap.stats();
+    m.set_memory_x(VMALLOC_START, 1).unwrap();
+    assert_eq!(m.dmap.stats(), before);
+    assert_eq!(m.dmap.prot(a), Prot::PAGE_KERNEL);
+}
+
+#[test]
+fn set_memory_rox_on_a_whole_pmd_leaf_splits_nothing() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 9).unwrap();
+    assert_eq!(head % 512, 0);
+    m.split_page(head, 9);
+    m.pgtables.map_pmd(VMALLOC_START, head, Prot::PAGE_KERNEL);
+    let before = m.dmap.stats();
+    m.set_memory_rox(VMALLOC_START, 512).unwrap();
+    assert_eq!(m.dmap.stats(), before, "no direct-map split");
+    assert_eq!(m.pgtables.pmd_splits, 0, "no vmalloc split");
+    let leaf = m.pgtables.lookup(VMALLOC_START).unwrap();
+    assert_eq!(leaf.prot, Prot::PAGE_KERNEL_ROX);
+    assert_eq!(m.dmap.prot(head + 7), Prot::PAGE_KERNEL_RO, "alias RO, NX kept");
+
+    // A partial change of the PMD leaf splits the vmalloc leaf, not the alias.
+    m.set_memory_rw(VMALLOC_START + PAGE_SIZE, 1).unwrap();
+    assert_eq!(m.pgtables.pmd_splits, 1);
+    assert_eq!(m.dmap.stats().direct_map_level2_splits, 1, "alias of one page");
+}
+
+#[test]
+fn cpu_faults_are_oopses_and_text_poke_writes_ro_text() {
+    let mut m = machine();
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    map_ptes(&mut m, VMALLOC_START, &[a]);
+    m.write(VMALLOC_START, b"hello").unwrap();
+    let f = m.fetch(VMALLOC_START, 1).unwrap_err();
+    assert_eq!((f.access, f.cause), (Access::Fetch, FaultCause::ExecNx));
+    m.set_memory_ro(VMALLOC_START, 1).unwrap();
+    let f = m.write(VMALLOC_START, b"x").unwrap_err();
+    assert_eq!((f.access, f.cause), (Access::Write, FaultCause::WriteToReadOnly));
+    assert_eq!(m.oopses().len(), 2);
+    assert!(m.oopses()[0].to_string().contains("kernel tried to execute NX-protected page"));
+    assert!(m.oopses()[1].to_string().contains("#PF: error_code(0x0003) - permissions violation"));
+
+    m.set_memory_x(VMALLOC_START, 1).unwrap();
+    m.text_poke_copy(VMALLOC_START + 2, &[0x90, 0xc3]).unwrap();
+    assert_eq!(m.fetch(VMALLOC_START, 4).unwrap(), b"he\x90\xc3");
+    assert_eq!(m.oopses().len(), 2, "text_poke is not a fault");
+    assert!(m.pgtables.wx_leaves().next().is_none());
+}
+
+#[test]
+fn data_survives_free_and_comes_back_with_the_frame() {
+    let mut m = machine();
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    m.frames.write(a, 100, b"secret");
+    m.__free_pages(a, 0);
+    let b = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    assert_eq!(a, b, "LIFO: the frame just freed is handed out again");
+    let mut buf = [0; 6];
+    m.frames.read(b, 100, &mut buf);
+    assert_eq!(&buf, b"secret");
+    m.__free_pages(b, 0);
+    let z = m
+        .alloc_pages_node(None, Gfp { zero: true, comp: false }, 0)
+        .unwrap();
+    assert_eq!(z, a);
+    m.frames.read(z, 100, &mut buf);
+    assert_eq!(buf, [0; 6], "__GFP_ZERO clears it");
+}
+
+#[test]
+fn boot_garbage_is_deterministic_and_never_int3() {
+    let m1 = machine();
+    let m2 = machine();
+    let mut a = [0u8; 4096];
+    let mut b = [0u8; 4096];
+    let mut c = [0u8; 4096];
+    m1.frames.read(10, 0, &mut a);
+    m2.frames.read(10, 0, &mut b);
+    m1.frames.read(11, 0, &mut c);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a.iter().all(|&x| x != 0xcc));
+}
+
+#[test]
+fn pmd_mapping_of_a_huge_block_reads_through() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 9).unwrap();
+    m.split_page(head, 9);
+    m.pgtables.map_pmd(VMALLOC_START, head, Prot::PAGE_KERNEL);
+    m.write(VMALLOC_START + PMD_SIZE - 3, b"abc").unwrap();
+    let mut buf = [0; 3];
+    m.frames.read(head + 511, 4093, &mut buf);
+    assert_eq!(&buf, b"abc");
+    assert_eq!(m.pgtables.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE), Some(head + 3));
+}
