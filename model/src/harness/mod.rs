@@ -1,1 +1,8 @@
+//! Ops, text traces, running ops on kernels, oracles and reports.
 
+pub mod obs;
+pub mod op;
+pub mod oracle;
+pub mod replay;
+pub mod session;
+pub mod trace;

@@ -1,1 +1,224 @@
+//! The kernel API both implementations serve (DESIGN §3), and what the harness
+//! may know of a kernel: its machine and the images of its BPF programs.
+//!
+//! Driver-side page operations act on the `struct page` a driver got from
+//! `vmalloc_to_page()`; they are core mm, the same in every kernel, and so have
+//! default bodies here. Everything that allocates is the implementation's own.
+
+pub mod probe;
 pub mod reference;
+
+use crate::machine::list::{DRIVER_LIST, page_lru};
+use crate::machine::oops::Fault;
+use crate::machine::{Machine, MachineConfig};
+
+pub use probe::{Image, ImageSlot, Landing};
+
+/// An error a kernel call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Errno {
+    /// `-ENOMEM` (or a NULL return from an allocator).
+    Enomem,
+    /// `-EINVAL`.
+    Einval,
+}
+
+impl Errno {
+    pub fn name(self) -> &'static str {
+        match self {
+            Errno::Enomem => "ENOMEM",
+            Errno::Einval => "EINVAL",
+        }
+    }
+}
+
+/// Whether a vmalloc caller asks for huge pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HugeHint {
+    /// Plain `vmalloc()`/`vzalloc()`.
+    #[default]
+    Default,
+    /// `VM_ALLOW_HUGE_VMAP` (`vmalloc_huge()`, since 559089e0a93d).
+    Allow,
+    /// `VM_NO_HUGE_VMAP` (`vmalloc_no_huge()`, before 559089e0a93d).
+    Forbid,
+}
+
+/// What a driver passes to `vmalloc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VmallocFlags {
+    pub huge: HugeHint,
+    /// `__GFP_ZERO` (`vzalloc()`).
+    pub zero: bool,
+}
+
+/// A kernel's handle for a vmalloc area it handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Area(pub u32);
+
+/// A kernel's handle for a loaded BPF program (index into its image slots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prog(pub u32);
+
+/// A `struct page *`, as its pfn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageRef(pub u64);
+
+/// The kernel API. One implementation per kernel; the harness drives both.
+pub trait Kernel {
+    /// `reference` or `optimised`.
+    fn name(&self) -> &'static str;
+    fn machine(&self) -> &Machine;
+    fn machine_mut(&mut self) -> &mut Machine;
+
+    // ---- driver side: vmalloc ---------------------------------------------
+
+    /// `vmalloc()` / `vzalloc()` / `vmalloc_huge()` / `vmalloc_no_huge()`.
+    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno>;
+    /// `kvmalloc()`'s vmalloc fallback (the `kmalloc` attempt is taken to have
+    /// failed, as it does for large sizes under fragmentation or
+    /// `__GFP_NORETRY`).
+    fn kvmalloc(&mut self, size: u64) -> Result<Area, Errno>;
+    /// `vfree()`.
+    fn vfree(&mut self, area: Area);
+    /// The address `vmalloc()` returned.
+    fn area_addr(&self, area: Area) -> u64;
+
+    /// A driver's `memcpy(buf, area + off, len)`.
+    fn vread(&mut self, area: Area, off: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let addr = self.area_addr(area) + off;
+        self.machine_mut().read(addr, buf)
+    }
+    /// A driver's `memcpy(area + off, data, len)`.
+    fn vwrite(&mut self, area: Area, off: u64, data: &[u8]) -> Result<(), Fault> {
+        let addr = self.area_addr(area) + off;
+        self.machine_mut().write(addr, data)
+    }
+    /// A driver's `memset(area + off, value, len)`.
+    fn vmemset(&mut self, area: Area, off: u64, value: u8, len: usize) -> Result<(), Fault> {
+        let addr = self.area_addr(area) + off;
+        self.machine_mut().memset(addr, value, len)
+    }
+    /// `vmalloc_to_page(area + off)`.
+    fn vmalloc_to_page(&mut self, area: Area, off: u64) -> Option<PageRef> {
+        let addr = self.area_addr(area) + off;
+        self.machine().pgtables.vmalloc_to_pfn(addr).map(PageRef)
+    }
+
+    // ---- driver side: what drivers do to the struct page they got ----------
+
+    /// `get_page(page)`.
+    fn get_page(&mut self, page: PageRef) {
+        self.machine_mut().get_page(page.0)
+    }
+    /// `put_page(page)`.
+    fn put_page(&mut self, page: PageRef) {
+        self.machine_mut().put_page(page.0)
+    }
+    /// `page->mapping = value`.
+    fn set_mapping(&mut self, page: PageRef, value: u64) {
+        self.machine_mut().mm.page_mut(page.0).set_mapping(value)
+    }
+    /// `page->index = value`.
+    fn set_index(&mut self, page: PageRef, value: u64) {
+        self.machine_mut().mm.page_mut(page.0).set_index(value)
+    }
+    /// `list_add(&page->lru, &driver_list)`.
+    fn list_add(&mut self, page: PageRef) {
+        let _ = self.machine_mut().list_add(page_lru(page.0), DRIVER_LIST);
+    }
+    /// `list_del(&page->lru)`.
+    fn list_del(&mut self, page: PageRef) {
+        let _ = self.machine_mut().list_del(page_lru(page.0));
+    }
+    /// `INIT_LIST_HEAD(&page->lru)`.
+    fn init_list_head(&mut self, page: PageRef) {
+        let _ = self.machine_mut().init_list_head(page_lru(page.0));
+    }
+    /// `SetPageReserved(page)`.
+    fn set_reserved(&mut self, page: PageRef) {
+        self.machine_mut().set_page_reserved(page.0)
+    }
+    /// `ClearPageReserved(page)`.
+    fn clear_reserved(&mut self, page: PageRef) {
+        self.machine_mut().clear_page_reserved(page.0)
+    }
+    /// `page_count(page)`; `None` if it oopsed.
+    fn page_count(&mut self, page: PageRef) -> Option<i32> {
+        self.machine_mut().page_count(page.0)
+    }
+    /// `READ_ONCE(page->mapping)`.
+    fn page_mapping(&self, page: PageRef) -> u64 {
+        self.machine().mm.page(page.0).mapping()
+    }
+    /// `page_index(page)`.
+    fn page_index(&self, page: PageRef) -> u64 {
+        self.machine().mm.page(page.0).index()
+    }
+    /// `page_private(page)`.
+    fn page_private(&self, page: PageRef) -> u64 {
+        self.machine().mm.page(page.0).private()
+    }
+
+    // ---- BPF side -----------------------------------------------------------
+
+    /// Loads a program: JIT binary allocation, the JIT writing `text`, and
+    /// making it executable. `align` is the JIT's image alignment (a power of
+    /// two ≤ 8) and `rand` stands for `get_random_u32()` in the choice of the
+    /// random start.
+    fn bpf_prog_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno>;
+    /// The JIT error path: allocate the binary for a `len`-byte program, fail
+    /// before finalising, free it.
+    fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno>;
+    /// Unloads a program (`bpf_jit_free`).
+    fn bpf_prog_free(&mut self, prog: Prog);
+
+    /// Every program image this kernel ever made, by [`Prog`] index.
+    fn images(&self) -> &[ImageSlot];
+
+    /// Runs a program: fetches its whole text.
+    fn bpf_prog_run(&mut self, prog: Prog) -> Result<Vec<u8>, Fault> {
+        let img = &self.images()[prog.0 as usize].image;
+        let (start, len) = (img.text_start, img.text.len());
+        self.machine_mut().fetch(start, len)
+    }
+    /// Where a jump to the program's start + `off` lands.
+    fn bpf_prog_probe(&self, prog: Prog, off: i64) -> Landing {
+        let img = &self.images()[prog.0 as usize].image;
+        let addr = img.text_start.wrapping_add_signed(off);
+        probe::classify(self.machine(), addr, Some(prog), self.images())
+    }
+    /// Where a stale jump to a freed program's old start + `off` lands.
+    fn stale_probe(&self, prog: Prog, off: i64) -> Landing {
+        let img = &self.images()[prog.0 as usize].image;
+        let addr = img.text_start.wrapping_add_signed(off);
+        probe::classify(self.machine(), addr, None, self.images())
+    }
+}
+
+/// Which implementation to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    Reference,
+}
+
+impl KernelKind {
+    pub const ALL: [KernelKind; 1] = [KernelKind::Reference];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Reference => "reference",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Boots a machine and this kernel on it.
+    pub fn boot(self, cfg: MachineConfig) -> Box<dyn Kernel> {
+        match self {
+            KernelKind::Reference => Box::new(reference::Reference::new(cfg)),
+        }
+    }
+}

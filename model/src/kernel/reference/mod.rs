@@ -1,1 +1,179 @@
+//! The reference kernel: the straightforward world before 5.18 (DESIGN §4).
+//!
+//! `vmalloc` always uses order-0 pages mapped by PTEs (flags that ask for huge
+//! pages are accepted and ignored), each area from a first-fit allocator with a
+//! guard page. BPF programs get one `module_alloc()` each, as
+//! `bpf_jit_binary_alloc()` did before `bpf_prog_pack`. It is written to be
+//! obviously right, and shares no code with the optimised kernel above the
+//! machine layer.
 
+mod bpf;
+mod vmap;
+
+use super::{Area, Errno, ImageSlot, Kernel, Prog, VmallocFlags};
+use crate::machine::consts::{
+    MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START, page_align,
+};
+use crate::machine::{Gfp, Machine, MachineConfig, Prot};
+use vmap::VmapSpace;
+
+/// Which virtual range an area is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Space {
+    Vmalloc,
+    Modules,
+}
+
+/// A `vm_struct`: where an area is, its pages, and `VM_FLUSH_RESET_PERMS`.
+#[derive(Clone, Debug)]
+struct VmArea {
+    addr: u64,
+    /// Mapped bytes (without the guard page).
+    size: u64,
+    pages: Vec<u64>,
+    space: Space,
+    flush_reset_perms: bool,
+}
+
+/// The reference kernel on its machine.
+pub struct Reference {
+    m: Machine,
+    vmalloc_space: VmapSpace,
+    module_space: VmapSpace,
+    areas: Vec<Option<VmArea>>,
+    images: Vec<ImageSlot>,
+    /// The `module_alloc()` area behind each program image.
+    prog_areas: Vec<Option<VmArea>>,
+}
+
+impl Reference {
+    pub fn new(cfg: MachineConfig) -> Self {
+        Self {
+            m: Machine::new(cfg),
+            vmalloc_space: VmapSpace::new(VMALLOC_START, VMALLOC_END),
+            module_space: VmapSpace::new(MODULES_VADDR, MODULES_END),
+            areas: Vec::new(),
+            images: Vec::new(),
+            prog_areas: Vec::new(),
+        }
+    }
+
+    /// `__vmalloc_node_range()` with order-0 pages only: reserve the area, get
+    /// one page at a time, map each with a PTE. On failure everything is given
+    /// back and the caller sees `NULL`.
+    fn vmalloc_range(&mut self, size: u64, gfp: Gfp, space: Space) -> Result<VmArea, Errno> {
+        let size = page_align(size);
+        if size == 0 || size / PAGE_SIZE > self.m.nr_pages() {
+            return Err(Errno::Enomem);
+        }
+        let vmap = match space {
+            Space::Vmalloc => &mut self.vmalloc_space,
+            Space::Modules => &mut self.module_space,
+        };
+        let addr = vmap.alloc(size, PAGE_SIZE).ok_or(Errno::Enomem)?;
+        let mut area = VmArea {
+            addr,
+            size,
+            pages: Vec::with_capacity((size / PAGE_SIZE) as usize),
+            space,
+            flush_reset_perms: false,
+        };
+        for _ in 0..size / PAGE_SIZE {
+            match self.m.alloc_pages_node(None, gfp, 0) {
+                Some(pfn) => area.pages.push(pfn),
+                None => {
+                    // "vmalloc error: ... failed to allocate pages"; __vfree().
+                    self.vfree_area(area);
+                    return Err(Errno::Enomem);
+                }
+            }
+        }
+        for (i, &pfn) in area.pages.iter().enumerate() {
+            self.m
+                .pgtables
+                .map_pte(addr + i as u64 * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
+        }
+        Ok(area)
+    }
+
+    /// `__vunmap()`: unmap, reset the direct map if `VM_FLUSH_RESET_PERMS`, free
+    /// every page, release the address range.
+    fn vfree_area(&mut self, area: VmArea) {
+        self.m.pgtables.unmap(area.addr, area.size);
+        if area.flush_reset_perms {
+            self.m.vm_reset_perms(&area.pages);
+        }
+        for &pfn in &area.pages {
+            self.m.__free_pages(pfn, 0);
+        }
+        match area.space {
+            Space::Vmalloc => self.vmalloc_space.free(area.addr),
+            Space::Modules => self.module_space.free(area.addr),
+        }
+    }
+
+    fn new_area(&mut self, area: VmArea) -> Area {
+        self.areas.push(Some(area));
+        Area(self.areas.len() as u32 - 1)
+    }
+
+    fn area(&self, a: Area) -> &VmArea {
+        self.areas[a.0 as usize]
+            .as_ref()
+            .expect("use of a freed vmalloc area")
+    }
+}
+
+impl Kernel for Reference {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    fn machine(&self) -> &Machine {
+        &self.m
+    }
+
+    fn machine_mut(&mut self) -> &mut Machine {
+        &mut self.m
+    }
+
+    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno> {
+        let gfp = Gfp {
+            zero: flags.zero,
+            comp: false,
+        };
+        let area = self.vmalloc_range(size, gfp, Space::Vmalloc)?;
+        Ok(self.new_area(area))
+    }
+
+    fn kvmalloc(&mut self, size: u64) -> Result<Area, Errno> {
+        self.vmalloc(size, VmallocFlags::default())
+    }
+
+    fn vfree(&mut self, area: Area) {
+        let a = self.areas[area.0 as usize]
+            .take()
+            .expect("vfree of a freed vmalloc area");
+        self.vfree_area(a);
+    }
+
+    fn area_addr(&self, area: Area) -> u64 {
+        self.area(area).addr
+    }
+
+    fn bpf_prog_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+        self.jit_load(text, align, rand)
+    }
+
+    fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {
+        self.jit_load_fail(len, rand)
+    }
+
+    fn bpf_prog_free(&mut self, prog: Prog) {
+        self.jit_free(prog)
+    }
+
+    fn images(&self) -> &[ImageSlot] {
+        &self.images
+    }
+}

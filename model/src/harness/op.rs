@@ -1,0 +1,192 @@
+//! Operations: one call of the kernel API each, naming the objects it uses by the
+//! order in which the trace created them (`v0`, `pg0`, `prog0`), never by
+//! address. The same ops come from text traces and from fuzz bytes.
+
+use crate::kernel::VmallocFlags;
+
+/// The n-th vmalloc area the trace created (`v<n>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AreaId(pub u32);
+/// The n-th `struct page *` the trace got from `vmalloc_to_page` (`pg<n>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageId(pub u32);
+/// The n-th program the trace loaded (`prog<n>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProgId(pub u32);
+
+/// The kinds of object a trace names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandleKind {
+    Area,
+    Page,
+    Prog,
+}
+
+impl HandleKind {
+    /// The canonical name prefix: `v`, `pg`, `prog`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            HandleKind::Area => "v",
+            HandleKind::Page => "pg",
+            HandleKind::Prog => "prog",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            HandleKind::Area => "vmalloc area",
+            HandleKind::Page => "page",
+            HandleKind::Prog => "program",
+        }
+    }
+}
+
+/// One operation. New variants are only ever appended (the fuzz decoder's tags
+/// follow this order).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `vN = vmalloc(size)` and its variants (`vzalloc`, `vmalloc_huge`, …).
+    Vmalloc { size: u64, flags: VmallocFlags },
+    /// `vN = kvmalloc(size)`.
+    Kvmalloc { size: u64 },
+    /// `vfree(vN)`.
+    Vfree { area: AreaId },
+    /// `vwrite(vN + off, "bytes")`.
+    Vwrite { area: AreaId, off: u64, data: Vec<u8> },
+    /// `memset(vN + off, value, len)`.
+    Vmemset { area: AreaId, off: u64, value: u8, len: u32 },
+    /// `vread(vN + off, len)`.
+    Vread { area: AreaId, off: u64, len: u32 },
+    /// `pgN = vmalloc_to_page(vN + off)`.
+    VmallocToPage { area: AreaId, off: u64 },
+    /// `get_page(pgN)`.
+    GetPage { page: PageId },
+    /// `put_page(pgN)`.
+    PutPage { page: PageId },
+    /// `pgN->mapping = value`.
+    SetMapping { page: PageId, value: u64 },
+    /// `pgN->index = value`.
+    SetIndex { page: PageId, value: u64 },
+    /// `list_add(&pgN->lru, &driver_list)`.
+    ListAdd { page: PageId },
+    /// `list_del(&pgN->lru)`.
+    ListDel { page: PageId },
+    /// `INIT_LIST_HEAD(&pgN->lru)`.
+    InitListHead { page: PageId },
+    /// `SetPageReserved(pgN)`.
+    SetReserved { page: PageId },
+    /// `ClearPageReserved(pgN)`.
+    ClearReserved { page: PageId },
+    /// `page_count(pgN)`.
+    PageCount { page: PageId },
+    /// `pgN->mapping` (a read).
+    PageMapping { page: PageId },
+    /// `page_index(pgN)`.
+    PageIndex { page: PageId },
+    /// `page_private(pgN)`.
+    PagePrivate { page: PageId },
+    /// `progN = bpf_prog_load(len, align=…, rand=…)`.
+    ProgLoad { len: u32, align: u8, rand: u32 },
+    /// `bpf_prog_load_fail(len, rand=…)`: the JIT error path.
+    ProgLoadFail { len: u32, rand: u32 },
+    /// `bpf_prog_free(progN)`.
+    ProgFree { prog: ProgId },
+    /// `bpf_prog_run(progN)`.
+    ProgRun { prog: ProgId },
+    /// `bpf_prog_probe(progN, ±off)`.
+    ProgProbe { prog: ProgId, off: i32 },
+    /// `stale_probe(progN, ±off)`: a jump to where a freed program was.
+    StaleProbe { prog: ProgId, off: i32 },
+}
+
+/// The value drivers store in `page->mapping`: a pointer to their
+/// `address_space`, as `fb_deferred_io_fault()` does.
+pub const DRIVER_MAPPING: u64 = 0xffff_8880_0a5c_0e18;
+
+impl Op {
+    /// The kind of handle this op creates, if any.
+    pub fn creates(&self) -> Option<HandleKind> {
+        match self {
+            Op::Vmalloc { .. } | Op::Kvmalloc { .. } => Some(HandleKind::Area),
+            Op::VmallocToPage { .. } => Some(HandleKind::Page),
+            Op::ProgLoad { .. } => Some(HandleKind::Prog),
+            _ => None,
+        }
+    }
+
+    /// The page this op acts on, if it is a page op.
+    pub fn page(&self) -> Option<PageId> {
+        match *self {
+            Op::GetPage { page }
+            | Op::PutPage { page }
+            | Op::SetMapping { page, .. }
+            | Op::SetIndex { page, .. }
+            | Op::ListAdd { page }
+            | Op::ListDel { page }
+            | Op::InitListHead { page }
+            | Op::SetReserved { page }
+            | Op::ClearReserved { page }
+            | Op::PageCount { page }
+            | Op::PageMapping { page }
+            | Op::PageIndex { page }
+            | Op::PagePrivate { page } => Some(page),
+            _ => None,
+        }
+    }
+}
+
+/// Limits every trace and every decoded input stays within.
+pub mod limits {
+    /// Largest `vmalloc` size.
+    pub const MAX_VMALLOC: u64 = 64 << 20;
+    /// Largest `vread`/`vwrite`/`memset` length.
+    pub const MAX_ACCESS: u64 = 1 << 20;
+    /// Largest program.
+    pub const MAX_PROG_LEN: u32 = 4 << 20;
+    /// Largest probe offset either way.
+    pub const MAX_PROBE_OFF: i32 = 1 << 22;
+}
+
+/// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push
+/// rbp; mov rbp,rsp`, a body, `leave; ret`), different for every program, and
+/// never 0xCC, so that INT3 padding and text cannot be confused.
+pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
+    const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
+    const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
+    let len = len as usize;
+    let mut t = Vec::with_capacity(len);
+    let mut x = 0x243f_6a88_85a3_08d3u64 ^ ((id.0 as u64) << 32);
+    for i in 0..len {
+        let b = if i < PROLOGUE.len() {
+            PROLOGUE[i]
+        } else if len >= PROLOGUE.len() + EPILOGUE.len() && i >= len - EPILOGUE.len() {
+            EPILOGUE[i + EPILOGUE.len() - len]
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x as u8 {
+                0xcc => 0x90,
+                b => b,
+            }
+        };
+        t.push(b);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prog_text_differs_per_program_and_never_int3() {
+        let a = prog_text(ProgId(0), 300);
+        let b = prog_text(ProgId(1), 300);
+        assert_ne!(a, b);
+        assert_eq!(&a[..9], &b[..9]);
+        assert_eq!(&a[298..], &[0xc9, 0xc3]);
+        assert!(a.iter().chain(&b).all(|&x| x != 0xcc));
+        assert_eq!(prog_text(ProgId(0), 3), vec![0x0f, 0x1f, 0x44]);
+    }
+}

@@ -1,0 +1,891 @@
+//! Text traces, v1: one kernel call per line, in a syntax a kernel developer reads
+//! without a manual.
+//!
+//! ```text
+//! # packmodel trace v1
+//! quirks: huge-vmalloc-opt-out, compound-huge-vmalloc
+//! config: nodes=1 mem=64M dmap=2M
+//!
+//! v0 = vmalloc(2M)                      # also vzalloc, vmalloc_huge, vmalloc_no_huge, kvmalloc
+//! pg0 = vmalloc_to_page(v0 + 0x3000)
+//! pg0->mapping = NULL
+//! pg0->index = 0
+//! INIT_LIST_HEAD(&pg0->lru)
+//! vfree(v0)
+//! ```
+//!
+//! Names on the left of `=` are free (`buf = vmalloc(8K)`); printing uses `v0`,
+//! `pg0`, `prog0`. Parsing checks every name is defined, of the right kind and
+//! still alive, and every access is inside its area, so that a parsed trace is as
+//! valid as a decoded fuzz input. Errors read `path:line:col: expected …`.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use super::op::{AreaId, HandleKind, Op, PageId, ProgId, limits};
+use crate::kernel::{HugeHint, VmallocFlags};
+use crate::machine::MachineConfig;
+use crate::machine::direct_map::DmapLeaf;
+
+/// The first line of every trace.
+pub const HEADER: &str = "# packmodel trace v1";
+
+/// A parsed trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// Quirk names from the `quirks:` line, as written (checked by the caller).
+    pub quirks: Vec<String>,
+    pub config: MachineConfig,
+    pub ops: Vec<Op>,
+    /// The 1-based source line of each op.
+    pub lines: Vec<u32>,
+}
+
+impl Trace {
+    /// A trace of `ops` on `config`, with line numbers as [`Trace::print`] gives.
+    pub fn new(quirks: Vec<String>, config: MachineConfig, ops: Vec<Op>) -> Self {
+        let first = if quirks.is_empty() { 4 } else { 5 };
+        let lines = (0..ops.len() as u32).map(|i| first + i).collect();
+        Self {
+            quirks,
+            config,
+            ops,
+            lines,
+        }
+    }
+
+    /// The canonical text: header, `quirks:` (if any), `config:`, a blank line,
+    /// one op per line. `Trace::new(..).print()` parses back to the same trace.
+    pub fn print(&self) -> String {
+        let mut s = String::new();
+        s.push_str(HEADER);
+        s.push('\n');
+        if !self.quirks.is_empty() {
+            let _ = writeln!(s, "quirks: {}", self.quirks.join(", "));
+        }
+        let _ = writeln!(s, "config: {}", config_text(&self.config));
+        s.push('\n');
+        for line in op_lines(&self.ops) {
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// `nodes=1 mem=64M dmap=2M`.
+pub fn config_text(c: &MachineConfig) -> String {
+    let dmap = match c.dmap_leaf {
+        DmapLeaf::M2 => "2M",
+        DmapLeaf::G1 => "1G",
+    };
+    format!("nodes={} mem={}M dmap={dmap}", c.nodes, c.mem_mib)
+}
+
+/// The canonical text of each op, naming handles by creation order.
+pub fn op_lines(ops: &[Op]) -> Vec<String> {
+    let mut counts = [0u32; 3];
+    ops.iter()
+        .map(|op| {
+            let mut line = String::new();
+            if let Some(kind) = op.creates() {
+                let n = &mut counts[kind as usize];
+                let _ = write!(line, "{}{} = ", kind.prefix(), n);
+                *n += 1;
+            }
+            let _ = write!(line, "{}", OpText(op));
+            line
+        })
+        .collect()
+}
+
+/// `2M`, `8K`, `1000`.
+pub fn fmt_size(n: u64) -> String {
+    if n != 0 && n % (1 << 20) == 0 {
+        format!("{}M", n >> 20)
+    } else if n != 0 && n % 1024 == 0 {
+        format!("{}K", n >> 10)
+    } else {
+        n.to_string()
+    }
+}
+
+fn area_at(area: AreaId, off: u64) -> String {
+    if off == 0 {
+        format!("v{}", area.0)
+    } else {
+        format!("v{} + {:#x}", area.0, off)
+    }
+}
+
+/// The text of one op without its `name =` part.
+pub struct OpText<'a>(pub &'a Op);
+
+impl fmt::Display for OpText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pg = |p: &PageId| format!("pg{}", p.0);
+        let prog = |p: &ProgId| format!("prog{}", p.0);
+        match self.0 {
+            Op::Vmalloc { size, flags } => {
+                let size = fmt_size(*size);
+                match (flags.huge, flags.zero) {
+                    (HugeHint::Default, false) => write!(f, "vmalloc({size})"),
+                    (HugeHint::Default, true) => write!(f, "vzalloc({size})"),
+                    (HugeHint::Allow, z) => {
+                        write!(f, "vmalloc_huge({size}{})", if z { ", __GFP_ZERO" } else { "" })
+                    }
+                    (HugeHint::Forbid, z) => {
+                        write!(f, "vmalloc_no_huge({size}{})", if z { ", __GFP_ZERO" } else { "" })
+                    }
+                }
+            }
+            Op::Kvmalloc { size } => write!(f, "kvmalloc({})", fmt_size(*size)),
+            Op::Vfree { area } => write!(f, "vfree(v{})", area.0),
+            Op::Vwrite { area, off, data } => {
+                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                write!(f, "vwrite({}, \"{hex}\")", area_at(*area, *off))
+            }
+            Op::Vmemset {
+                area,
+                off,
+                value,
+                len,
+            } => write!(f, "memset({}, {value:#04x}, {len})", area_at(*area, *off)),
+            Op::Vread { area, off, len } => write!(f, "vread({}, {len})", area_at(*area, *off)),
+            Op::VmallocToPage { area, off } => {
+                write!(f, "vmalloc_to_page({})", area_at(*area, *off))
+            }
+            Op::GetPage { page } => write!(f, "get_page({})", pg(page)),
+            Op::PutPage { page } => write!(f, "put_page({})", pg(page)),
+            Op::SetMapping { page, value: 0 } => write!(f, "{}->mapping = NULL", pg(page)),
+            Op::SetMapping { page, value } => write!(f, "{}->mapping = {value:#x}", pg(page)),
+            Op::SetIndex { page, value } => write!(f, "{}->index = {value}", pg(page)),
+            Op::ListAdd { page } => write!(f, "list_add(&{}->lru, &driver_list)", pg(page)),
+            Op::ListDel { page } => write!(f, "list_del(&{}->lru)", pg(page)),
+            Op::InitListHead { page } => write!(f, "INIT_LIST_HEAD(&{}->lru)", pg(page)),
+            Op::SetReserved { page } => write!(f, "SetPageReserved({})", pg(page)),
+            Op::ClearReserved { page } => write!(f, "ClearPageReserved({})", pg(page)),
+            Op::PageCount { page } => write!(f, "page_count({})", pg(page)),
+            Op::PageMapping { page } => write!(f, "{}->mapping", pg(page)),
+            Op::PageIndex { page } => write!(f, "page_index({})", pg(page)),
+            Op::PagePrivate { page } => write!(f, "page_private({})", pg(page)),
+            Op::ProgLoad { len, align, rand } => {
+                write!(f, "bpf_prog_load({len}")?;
+                if *align != 1 {
+                    write!(f, ", align={align}")?;
+                }
+                if *rand != 0 {
+                    write!(f, ", rand={rand:#x}")?;
+                }
+                f.write_str(")")
+            }
+            Op::ProgLoadFail { len, rand } => {
+                write!(f, "bpf_prog_load_fail({len}")?;
+                if *rand != 0 {
+                    write!(f, ", rand={rand:#x}")?;
+                }
+                f.write_str(")")
+            }
+            Op::ProgFree { prog: p } => write!(f, "bpf_prog_free({})", prog(p)),
+            Op::ProgRun { prog: p } => write!(f, "bpf_prog_run({})", prog(p)),
+            Op::ProgProbe { prog: p, off } => write!(f, "bpf_prog_probe({}, {off:+})", prog(p)),
+            Op::StaleProbe { prog: p, off } => write!(f, "stale_probe({}, {off:+})", prog(p)),
+        }
+    }
+}
+
+// ---- parsing ------------------------------------------------------------------
+
+/// A parse error at a position of a named file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub path: String,
+    pub line: u32,
+    pub col: u32,
+    pub msg: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.path, self.line, self.col, self.msg)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Ident(String),
+    Num(u64),
+    Str(String),
+    Punct(char),
+    Arrow,
+}
+
+impl Tok {
+    fn describe(&self) -> String {
+        match self {
+            Tok::Ident(s) => format!("`{s}`"),
+            Tok::Num(n) => format!("`{n}`"),
+            Tok::Str(_) => "a string".into(),
+            Tok::Punct(c) => format!("`{c}`"),
+            Tok::Arrow => "`->`".into(),
+        }
+    }
+}
+
+/// Error before the path is known: (col, message).
+type LineErr = (u32, String);
+
+fn lex(line: &str) -> Result<Vec<(u32, Tok)>, LineErr> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let col = i as u32 + 1;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '#' {
+            break;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let s = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            out.push((col, Tok::Ident(chars[s..i].iter().collect())));
+        } else if c.is_ascii_digit() {
+            let s = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[s..i].iter().filter(|&&c| c != '_').collect();
+            out.push((col, Tok::Num(parse_number(&word).ok_or((col, format!("expected a number, found `{word}`")))?)));
+        } else if c == '"' {
+            let s = i + 1;
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += 1;
+            }
+            if i == chars.len() {
+                return Err((col, "expected a closing `\"`".into()));
+            }
+            out.push((col, Tok::Str(chars[s..i].iter().collect())));
+            i += 1;
+        } else if c == '-' && chars.get(i + 1) == Some(&'>') {
+            out.push((col, Tok::Arrow));
+            i += 2;
+        } else if "()=,+-&|:".contains(c) {
+            out.push((col, Tok::Punct(c)));
+            i += 1;
+        } else {
+            return Err((col, format!("expected an operation, found `{c}`")));
+        }
+    }
+    Ok(out)
+}
+
+/// `4096`, `0x1000`, `8K`, `2M`, `1G`.
+fn parse_number(w: &str) -> Option<u64> {
+    if let Some(hex) = w.strip_prefix("0x").or_else(|| w.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    let (digits, shift) = match w.as_bytes().last()? {
+        b'K' | b'k' => (&w[..w.len() - 1], 10),
+        b'M' | b'm' => (&w[..w.len() - 1], 20),
+        b'G' | b'g' => (&w[..w.len() - 1], 30),
+        _ => (w, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
+#[derive(Clone, Debug)]
+struct AreaState {
+    size: u64,
+    freed_line: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct PageState {
+    area: AreaId,
+}
+
+#[derive(Clone, Debug)]
+struct ProgState {
+    freed_line: Option<u32>,
+}
+
+/// Names and the objects behind them, for resolving and validating.
+#[derive(Default)]
+struct Scope {
+    names: BTreeMap<String, (HandleKind, u32)>,
+    areas: Vec<AreaState>,
+    pages: Vec<PageState>,
+    progs: Vec<ProgState>,
+}
+
+/// A cursor over one line's tokens.
+struct Line<'a> {
+    toks: &'a [(u32, Tok)],
+    pos: usize,
+    end_col: u32,
+}
+
+impl<'a> Line<'a> {
+    fn col(&self) -> u32 {
+        self.toks.get(self.pos).map_or(self.end_col, |t| t.0)
+    }
+
+    fn peek(&self) -> Option<&'a Tok> {
+        self.toks.get(self.pos).map(|t| &t.1)
+    }
+
+    fn err<T>(&self, what: &str) -> Result<T, LineErr> {
+        let found = self
+            .peek()
+            .map_or("the end of the line".to_string(), |t| t.describe());
+        Err((self.col(), format!("expected {what}, found {found}")))
+    }
+
+    fn punct(&mut self, c: char) -> Result<(), LineErr> {
+        if self.peek() == Some(&Tok::Punct(c)) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err(&format!("`{c}`"))
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::Punct(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<&'a str, LineErr> {
+        match self.peek() {
+            Some(Tok::Ident(s)) => {
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.err(what),
+        }
+    }
+
+    fn keyword(&mut self, kw: &str) -> Result<(), LineErr> {
+        match self.peek() {
+            Some(Tok::Ident(s)) if s == kw => {
+                self.pos += 1;
+                Ok(())
+            }
+            _ => self.err(&format!("`{kw}`")),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64, LineErr> {
+        match self.peek() {
+            Some(Tok::Num(n)) => {
+                self.pos += 1;
+                Ok(*n)
+            }
+            _ => self.err(what),
+        }
+    }
+
+    fn number_in(&mut self, what: &str, lo: u64, hi: u64) -> Result<u64, LineErr> {
+        let col = self.col();
+        let n = self.number(what)?;
+        if n < lo || n > hi {
+            return Err((col, format!("expected {what} from {lo} to {hi}, found {n}")));
+        }
+        Ok(n)
+    }
+
+    fn signed(&mut self, what: &str, max: i32) -> Result<i32, LineErr> {
+        let col = self.col();
+        let neg = if self.eat('-') {
+            true
+        } else {
+            self.eat('+');
+            false
+        };
+        let n = self.number(what)?;
+        if n > max as u64 {
+            return Err((col, format!("expected {what} within ±{max}, found {n}")));
+        }
+        Ok(if neg { -(n as i32) } else { n as i32 })
+    }
+
+    fn end(&self) -> Result<(), LineErr> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.err("the end of the line"),
+        }
+    }
+}
+
+/// Parses the text of a trace. `path` only labels errors.
+pub fn parse(path: &str, text: &str) -> Result<Trace, ParseError> {
+    let mut p = Parser {
+        scope: Scope::default(),
+        trace: Trace {
+            quirks: Vec::new(),
+            config: MachineConfig::default(),
+            ops: Vec::new(),
+            lines: Vec::new(),
+        },
+        seen_header: false,
+        seen_quirks: false,
+        seen_config: false,
+        line_no: 0,
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let lineno = i as u32 + 1;
+        p.line(raw, lineno).map_err(|(col, msg)| ParseError {
+            path: path.to_string(),
+            line: lineno,
+            col,
+            msg,
+        })?;
+    }
+    if !p.seen_header {
+        return Err(ParseError {
+            path: path.to_string(),
+            line: 1,
+            col: 1,
+            msg: format!("expected `{HEADER}` as the first line, found an empty file"),
+        });
+    }
+    Ok(p.trace)
+}
+
+struct Parser {
+    scope: Scope,
+    trace: Trace,
+    seen_header: bool,
+    seen_quirks: bool,
+    seen_config: bool,
+    line_no: u32,
+}
+
+impl Parser {
+    fn line(&mut self, raw: &str, lineno: u32) -> Result<(), LineErr> {
+        self.line_no = lineno;
+        let trimmed = raw.trim();
+        if !self.seen_header {
+            if trimmed.is_empty() {
+                return Ok(());
+            }
+            if trimmed != HEADER {
+                let col = (raw.chars().count() - raw.trim_start().chars().count()) as u32 + 1;
+                return Err((col, format!("expected `{HEADER}` as the first line")));
+            }
+            self.seen_header = true;
+            return Ok(());
+        }
+        let toks = lex(raw)?;
+        if toks.is_empty() {
+            return Ok(());
+        }
+        let mut l = Line {
+            toks: &toks,
+            pos: 0,
+            end_col: raw.chars().count() as u32 + 1,
+        };
+        if let (Some(Tok::Ident(kw)), Some(Tok::Punct(':'))) = (toks.first().map(|t| &t.1), toks.get(1).map(|t| &t.1)) {
+            if !self.trace.ops.is_empty() {
+                return Err((1, format!("expected an operation; `{kw}:` must come before the first operation")));
+            }
+            l.pos = 2;
+            return match kw.as_str() {
+                "quirks" if !self.seen_quirks => {
+                    self.seen_quirks = true;
+                    self.quirks(&mut l)
+                }
+                "config" if !self.seen_config => {
+                    self.seen_config = true;
+                    self.config(&mut l)
+                }
+                "quirks" | "config" => Err((1, format!("expected one `{kw}:` line, found a second"))),
+                _ => Err((1, format!("expected `quirks:`, `config:` or an operation, found `{kw}:`"))),
+            };
+        }
+        let op = self.statement(&mut l)?;
+        l.end()?;
+        self.trace.ops.push(op);
+        self.trace.lines.push(lineno);
+        Ok(())
+    }
+
+    fn quirks(&mut self, l: &mut Line) -> Result<(), LineErr> {
+        // Quirk names may contain '-', which lexes as punctuation: join it back.
+        let mut name = String::new();
+        while let Some(t) = l.peek() {
+            match t {
+                Tok::Ident(s) => name.push_str(s),
+                Tok::Punct('-') => name.push('-'),
+                Tok::Num(n) => name.push_str(&n.to_string()),
+                Tok::Punct(',') => {
+                    if name.is_empty() {
+                        return l.err("a quirk name");
+                    }
+                    self.trace.quirks.push(std::mem::take(&mut name));
+                }
+                _ => return l.err("a quirk name or `,`"),
+            }
+            l.pos += 1;
+        }
+        if !name.is_empty() {
+            if name != "none" || !self.trace.quirks.is_empty() {
+                self.trace.quirks.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn config(&mut self, l: &mut Line) -> Result<(), LineErr> {
+        while l.peek().is_some() {
+            let col = l.col();
+            let key = l.ident("a config key (`nodes`, `mem`, `dmap`)")?;
+            l.punct('=')?;
+            let vcol = l.col();
+            let v = l.number(&format!("a value for `{key}`"))?;
+            let c = &mut self.trace.config;
+            match key {
+                "nodes" => c.nodes = v.min(255) as u8,
+                "mem" => c.mem_mib = (v >> 20).min(u32::MAX as u64) as u32,
+                "dmap" => {
+                    c.dmap_leaf = match v {
+                        0x20_0000 => DmapLeaf::M2,
+                        0x4000_0000 => DmapLeaf::G1,
+                        _ => return Err((vcol, "expected `dmap=2M` or `dmap=1G`".into())),
+                    }
+                }
+                _ => {
+                    return Err((col, format!("expected a config key (`nodes`, `mem`, `dmap`), found `{key}`")));
+                }
+            }
+            if key == "mem" && v % (1 << 20) != 0 {
+                return Err((vcol, "expected a memory size in MiB (`64M`)".into()));
+            }
+            c.validate().map_err(|e| (vcol, format!("expected a valid config: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Binds `name` (if given) to a new object of `kind`.
+    fn bind(&mut self, name: Option<&str>, kind: HandleKind) -> u32 {
+        let id = match kind {
+            HandleKind::Area => self.scope.areas.len(),
+            HandleKind::Page => self.scope.pages.len(),
+            HandleKind::Prog => self.scope.progs.len(),
+        } as u32;
+        if let Some(n) = name {
+            self.scope.names.insert(n.to_string(), (kind, id));
+        }
+        id
+    }
+
+    fn resolve(&self, l: &mut Line, kind: HandleKind) -> Result<u32, LineErr> {
+        let col = l.col();
+        let name = l.ident(&format!("a {}", kind.noun()))?;
+        match self.scope.names.get(name) {
+            Some(&(k, id)) if k == kind => Ok(id),
+            Some(&(k, _)) => Err((col, format!("expected a {}, `{name}` is a {}", kind.noun(), k.noun()))),
+            None => Err((col, format!("expected a {}, `{name}` is not defined", kind.noun()))),
+        }
+    }
+
+    fn live_area(&self, l: &mut Line) -> Result<(AreaId, u32, String), LineErr> {
+        let col = l.col();
+        let name = match l.peek() {
+            Some(Tok::Ident(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let id = self.resolve(l, HandleKind::Area)?;
+        if let Some(at) = self.scope.areas[id as usize].freed_line {
+            return Err((col, format!("expected a live vmalloc area, `{name}` was freed at line {at}")));
+        }
+        Ok((AreaId(id), col, name))
+    }
+
+    fn live_page(&self, l: &mut Line) -> Result<PageId, LineErr> {
+        let col = l.col();
+        let id = self.resolve(l, HandleKind::Page)?;
+        let area = self.scope.pages[id as usize].area;
+        if let Some(at) = self.scope.areas[area.0 as usize].freed_line {
+            return Err((col, format!("expected a live page, its vmalloc area was freed at line {at}")));
+        }
+        Ok(PageId(id))
+    }
+
+    fn prog(&self, l: &mut Line, want_live: bool) -> Result<ProgId, LineErr> {
+        let col = l.col();
+        let id = self.resolve(l, HandleKind::Prog)?;
+        match (self.scope.progs[id as usize].freed_line, want_live) {
+            (Some(at), true) => Err((col, format!("expected a loaded program, it was freed at line {at}"))),
+            (None, false) => Err((col, "expected a freed program, it is still loaded".into())),
+            _ => Ok(ProgId(id)),
+        }
+    }
+
+    /// `vN` or `vN + off`, with `off + len` inside the area.
+    fn area_at(&self, l: &mut Line, len: impl FnOnce(&mut Line) -> Result<u64, LineErr>) -> Result<(AreaId, u64, u64), LineErr> {
+        let (area, col, name) = self.live_area(l)?;
+        let off = if l.eat('+') { l.number("an offset")? } else { 0 };
+        let len = len(l)?;
+        let size = self.scope.areas[area.0 as usize].size;
+        if off.checked_add(len.max(1)).is_none_or(|end| end > size) {
+            return Err((col, format!("expected an access inside `{name}` ({size} bytes), found offset {off:#x} length {len}")));
+        }
+        Ok((area, off, len))
+    }
+
+    /// `&pgN->lru`.
+    fn lru(&self, l: &mut Line) -> Result<PageId, LineErr> {
+        l.punct('&')?;
+        let page = self.live_page(l)?;
+        if l.peek() != Some(&Tok::Arrow) {
+            return l.err("`->lru`");
+        }
+        l.pos += 1;
+        l.keyword("lru")?;
+        Ok(page)
+    }
+
+    fn options(&self, l: &mut Line, allowed: &[&str]) -> Result<BTreeMap<String, u64>, LineErr> {
+        let mut out = BTreeMap::new();
+        while l.eat(',') {
+            let col = l.col();
+            let key = l.ident(&format!("an option ({})", allowed.join(", ")))?;
+            if !allowed.contains(&key) {
+                return Err((col, format!("expected an option ({}), found `{key}`", allowed.join(", "))));
+            }
+            l.punct('=')?;
+            let v = l.number(&format!("a value for `{key}`"))?;
+            out.insert(key.to_string(), v);
+        }
+        Ok(out)
+    }
+
+    fn size(&self, l: &mut Line) -> Result<u64, LineErr> {
+        l.number_in("a size", 1, limits::MAX_VMALLOC)
+    }
+
+    fn statement(&mut self, l: &mut Line) -> Result<Op, LineErr> {
+        let first = l.ident("an operation")?;
+        // pgN->field [= value]
+        if l.peek() == Some(&Tok::Arrow) {
+            l.pos -= 1;
+            let page = self.live_page(l)?;
+            l.pos += 1;
+            let fcol = l.col();
+            let field = l.ident("`mapping` or `index`")?;
+            let assign = l.eat('=');
+            return match (field, assign) {
+                ("mapping", false) => Ok(Op::PageMapping { page }),
+                ("mapping", true) => {
+                    let value = match l.peek() {
+                        Some(Tok::Ident(s)) if s == "NULL" => {
+                            l.pos += 1;
+                            0
+                        }
+                        _ => l.number("`NULL` or a pointer")?,
+                    };
+                    Ok(Op::SetMapping { page, value })
+                }
+                ("index", true) => Ok(Op::SetIndex {
+                    page,
+                    value: l.number("an index")?,
+                }),
+                ("index", false) => Err((fcol, "expected `page_index(pgN)` to read the index".into())),
+                _ => Err((fcol, format!("expected `mapping` or `index`, found `{field}`"))),
+            };
+        }
+        let (binding, func) = if l.eat('=') {
+            (Some(first), l.ident("an operation")?)
+        } else {
+            (None, first)
+        };
+        let fcol = l.toks[l.pos - 1].0;
+        l.punct('(')?;
+        let op = self.call(l, func, fcol)?;
+        l.punct(')')?;
+        match (op.creates(), binding) {
+            (None, Some(name)) => {
+                return Err((1, format!("expected no `{name} =`: `{func}` creates nothing")));
+            }
+            (Some(kind), name) => {
+                self.bind(name, kind);
+                match &op {
+                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => self.scope.areas.push(AreaState {
+                        size: *size,
+                        freed_line: None,
+                    }),
+                    Op::VmallocToPage { area, .. } => self.scope.pages.push(PageState { area: *area }),
+                    Op::ProgLoad { .. } => self.scope.progs.push(ProgState { freed_line: None }),
+                    _ => unreachable!(),
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(op)
+    }
+
+    fn call(&mut self, l: &mut Line, func: &str, fcol: u32) -> Result<Op, LineErr> {
+        let vmalloc = |l: &mut Line, p: &Self, huge: HugeHint, zero_fixed: bool| -> Result<Op, LineErr> {
+            let size = p.size(l)?;
+            let mut zero = zero_fixed;
+            if huge != HugeHint::Default && l.eat(',') {
+                l.keyword("__GFP_ZERO")?;
+                zero = true;
+            }
+            Ok(Op::Vmalloc {
+                size,
+                flags: VmallocFlags { huge, zero },
+            })
+        };
+        Ok(match func {
+            "vmalloc" => vmalloc(l, self, HugeHint::Default, false)?,
+            "vzalloc" => vmalloc(l, self, HugeHint::Default, true)?,
+            "vmalloc_huge" => vmalloc(l, self, HugeHint::Allow, false)?,
+            "vmalloc_no_huge" => vmalloc(l, self, HugeHint::Forbid, false)?,
+            "kvmalloc" => Op::Kvmalloc { size: self.size(l)? },
+            "vfree" => {
+                let (area, _, _) = self.live_area(l)?;
+                self.scope.areas[area.0 as usize].freed_line = Some(self.current_line());
+                Op::Vfree { area }
+            }
+            "vwrite" => {
+                let mut data = Vec::new();
+                let (area, off, _) = self.area_at(l, |l| {
+                    l.punct(',')?;
+                    let col = l.col();
+                    let Some(Tok::Str(s)) = l.peek() else {
+                        return l.err("a string of hex bytes");
+                    };
+                    l.pos += 1;
+                    let digits: Vec<char> = s.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
+                    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(|c| c.is_ascii_hexdigit()) {
+                        return Err((col, "expected a string of hex bytes (`\"48 89 e5\"`)".into()));
+                    }
+                    data = digits
+                        .chunks(2)
+                        .map(|p| u8::from_str_radix(&p.iter().collect::<String>(), 16).unwrap())
+                        .collect();
+                    if data.len() as u64 > limits::MAX_ACCESS {
+                        return Err((col, format!("expected at most {} bytes", limits::MAX_ACCESS)));
+                    }
+                    Ok(data.len() as u64)
+                })?;
+                Op::Vwrite { area, off, data }
+            }
+            "memset" => {
+                let mut value = 0;
+                let (area, off, len) = self.area_at(l, |l| {
+                    l.punct(',')?;
+                    value = l.number_in("a byte value", 0, 255)? as u8;
+                    l.punct(',')?;
+                    l.number_in("a length", 1, limits::MAX_ACCESS)
+                })?;
+                Op::Vmemset {
+                    area,
+                    off,
+                    value,
+                    len: len as u32,
+                }
+            }
+            "vread" => {
+                let (area, off, len) = self.area_at(l, |l| {
+                    l.punct(',')?;
+                    l.number_in("a length", 1, limits::MAX_ACCESS)
+                })?;
+                Op::Vread {
+                    area,
+                    off,
+                    len: len as u32,
+                }
+            }
+            "vmalloc_to_page" => {
+                let (area, off, _) = self.area_at(l, |_| Ok(1))?;
+                Op::VmallocToPage { area, off }
+            }
+            "get_page" => Op::GetPage { page: self.live_page(l)? },
+            "put_page" => Op::PutPage { page: self.live_page(l)? },
+            "list_add" => {
+                let page = self.lru(l)?;
+                l.punct(',')?;
+                l.punct('&')?;
+                l.keyword("driver_list")?;
+                Op::ListAdd { page }
+            }
+            "list_del" => Op::ListDel { page: self.lru(l)? },
+            "INIT_LIST_HEAD" => Op::InitListHead { page: self.lru(l)? },
+            "SetPageReserved" => Op::SetReserved { page: self.live_page(l)? },
+            "ClearPageReserved" => Op::ClearReserved { page: self.live_page(l)? },
+            "page_count" => Op::PageCount { page: self.live_page(l)? },
+            "page_index" => Op::PageIndex { page: self.live_page(l)? },
+            "page_private" => Op::PagePrivate { page: self.live_page(l)? },
+            "bpf_prog_load" => {
+                let len = l.number_in("a program length", 1, limits::MAX_PROG_LEN as u64)? as u32;
+                let col = l.col();
+                let o = self.options(l, &["align", "rand"])?;
+                let align = o.get("align").copied().unwrap_or(1);
+                if !matches!(align, 1 | 2 | 4 | 8) {
+                    return Err((col, format!("expected `align` of 1, 2, 4 or 8, found {align}")));
+                }
+                Op::ProgLoad {
+                    len,
+                    align: align as u8,
+                    rand: rand_opt(&o, col)?,
+                }
+            }
+            "bpf_prog_load_fail" => {
+                let len = l.number_in("a program length", 1, limits::MAX_PROG_LEN as u64)? as u32;
+                let col = l.col();
+                let o = self.options(l, &["rand"])?;
+                Op::ProgLoadFail {
+                    len,
+                    rand: rand_opt(&o, col)?,
+                }
+            }
+            "bpf_prog_free" => {
+                let prog = self.prog(l, true)?;
+                self.scope.progs[prog.0 as usize].freed_line = Some(self.current_line());
+                Op::ProgFree { prog }
+            }
+            "bpf_prog_run" => Op::ProgRun { prog: self.prog(l, true)? },
+            "bpf_prog_probe" => {
+                let prog = self.prog(l, true)?;
+                l.punct(',')?;
+                Op::ProgProbe {
+                    prog,
+                    off: l.signed("an offset", limits::MAX_PROBE_OFF)?,
+                }
+            }
+            "stale_probe" => {
+                let prog = self.prog(l, false)?;
+                l.punct(',')?;
+                Op::StaleProbe {
+                    prog,
+                    off: l.signed("an offset", limits::MAX_PROBE_OFF)?,
+                }
+            }
+            _ => return Err((fcol, format!("expected an operation, found `{func}`"))),
+        })
+    }
+
+    /// The source line being parsed (the next op's line).
+    fn current_line(&self) -> u32 {
+        self.line_no
+    }
+}
+
+fn rand_opt(o: &BTreeMap<String, u64>, col: u32) -> Result<u32, LineErr> {
+    let r = o.get("rand").copied().unwrap_or(0);
+    u32::try_from(r).map_err(|_| (col, format!("expected `rand` to fit in 32 bits, found {r:#x}")))
+}

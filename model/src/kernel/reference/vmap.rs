@@ -1,0 +1,65 @@
+//! The reference kernel's virtual-area allocator: first fit from the bottom of a
+//! range, each area followed by an unmapped guard page, addresses reusable as
+//! soon as they are freed. Deliberately simple (no lazy purge).
+
+use std::collections::BTreeMap;
+
+use crate::machine::consts::{PAGE_SIZE, round_up};
+
+/// One virtual range (vmalloc or modules) and the areas in it.
+#[derive(Clone)]
+pub struct VmapSpace {
+    start: u64,
+    end: u64,
+    /// start → end of each area, guard page included.
+    used: BTreeMap<u64, u64>,
+}
+
+impl VmapSpace {
+    pub fn new(start: u64, end: u64) -> Self {
+        Self {
+            start,
+            end,
+            used: BTreeMap::new(),
+        }
+    }
+
+    /// Reserves `size` bytes plus a guard page at the lowest `align`ed address
+    /// that fits.
+    pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
+        let need = size.checked_add(PAGE_SIZE)?;
+        let mut cand = round_up(self.start, align);
+        for (&s, &e) in &self.used {
+            if cand.checked_add(need)? <= s {
+                break;
+            }
+            cand = round_up(cand.max(e), align);
+        }
+        if cand.checked_add(need)? > self.end {
+            return None;
+        }
+        self.used.insert(cand, cand + need);
+        Some(cand)
+    }
+
+    pub fn free(&mut self, addr: u64) {
+        self.used.remove(&addr).expect("freeing an address that was never allocated");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_fit_with_guard_pages_and_reuse() {
+        let mut s = VmapSpace::new(0x1000_0000, 0x2000_0000);
+        let a = s.alloc(0x2000, PAGE_SIZE).unwrap();
+        let b = s.alloc(0x1000, PAGE_SIZE).unwrap();
+        assert_eq!(a, 0x1000_0000);
+        assert_eq!(b, a + 0x3000, "one guard page between areas");
+        s.free(a);
+        assert_eq!(s.alloc(0x1000, PAGE_SIZE), Some(a), "freed space is reused first");
+        assert_eq!(s.alloc(0x1000, 0x10_0000), Some(0x1010_0000));
+    }
+}
