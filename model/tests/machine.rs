@@ -38,7 +38,10 @@ fn driver_writes_on_compound_tail_corrupt_its_mapping() {
     m.mm.page_mut(tail).set_mapping(0);
     m.mm.page_mut(tail).set_index(0);
     m.init_list_head(page_lru(tail)).unwrap();
-    assert!(!m.mm.page(tail).is_tail(), "INIT_LIST_HEAD wiped the tail bit");
+    assert!(
+        !m.mm.page(tail).is_tail(),
+        "INIT_LIST_HEAD wiped the tail bit"
+    );
 
     m.__free_pages(head, 9);
 
@@ -47,7 +50,9 @@ fn driver_writes_on_compound_tail_corrupt_its_mapping() {
     assert!(m.leaked_blocks().contains(&(head, 9)));
     assert_eq!(m.nr_free_pages(), free_before - 512, "the block is leaked");
     let text = m.oopses()[0].to_string();
-    assert!(text.starts_with(&format!("BUG: Bad page state in process packmodel  pfn:{tail:05x}")));
+    assert!(text.starts_with(&format!(
+        "BUG: Bad page state in process packmodel  pfn:{tail:05x}"
+    )));
     assert!(text.contains("page dumped because: corrupted mapping in tail page"));
 }
 
@@ -106,7 +111,8 @@ fn split_pages_are_independent_and_survive_driver_writes() {
 /// Maps `pfns` one page each at `va` with `PAGE_KERNEL`.
 fn map_ptes(m: &mut Machine, va: u64, pfns: &[u64]) {
     for (i, &pfn) in pfns.iter().enumerate() {
-        m.pgtables.map_pte(va + i as u64 * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
+        m.pgtables
+            .map_pte(va + i as u64 * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
     }
 }
 
@@ -121,19 +127,30 @@ fn set_memory_ro_splits_the_direct_map_leaf_of_the_alias_once() {
 
     m.set_memory_ro(VMALLOC_START, 1).unwrap();
     let after = m.dmap.stats();
-    assert_eq!(after.direct_map_level2_splits, before.direct_map_level2_splits + 1);
+    assert_eq!(
+        after.direct_map_level2_splits,
+        before.direct_map_level2_splits + 1
+    );
     assert_eq!(after.directmap_4k_kb, before.directmap_4k_kb + 2048);
     assert_eq!(after.directmap_2m_kb, before.directmap_2m_kb - 2048);
     assert_eq!(m.dmap.prot(a), Prot::PAGE_KERNEL_RO, "the alias follows");
 
     m.set_memory_ro(VMALLOC_START + PAGE_SIZE, 1).unwrap();
-    assert_eq!(m.dmap.stats(), after, "second page in the same leaf: no new split");
+    assert_eq!(
+        m.dmap.stats(),
+        after,
+        "second page in the same leaf: no new split"
+    );
 
     let c = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
     map_ptes(&mut m, VMALLOC_START + 2 * PAGE_SIZE, &[c]);
     m.set_memory_x(VMALLOC_START + 2 * PAGE_SIZE, 1).unwrap();
     m.set_memory_nx(VMALLOC_START + 2 * PAGE_SIZE, 1).unwrap();
-    assert_eq!(m.dmap.stats(), after, "NX-only changes leave the direct map alone");
+    assert_eq!(
+        m.dmap.stats(),
+        after,
+        "NX-only changes leave the direct map alone"
+    );
 }
 
 #[test]
@@ -160,12 +177,20 @@ fn set_memory_rox_on_a_whole_pmd_leaf_splits_nothing() {
     assert_eq!(m.pgtables.pmd_splits, 0, "no vmalloc split");
     let leaf = m.pgtables.lookup(VMALLOC_START).unwrap();
     assert_eq!(leaf.prot, Prot::PAGE_KERNEL_ROX);
-    assert_eq!(m.dmap.prot(head + 7), Prot::PAGE_KERNEL_RO, "alias RO, NX kept");
+    assert_eq!(
+        m.dmap.prot(head + 7),
+        Prot::PAGE_KERNEL_RO,
+        "alias RO, NX kept"
+    );
 
     // A partial change of the PMD leaf splits the vmalloc leaf, not the alias.
     m.set_memory_rw(VMALLOC_START + PAGE_SIZE, 1).unwrap();
     assert_eq!(m.pgtables.pmd_splits, 1);
-    assert_eq!(m.dmap.stats().direct_map_level2_splits, 1, "alias of one page");
+    assert_eq!(
+        m.dmap.stats().direct_map_level2_splits,
+        1,
+        "alias of one page"
+    );
 }
 
 #[test]
@@ -178,10 +203,21 @@ fn cpu_faults_are_oopses_and_text_poke_writes_ro_text() {
     assert_eq!((f.access, f.cause), (Access::Fetch, FaultCause::ExecNx));
     m.set_memory_ro(VMALLOC_START, 1).unwrap();
     let f = m.write(VMALLOC_START, b"x").unwrap_err();
-    assert_eq!((f.access, f.cause), (Access::Write, FaultCause::WriteToReadOnly));
+    assert_eq!(
+        (f.access, f.cause),
+        (Access::Write, FaultCause::WriteToReadOnly)
+    );
     assert_eq!(m.oopses().len(), 2);
-    assert!(m.oopses()[0].to_string().contains("kernel tried to execute NX-protected page"));
-    assert!(m.oopses()[1].to_string().contains("#PF: error_code(0x0003) - permissions violation"));
+    assert!(
+        m.oopses()[0]
+            .to_string()
+            .contains("kernel tried to execute NX-protected page")
+    );
+    assert!(
+        m.oopses()[1]
+            .to_string()
+            .contains("#PF: error_code(0x0003) - permissions violation")
+    );
 
     m.set_memory_x(VMALLOC_START, 1).unwrap();
     m.text_poke_copy(VMALLOC_START + 2, &[0x90, 0xc3]).unwrap();
@@ -203,7 +239,14 @@ fn data_survives_free_and_comes_back_with_the_frame() {
     assert_eq!(&buf, b"secret");
     m.__free_pages(b, 0);
     let z = m
-        .alloc_pages_node(None, Gfp { zero: true, comp: false }, 0)
+        .alloc_pages_node(
+            None,
+            Gfp {
+                zero: true,
+                comp: false,
+            },
+            0,
+        )
         .unwrap();
     assert_eq!(z, a);
     m.frames.read(z, 100, &mut buf);
@@ -235,5 +278,8 @@ fn pmd_mapping_of_a_huge_block_reads_through() {
     let mut buf = [0; 3];
     m.frames.read(head + 511, 4093, &mut buf);
     assert_eq!(&buf, b"abc");
-    assert_eq!(m.pgtables.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE), Some(head + 3));
+    assert_eq!(
+        m.pgtables.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE),
+        Some(head + 3)
+    );
 }

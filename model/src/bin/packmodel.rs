@@ -58,12 +58,16 @@ fn main() -> ExitCode {
 
 /// Reads a text file; errors name the file (and line and column for bad UTF-8).
 fn read_text(path: &Path) -> Result<String, Usage> {
-    let bytes = std::fs::read(path).map_err(|e| Usage(format!("{}: cannot read: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Usage(format!("{}: cannot read: {e}", path.display())))?;
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
         let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        Usage(format!("{}:{line}:{col}: expected UTF-8 text", path.display()))
+        Usage(format!(
+            "{}:{line}:{col}: expected UTF-8 text",
+            path.display()
+        ))
     })
 }
 

@@ -8,7 +8,7 @@ use crate::kernel::VmallocFlags;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AreaId(pub u32);
 /// The n-th `struct page *` the trace got from `vmalloc_to_page` (`pg<n>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PageId(pub u32);
 /// The n-th program the trace loaded (`prog<n>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,9 +52,18 @@ pub enum Op {
     /// `vfree(vN)`.
     Vfree { area: AreaId },
     /// `vwrite(vN + off, "bytes")`.
-    Vwrite { area: AreaId, off: u64, data: Vec<u8> },
+    Vwrite {
+        area: AreaId,
+        off: u64,
+        data: Vec<u8>,
+    },
     /// `memset(vN + off, value, len)`.
-    Vmemset { area: AreaId, off: u64, value: u8, len: u32 },
+    Vmemset {
+        area: AreaId,
+        off: u64,
+        value: u8,
+        len: u32,
+    },
     /// `vread(vN + off, len)`.
     Vread { area: AreaId, off: u64, len: u32 },
     /// `pgN = vmalloc_to_page(vN + off)`.
@@ -139,12 +148,12 @@ impl Op {
 pub mod limits {
     /// Largest `vmalloc` size.
     pub const MAX_VMALLOC: u64 = 64 << 20;
-    /// Largest `vread`/`vwrite`/`memset` length.
-    pub const MAX_ACCESS: u64 = 1 << 20;
+    /// Largest `vread` length and `vwrite` payload.
+    pub const MAX_RW: u64 = 4096;
     /// Largest program.
-    pub const MAX_PROG_LEN: u32 = 4 << 20;
+    pub const MAX_PROG_LEN: u32 = 8 << 20;
     /// Largest probe offset either way.
-    pub const MAX_PROBE_OFF: i32 = 1 << 22;
+    pub const MAX_PROBE_OFF: i32 = 1 << 23;
 }
 
 /// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push

@@ -64,7 +64,14 @@ pub struct Invariants {
 
 impl Invariants {
     /// Checks everything `op` (at `index`) may have broken on `s`.
-    pub fn after_op(&mut self, s: &Session, index: usize, op: &Op, step: &Step, out: &mut Vec<Finding>) {
+    pub fn after_op(
+        &mut self,
+        s: &Session,
+        index: usize,
+        op: &Op,
+        step: &Step,
+        out: &mut Vec<Finding>,
+    ) {
         let kernel = s.name();
         let mut find = |oracle, message| {
             out.push(Finding {
@@ -83,7 +90,9 @@ impl Invariants {
             find(oracle, o.to_string());
         }
         match (&step.obs, op) {
-            (Obs::Landing(l), Op::ProgProbe { prog, off } | Op::StaleProbe { prog, off }) if l.is_bug() => {
+            (Obs::Landing(l), Op::ProgProbe { prog, off } | Op::StaleProbe { prog, off })
+                if l.is_bug() =>
+            {
                 find(
                     Oracle::ExecutableContent,
                     format!(
@@ -119,7 +128,9 @@ impl Invariants {
             if self.wx_dmap.insert((pfn, level)) {
                 find(
                     Oracle::WriteXorExecute,
-                    format!("W^X: direct-map {level:?} leaf of pfn {pfn:#x} is writable and executable\n"),
+                    format!(
+                        "W^X: direct-map {level:?} leaf of pfn {pfn:#x} is writable and executable\n"
+                    ),
                 );
             }
         }
@@ -136,7 +147,10 @@ impl Invariants {
             .map(|l| (l.va, l.level))
             .collect();
         let kept: BTreeSet<_> = m.pgtables.wx_leaves().collect();
-        assert_eq!(swept, kept, "W^X bookkeeping of the vmalloc page tables drifted");
+        assert_eq!(
+            swept, kept,
+            "W^X bookkeeping of the vmalloc page tables drifted"
+        );
         let swept: BTreeSet<_> = m
             .dmap
             .leaves()

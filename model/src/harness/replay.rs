@@ -44,16 +44,30 @@ pub fn replay(trace: &Trace, kind: KernelKind) -> Replay {
 /// then the verdict.
 pub fn render(path: &str, trace: &Trace, r: &Replay) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "replay {path} on {} ({})", r.kernel, config_text(&trace.config));
+    let _ = writeln!(
+        s,
+        "replay {path} on {} ({})",
+        r.kernel,
+        config_text(&trace.config)
+    );
     if !trace.quirks.is_empty() {
         let _ = writeln!(s, "quirks: {}", trace.quirks.join(", "));
     }
     s.push('\n');
     let lines = op_lines(&trace.ops);
-    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0).min(48);
+    let width = lines
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
     let _ = writeln!(s, " op  line  {:width$}  result", "call");
     for (i, (text, step)) in lines.iter().zip(&r.steps).enumerate() {
-        let _ = writeln!(s, "{i:3}  {:4}  {text:width$}  {}", trace.lines[i], step.obs);
+        let _ = writeln!(
+            s,
+            "{i:3}  {:4}  {text:width$}  {}",
+            trace.lines[i], step.obs
+        );
         for o in &step.oopses {
             for l in o.to_string().lines() {
                 let _ = writeln!(s, "           | {l}");

@@ -95,7 +95,8 @@ impl Session {
             }
             Op::Vwrite { area, off, data } => {
                 let a = handle!(self.areas, HandleKind::Area, area.0);
-                k.vwrite(a, *off, data).map_or_else(|f| Obs::Fault(f.cause), |()| Obs::Ok)
+                k.vwrite(a, *off, data)
+                    .map_or_else(|f| Obs::Fault(f.cause), |()| Obs::Ok)
             }
             Op::Vmemset {
                 area,
@@ -147,7 +148,8 @@ impl Session {
             }
             Op::ProgRun { prog } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);
-                k.bpf_prog_run(p).map_or_else(|f| Obs::Fault(f.cause), Obs::Bytes)
+                k.bpf_prog_run(p)
+                    .map_or_else(|f| Obs::Fault(f.cause), Obs::Bytes)
             }
             Op::ProgProbe { prog, off } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);

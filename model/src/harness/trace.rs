@@ -132,10 +132,18 @@ impl fmt::Display for OpText<'_> {
                     (HugeHint::Default, false) => write!(f, "vmalloc({size})"),
                     (HugeHint::Default, true) => write!(f, "vzalloc({size})"),
                     (HugeHint::Allow, z) => {
-                        write!(f, "vmalloc_huge({size}{})", if z { ", __GFP_ZERO" } else { "" })
+                        write!(
+                            f,
+                            "vmalloc_huge({size}{})",
+                            if z { ", __GFP_ZERO" } else { "" }
+                        )
                     }
                     (HugeHint::Forbid, z) => {
-                        write!(f, "vmalloc_no_huge({size}{})", if z { ", __GFP_ZERO" } else { "" })
+                        write!(
+                            f,
+                            "vmalloc_no_huge({size}{})",
+                            if z { ", __GFP_ZERO" } else { "" }
+                        )
                     }
                 }
             }
@@ -260,7 +268,13 @@ fn lex(line: &str) -> Result<Vec<(u32, Tok)>, LineErr> {
                 i += 1;
             }
             let word: String = chars[s..i].iter().filter(|&&c| c != '_').collect();
-            out.push((col, Tok::Num(parse_number(&word).ok_or((col, format!("expected a number, found `{word}`")))?)));
+            out.push((
+                col,
+                Tok::Num(
+                    parse_number(&word)
+                        .ok_or((col, format!("expected a number, found `{word}`")))?,
+                ),
+            ));
         } else if c == '"' {
             let s = i + 1;
             i += 1;
@@ -496,9 +510,14 @@ impl Parser {
             pos: 0,
             end_col: raw.chars().count() as u32 + 1,
         };
-        if let (Some(Tok::Ident(kw)), Some(Tok::Punct(':'))) = (toks.first().map(|t| &t.1), toks.get(1).map(|t| &t.1)) {
+        if let (Some(Tok::Ident(kw)), Some(Tok::Punct(':'))) =
+            (toks.first().map(|t| &t.1), toks.get(1).map(|t| &t.1))
+        {
             if !self.trace.ops.is_empty() {
-                return Err((1, format!("expected an operation; `{kw}:` must come before the first operation")));
+                return Err((
+                    1,
+                    format!("expected an operation; `{kw}:` must come before the first operation"),
+                ));
             }
             l.pos = 2;
             return match kw.as_str() {
@@ -510,8 +529,13 @@ impl Parser {
                     self.seen_config = true;
                     self.config(&mut l)
                 }
-                "quirks" | "config" => Err((1, format!("expected one `{kw}:` line, found a second"))),
-                _ => Err((1, format!("expected `quirks:`, `config:` or an operation, found `{kw}:`"))),
+                "quirks" | "config" => {
+                    Err((1, format!("expected one `{kw}:` line, found a second")))
+                }
+                _ => Err((
+                    1,
+                    format!("expected `quirks:`, `config:` or an operation, found `{kw}:`"),
+                )),
             };
         }
         let op = self.statement(&mut l)?;
@@ -539,10 +563,8 @@ impl Parser {
             }
             l.pos += 1;
         }
-        if !name.is_empty() {
-            if name != "none" || !self.trace.quirks.is_empty() {
-                self.trace.quirks.push(name);
-            }
+        if !name.is_empty() && (name != "none" || !self.trace.quirks.is_empty()) {
+            self.trace.quirks.push(name);
         }
         Ok(())
     }
@@ -566,13 +588,17 @@ impl Parser {
                     }
                 }
                 _ => {
-                    return Err((col, format!("expected a config key (`nodes`, `mem`, `dmap`), found `{key}`")));
+                    return Err((
+                        col,
+                        format!("expected a config key (`nodes`, `mem`, `dmap`), found `{key}`"),
+                    ));
                 }
             }
             if key == "mem" && v % (1 << 20) != 0 {
                 return Err((vcol, "expected a memory size in MiB (`64M`)".into()));
             }
-            c.validate().map_err(|e| (vcol, format!("expected a valid config: {e}")))?;
+            c.validate()
+                .map_err(|e| (vcol, format!("expected a valid config: {e}")))?;
         }
         Ok(())
     }
@@ -595,8 +621,14 @@ impl Parser {
         let name = l.ident(&format!("a {}", kind.noun()))?;
         match self.scope.names.get(name) {
             Some(&(k, id)) if k == kind => Ok(id),
-            Some(&(k, _)) => Err((col, format!("expected a {}, `{name}` is a {}", kind.noun(), k.noun()))),
-            None => Err((col, format!("expected a {}, `{name}` is not defined", kind.noun()))),
+            Some(&(k, _)) => Err((
+                col,
+                format!("expected a {}, `{name}` is a {}", kind.noun(), k.noun()),
+            )),
+            None => Err((
+                col,
+                format!("expected a {}, `{name}` is not defined", kind.noun()),
+            )),
         }
     }
 
@@ -608,7 +640,10 @@ impl Parser {
         };
         let id = self.resolve(l, HandleKind::Area)?;
         if let Some(at) = self.scope.areas[id as usize].freed_line {
-            return Err((col, format!("expected a live vmalloc area, `{name}` was freed at line {at}")));
+            return Err((
+                col,
+                format!("expected a live vmalloc area, `{name}` was freed at line {at}"),
+            ));
         }
         Ok((AreaId(id), col, name))
     }
@@ -618,7 +653,10 @@ impl Parser {
         let id = self.resolve(l, HandleKind::Page)?;
         let area = self.scope.pages[id as usize].area;
         if let Some(at) = self.scope.areas[area.0 as usize].freed_line {
-            return Err((col, format!("expected a live page, its vmalloc area was freed at line {at}")));
+            return Err((
+                col,
+                format!("expected a live page, its vmalloc area was freed at line {at}"),
+            ));
         }
         Ok(PageId(id))
     }
@@ -627,20 +665,36 @@ impl Parser {
         let col = l.col();
         let id = self.resolve(l, HandleKind::Prog)?;
         match (self.scope.progs[id as usize].freed_line, want_live) {
-            (Some(at), true) => Err((col, format!("expected a loaded program, it was freed at line {at}"))),
+            (Some(at), true) => Err((
+                col,
+                format!("expected a loaded program, it was freed at line {at}"),
+            )),
             (None, false) => Err((col, "expected a freed program, it is still loaded".into())),
             _ => Ok(ProgId(id)),
         }
     }
 
     /// `vN` or `vN + off`, with `off + len` inside the area.
-    fn area_at(&self, l: &mut Line, len: impl FnOnce(&mut Line) -> Result<u64, LineErr>) -> Result<(AreaId, u64, u64), LineErr> {
+    fn area_at(
+        &self,
+        l: &mut Line,
+        len: impl FnOnce(&mut Line) -> Result<u64, LineErr>,
+    ) -> Result<(AreaId, u64, u64), LineErr> {
         let (area, col, name) = self.live_area(l)?;
-        let off = if l.eat('+') { l.number("an offset")? } else { 0 };
+        let off = if l.eat('+') {
+            l.number("an offset")?
+        } else {
+            0
+        };
         let len = len(l)?;
         let size = self.scope.areas[area.0 as usize].size;
         if off.checked_add(len.max(1)).is_none_or(|end| end > size) {
-            return Err((col, format!("expected an access inside `{name}` ({size} bytes), found offset {off:#x} length {len}")));
+            return Err((
+                col,
+                format!(
+                    "expected an access inside `{name}` ({size} bytes), found offset {off:#x} length {len}"
+                ),
+            ));
         }
         Ok((area, off, len))
     }
@@ -663,7 +717,10 @@ impl Parser {
             let col = l.col();
             let key = l.ident(&format!("an option ({})", allowed.join(", ")))?;
             if !allowed.contains(&key) {
-                return Err((col, format!("expected an option ({}), found `{key}`", allowed.join(", "))));
+                return Err((
+                    col,
+                    format!("expected an option ({}), found `{key}`", allowed.join(", ")),
+                ));
             }
             l.punct('=')?;
             let v = l.number(&format!("a value for `{key}`"))?;
@@ -702,8 +759,13 @@ impl Parser {
                     page,
                     value: l.number("an index")?,
                 }),
-                ("index", false) => Err((fcol, "expected `page_index(pgN)` to read the index".into())),
-                _ => Err((fcol, format!("expected `mapping` or `index`, found `{field}`"))),
+                ("index", false) => {
+                    Err((fcol, "expected `page_index(pgN)` to read the index".into()))
+                }
+                _ => Err((
+                    fcol,
+                    format!("expected `mapping` or `index`, found `{field}`"),
+                )),
             };
         }
         let (binding, func) = if l.eat('=') {
@@ -717,16 +779,23 @@ impl Parser {
         l.punct(')')?;
         match (op.creates(), binding) {
             (None, Some(name)) => {
-                return Err((1, format!("expected no `{name} =`: `{func}` creates nothing")));
+                return Err((
+                    1,
+                    format!("expected no `{name} =`: `{func}` creates nothing"),
+                ));
             }
             (Some(kind), name) => {
                 self.bind(name, kind);
                 match &op {
-                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => self.scope.areas.push(AreaState {
-                        size: *size,
-                        freed_line: None,
-                    }),
-                    Op::VmallocToPage { area, .. } => self.scope.pages.push(PageState { area: *area }),
+                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => {
+                        self.scope.areas.push(AreaState {
+                            size: *size,
+                            freed_line: None,
+                        })
+                    }
+                    Op::VmallocToPage { area, .. } => {
+                        self.scope.pages.push(PageState { area: *area })
+                    }
                     Op::ProgLoad { .. } => self.scope.progs.push(ProgState { freed_line: None }),
                     _ => unreachable!(),
                 }
@@ -737,24 +806,27 @@ impl Parser {
     }
 
     fn call(&mut self, l: &mut Line, func: &str, fcol: u32) -> Result<Op, LineErr> {
-        let vmalloc = |l: &mut Line, p: &Self, huge: HugeHint, zero_fixed: bool| -> Result<Op, LineErr> {
-            let size = p.size(l)?;
-            let mut zero = zero_fixed;
-            if huge != HugeHint::Default && l.eat(',') {
-                l.keyword("__GFP_ZERO")?;
-                zero = true;
-            }
-            Ok(Op::Vmalloc {
-                size,
-                flags: VmallocFlags { huge, zero },
-            })
-        };
+        let vmalloc =
+            |l: &mut Line, p: &Self, huge: HugeHint, zero_fixed: bool| -> Result<Op, LineErr> {
+                let size = p.size(l)?;
+                let mut zero = zero_fixed;
+                if huge != HugeHint::Default && l.eat(',') {
+                    l.keyword("__GFP_ZERO")?;
+                    zero = true;
+                }
+                Ok(Op::Vmalloc {
+                    size,
+                    flags: VmallocFlags { huge, zero },
+                })
+            };
         Ok(match func {
             "vmalloc" => vmalloc(l, self, HugeHint::Default, false)?,
             "vzalloc" => vmalloc(l, self, HugeHint::Default, true)?,
             "vmalloc_huge" => vmalloc(l, self, HugeHint::Allow, false)?,
             "vmalloc_no_huge" => vmalloc(l, self, HugeHint::Forbid, false)?,
-            "kvmalloc" => Op::Kvmalloc { size: self.size(l)? },
+            "kvmalloc" => Op::Kvmalloc {
+                size: self.size(l)?,
+            },
             "vfree" => {
                 let (area, _, _) = self.live_area(l)?;
                 self.scope.areas[area.0 as usize].freed_line = Some(self.current_line());
@@ -769,16 +841,25 @@ impl Parser {
                         return l.err("a string of hex bytes");
                     };
                     l.pos += 1;
-                    let digits: Vec<char> = s.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
-                    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(|c| c.is_ascii_hexdigit()) {
-                        return Err((col, "expected a string of hex bytes (`\"48 89 e5\"`)".into()));
+                    let digits: Vec<char> = s
+                        .chars()
+                        .filter(|c| !c.is_whitespace() && *c != '_')
+                        .collect();
+                    if digits.is_empty()
+                        || digits.len() % 2 != 0
+                        || !digits.iter().all(|c| c.is_ascii_hexdigit())
+                    {
+                        return Err((
+                            col,
+                            "expected a string of hex bytes (`\"48 89 e5\"`)".into(),
+                        ));
                     }
                     data = digits
                         .chunks(2)
                         .map(|p| u8::from_str_radix(&p.iter().collect::<String>(), 16).unwrap())
                         .collect();
-                    if data.len() as u64 > limits::MAX_ACCESS {
-                        return Err((col, format!("expected at most {} bytes", limits::MAX_ACCESS)));
+                    if data.len() as u64 > limits::MAX_RW {
+                        return Err((col, format!("expected at most {} bytes", limits::MAX_RW)));
                     }
                     Ok(data.len() as u64)
                 })?;
@@ -790,7 +871,7 @@ impl Parser {
                     l.punct(',')?;
                     value = l.number_in("a byte value", 0, 255)? as u8;
                     l.punct(',')?;
-                    l.number_in("a length", 1, limits::MAX_ACCESS)
+                    l.number_in("a length", 1, limits::MAX_VMALLOC)
                 })?;
                 Op::Vmemset {
                     area,
@@ -802,7 +883,7 @@ impl Parser {
             "vread" => {
                 let (area, off, len) = self.area_at(l, |l| {
                     l.punct(',')?;
-                    l.number_in("a length", 1, limits::MAX_ACCESS)
+                    l.number_in("a length", 1, limits::MAX_RW)
                 })?;
                 Op::Vread {
                     area,
@@ -814,8 +895,12 @@ impl Parser {
                 let (area, off, _) = self.area_at(l, |_| Ok(1))?;
                 Op::VmallocToPage { area, off }
             }
-            "get_page" => Op::GetPage { page: self.live_page(l)? },
-            "put_page" => Op::PutPage { page: self.live_page(l)? },
+            "get_page" => Op::GetPage {
+                page: self.live_page(l)?,
+            },
+            "put_page" => Op::PutPage {
+                page: self.live_page(l)?,
+            },
             "list_add" => {
                 let page = self.lru(l)?;
                 l.punct(',')?;
@@ -825,18 +910,31 @@ impl Parser {
             }
             "list_del" => Op::ListDel { page: self.lru(l)? },
             "INIT_LIST_HEAD" => Op::InitListHead { page: self.lru(l)? },
-            "SetPageReserved" => Op::SetReserved { page: self.live_page(l)? },
-            "ClearPageReserved" => Op::ClearReserved { page: self.live_page(l)? },
-            "page_count" => Op::PageCount { page: self.live_page(l)? },
-            "page_index" => Op::PageIndex { page: self.live_page(l)? },
-            "page_private" => Op::PagePrivate { page: self.live_page(l)? },
+            "SetPageReserved" => Op::SetReserved {
+                page: self.live_page(l)?,
+            },
+            "ClearPageReserved" => Op::ClearReserved {
+                page: self.live_page(l)?,
+            },
+            "page_count" => Op::PageCount {
+                page: self.live_page(l)?,
+            },
+            "page_index" => Op::PageIndex {
+                page: self.live_page(l)?,
+            },
+            "page_private" => Op::PagePrivate {
+                page: self.live_page(l)?,
+            },
             "bpf_prog_load" => {
                 let len = l.number_in("a program length", 1, limits::MAX_PROG_LEN as u64)? as u32;
                 let col = l.col();
                 let o = self.options(l, &["align", "rand"])?;
                 let align = o.get("align").copied().unwrap_or(1);
                 if !matches!(align, 1 | 2 | 4 | 8) {
-                    return Err((col, format!("expected `align` of 1, 2, 4 or 8, found {align}")));
+                    return Err((
+                        col,
+                        format!("expected `align` of 1, 2, 4 or 8, found {align}"),
+                    ));
                 }
                 Op::ProgLoad {
                     len,
@@ -858,7 +956,9 @@ impl Parser {
                 self.scope.progs[prog.0 as usize].freed_line = Some(self.current_line());
                 Op::ProgFree { prog }
             }
-            "bpf_prog_run" => Op::ProgRun { prog: self.prog(l, true)? },
+            "bpf_prog_run" => Op::ProgRun {
+                prog: self.prog(l, true)?,
+            },
             "bpf_prog_probe" => {
                 let prog = self.prog(l, true)?;
                 l.punct(',')?;
@@ -887,5 +987,10 @@ impl Parser {
 
 fn rand_opt(o: &BTreeMap<String, u64>, col: u32) -> Result<u32, LineErr> {
     let r = o.get("rand").copied().unwrap_or(0);
-    u32::try_from(r).map_err(|_| (col, format!("expected `rand` to fit in 32 bits, found {r:#x}")))
+    u32::try_from(r).map_err(|_| {
+        (
+            col,
+            format!("expected `rand` to fit in 32 bits, found {r:#x}"),
+        )
+    })
 }

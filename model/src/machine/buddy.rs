@@ -15,8 +15,7 @@
 
 use super::consts::{KDATA_START, MAX_ORDER};
 use super::page::{
-    LIST_POISON1, LIST_POISON2, Memmap, PAGE_BUDDY_MAPCOUNT_VALUE, W_LRU_NEXT, W_LRU_PREV,
-    page_ptr,
+    LIST_POISON1, LIST_POISON2, Memmap, PAGE_BUDDY_MAPCOUNT_VALUE, W_LRU_NEXT, W_LRU_PREV, page_ptr,
 };
 
 const NONE: u32 = u32::MAX;
@@ -55,7 +54,10 @@ impl Buddy {
         let nr = mm.nr_pages();
         let per_node = nr / nodes as u64;
         let max_block = 1u64 << (MAX_ORDER - 1);
-        assert!(per_node % max_block == 0, "node size must be a multiple of 4 MiB");
+        assert!(
+            per_node % max_block == 0,
+            "node size must be a multiple of 4 MiB"
+        );
         let zones = (0..nodes)
             .map(|n| Zone {
                 start_pfn: n as u64 * per_node,
@@ -154,7 +156,10 @@ impl Buddy {
 
     /// `__free_one_page()`: merge with free buddies and put the block on a list.
     pub fn free_one_page(&mut self, mm: &mut Memmap, mut pfn: u64, mut order: u32) {
-        debug_assert!(pfn % (1 << order) == 0, "misaligned free of pfn {pfn:#x} order {order}");
+        debug_assert!(
+            pfn % (1 << order) == 0,
+            "misaligned free of pfn {pfn:#x} order {order}"
+        );
         debug_assert!(!self.is_free(pfn), "double free of pfn {pfn:#x}");
         while order < MAX_ORDER - 1 {
             let buddy = pfn ^ (1 << order);
@@ -205,13 +210,15 @@ impl Buddy {
             self.zones[node].head[o] = p;
         } else {
             self.next[prev as usize] = p;
-            mm.page_mut(prev as u64).set_word(W_LRU_NEXT, page_ptr(pfn) + 8);
+            mm.page_mut(prev as u64)
+                .set_word(W_LRU_NEXT, page_ptr(pfn) + 8);
         }
         if next == NONE {
             self.zones[node].tail[o] = p;
         } else {
             self.prev[next as usize] = p;
-            mm.page_mut(next as u64).set_word(W_LRU_PREV, page_ptr(pfn) + 8);
+            mm.page_mut(next as u64)
+                .set_word(W_LRU_PREV, page_ptr(pfn) + 8);
         }
         self.zones[node].nr_free[o] += 1;
         self.free_order[pfn as usize] = order as u8;

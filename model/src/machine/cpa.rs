@@ -108,13 +108,15 @@ impl Machine {
     /// `set_direct_map_invalid_noflush()` = `__set_pages_np(page, 1)`.
     pub fn set_direct_map_invalid_noflush(&mut self, pfn: u64) {
         self.stats.set_direct_map_calls += 1;
-        self.dmap.change(pfn, 1, Prot::NONE, Prot::PRESENT.union(Prot::RW));
+        self.dmap
+            .change(pfn, 1, Prot::NONE, Prot::PRESENT.union(Prot::RW));
     }
 
     /// `set_direct_map_default_noflush()` = `__set_pages_p(page, 1)`.
     pub fn set_direct_map_default_noflush(&mut self, pfn: u64) {
         self.stats.set_direct_map_calls += 1;
-        self.dmap.change(pfn, 1, Prot::PRESENT.union(Prot::RW), Prot::NONE);
+        self.dmap
+            .change(pfn, 1, Prot::PRESENT.union(Prot::RW), Prot::NONE);
     }
 
     /// The `VM_FLUSH_RESET_PERMS` part of `vm_remove_mappings()` (v5.18): every

@@ -14,14 +14,21 @@ impl Machine {
     /// Translates `va` for `access`: the pfn and offset, or the fault the MMU
     /// would raise.
     pub fn translate(&self, va: u64, access: Access) -> Result<(u64, usize), Fault> {
-        let fault = |cause| Fault { addr: va, access, cause };
+        let fault = |cause| Fault {
+            addr: va,
+            access,
+            cause,
+        };
         if !is_canonical(va) {
             return Err(fault(FaultCause::NonCanonical));
         }
         let (pfn, prot) = if (VMALLOC_START..=VMALLOC_END).contains(&va)
             || (MODULES_VADDR..MODULES_END).contains(&va)
         {
-            let leaf = self.pgtables.lookup(va).ok_or(fault(FaultCause::NotPresent))?;
+            let leaf = self
+                .pgtables
+                .lookup(va)
+                .ok_or(fault(FaultCause::NotPresent))?;
             (leaf.pfn + ((va - leaf.va) / PS), leaf.prot)
         } else if va >= PAGE_OFFSET && va < PAGE_OFFSET + self.mm.nr_pages() * PS {
             let pfn = (va - PAGE_OFFSET) / PS;
@@ -130,7 +137,11 @@ impl Machine {
 
     /// `__text_poke()`'s page lookup: `vmalloc_to_page()` of every page the
     /// write touches; `BUG_ON(!pages[0])` when one is not mapped.
-    fn poke_pieces(&mut self, addr: u64, len: usize) -> Option<Vec<(u64, usize, std::ops::Range<usize>)>> {
+    fn poke_pieces(
+        &mut self,
+        addr: u64,
+        len: usize,
+    ) -> Option<Vec<(u64, usize, std::ops::Range<usize>)>> {
         let mut pieces = Vec::new();
         let mut done = 0usize;
         while done < len {

@@ -163,7 +163,9 @@ impl DirectMap {
         let g = (pfn / GB_PAGES) as usize;
         match level {
             DmapLevel::G1 => {
-                let Pud::Leaf(p) = self.puds[g] else { unreachable!() };
+                let Pud::Leaf(p) = self.puds[g] else {
+                    unreachable!()
+                };
                 self.puds[g] = Pud::Table(vec![Pmd::Leaf(p); PTRS_PER_PTE as usize]);
                 self.count[2] -= 1;
                 self.count[1] += PTRS_PER_PTE;
@@ -171,7 +173,9 @@ impl DirectMap {
                 self.rewrite_wx(pfn & !(GB_PAGES - 1), level, p, DmapLevel::M2);
             }
             DmapLevel::M2 => {
-                let Pud::Table(pmds) = &mut self.puds[g] else { unreachable!() };
+                let Pud::Table(pmds) = &mut self.puds[g] else {
+                    unreachable!()
+                };
                 let slot = &mut pmds[((pfn % GB_PAGES) / PTRS_PER_PTE) as usize];
                 let Pmd::Leaf(p) = *slot else { unreachable!() };
                 *slot = Pmd::Table(Box::new([p; 512]));
@@ -299,7 +303,10 @@ mod tests {
         d.change(1030, 1, Prot::NONE, RO); // already RO: preserved
         d.change(2000, 3, Prot::PAGE_KERNEL, Prot::NONE); // already default
         assert_eq!(d.stats().direct_map_level2_splits, 0);
-        assert_eq!(d.lookup(1030), Some((Prot::PAGE_KERNEL_RO, DmapLevel::M2, 1024)));
+        assert_eq!(
+            d.lookup(1030),
+            Some((Prot::PAGE_KERNEL_RO, DmapLevel::M2, 1024))
+        );
     }
 
     #[test]
@@ -308,7 +315,10 @@ mod tests {
         assert_eq!(d.stats().directmap_1g_kb, 1 << 20);
         d.change(5, 1, Prot::NONE, RO);
         let s = d.stats();
-        assert_eq!((s.direct_map_level3_splits, s.direct_map_level2_splits), (1, 1));
+        assert_eq!(
+            (s.direct_map_level3_splits, s.direct_map_level2_splits),
+            (1, 1)
+        );
         assert_eq!(s.directmap_2m_kb, 511 * 2048);
         assert_eq!(s.directmap_4k_kb, 512 * 4);
     }

@@ -118,7 +118,9 @@ impl Frames {
         match self.state[pfn as usize] {
             Content::Fill(b) => b == value,
             Content::Boot => (off..off + len).all(|o| boot_byte(pfn, o) == value),
-            Content::Data(i) => self.pool[i as usize][off..off + len].iter().all(|&b| b == value),
+            Content::Data(i) => self.pool[i as usize][off..off + len]
+                .iter()
+                .all(|&b| b == value),
         }
     }
 

@@ -39,7 +39,9 @@ impl PageDump {
             Ok(h) if h <= pfn && pfn - h < 1024 => Some(h),
             _ => None,
         };
-        let head = head_pfn.filter(|&h| h != pfn).map(|h| (h, mm.page(h).words()));
+        let head = head_pfn
+            .filter(|&h| h != pfn)
+            .map(|h| (h, mm.page(h).words()));
         let compound = match head_pfn {
             Some(h) if page.is_compound() && h + 1 < mm.nr_pages() => {
                 let t = mm.page(h + 1);
@@ -245,7 +247,11 @@ impl Oops {
 
     /// The first line, for one-line summaries.
     pub fn headline(&self) -> String {
-        self.to_string().lines().next().unwrap_or_default().to_string()
+        self.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 

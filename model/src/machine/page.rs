@@ -326,7 +326,9 @@ impl Memmap {
         let mut v = 0u64;
         for i in 0..8 {
             let a = addr + i - VMEMMAP_START;
-            let b = self.page(a / STRUCT_PAGE_SIZE).byte((a % STRUCT_PAGE_SIZE) as usize);
+            let b = self
+                .page(a / STRUCT_PAGE_SIZE)
+                .byte((a % STRUCT_PAGE_SIZE) as usize);
             v |= (b as u64) << (8 * i);
         }
         v
@@ -338,7 +340,8 @@ impl Memmap {
         if (addr - VMEMMAP_START) % 8 == 0 {
             let a = addr - VMEMMAP_START;
             let pfn = a / STRUCT_PAGE_SIZE;
-            self.page_mut(pfn).set_word(((a % STRUCT_PAGE_SIZE) / 8) as usize, v);
+            self.page_mut(pfn)
+                .set_word(((a % STRUCT_PAGE_SIZE) / 8) as usize, v);
             return;
         }
         for i in 0..8 {

@@ -160,7 +160,10 @@ impl Machine {
         if order > 0 {
             let compound = self.mm.page(pfn).is_compound();
             if compound && self.compound_order(pfn) != order {
-                self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(compound && compound_order(page) != order)");
+                self.vm_bug_on_page(
+                    pfn,
+                    "VM_BUG_ON_PAGE(compound && compound_order(page) != order)",
+                );
                 return false;
             }
             for p in pfn + 1..pfn + (1 << order) {
@@ -204,7 +207,8 @@ impl Machine {
             }),
             // the second tail page: ->mapping is deferred_list.next
             2 => None,
-            _ => (self.mm.page(p).mapping() != TAIL_MAPPING).then_some("corrupted mapping in tail page"),
+            _ => (self.mm.page(p).mapping() != TAIL_MAPPING)
+                .then_some("corrupted mapping in tail page"),
         };
         let reason = reason.or_else(|| {
             let page = self.mm.page(p);
@@ -235,7 +239,8 @@ impl Machine {
         }
         let head = self.mm.compound_head(pfn).ok()?;
         let first = head + 1;
-        (first < self.mm.nr_pages()).then(|| self.mm.page(first).compound_mapcount_raw().wrapping_add(1))
+        (first < self.mm.nr_pages())
+            .then(|| self.mm.page(first).compound_mapcount_raw().wrapping_add(1))
     }
 
     /// `page_expected_state()` + `page_bad_reason()`: the last check that fails
@@ -297,10 +302,15 @@ impl Machine {
     /// `get_page()` = `folio_get(page_folio(page))`: the reference lands on the
     /// head; `VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))`.
     pub fn get_page(&mut self, pfn: u64) {
-        let Some(head) = self.head_or_oops(pfn) else { return };
+        let Some(head) = self.head_or_oops(pfn) else {
+            return;
+        };
         let count = self.mm.page(head).refcount();
         if (count as u32).wrapping_add(127) <= 127 {
-            return self.vm_bug_on_page(head, "VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))");
+            return self.vm_bug_on_page(
+                head,
+                "VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))",
+            );
         }
         self.mm.page_mut(head).set_refcount(count + 1);
     }
@@ -309,7 +319,9 @@ impl Machine {
     /// the last one frees the page (a compound page as a whole, with
     /// `compound_order()`), which runs the free-time checks.
     pub fn put_page(&mut self, pfn: u64) {
-        let Some(head) = self.head_or_oops(pfn) else { return };
+        let Some(head) = self.head_or_oops(pfn) else {
+            return;
+        };
         let count = self.mm.page(head).refcount();
         if count == 0 {
             return self.vm_bug_on_page(head, "VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0)");

@@ -39,9 +39,15 @@ const PTE_VALID: u64 = 1 << 11;
 
 #[derive(Clone)]
 enum Pmd {
-    Leaf { pfn: u64, prot: Prot },
+    Leaf {
+        pfn: u64,
+        prot: Prot,
+    },
     /// 512 PTEs: `pfn << 12 | PTE_VALID | prot`, 0 for `pte_none`.
-    Table { ptes: Box<[u64; 512]>, used: u16 },
+    Table {
+        ptes: Box<[u64; 512]>,
+        used: u16,
+    },
 }
 
 /// The page tables below `VMALLOC_START` and `MODULES_VADDR`.
@@ -77,10 +83,13 @@ impl PageTables {
     /// `vmap_pte_range()`: install one PTE. The slot must be `pte_none`.
     pub fn map_pte(&mut self, va: u64, pfn: u64, prot: Prot) {
         debug_assert!(va % PAGE_SIZE == 0);
-        let slot = self.pmds.entry(pmd_index(va)).or_insert_with(|| Pmd::Table {
-            ptes: Box::new([0; 512]),
-            used: 0,
-        });
+        let slot = self
+            .pmds
+            .entry(pmd_index(va))
+            .or_insert_with(|| Pmd::Table {
+                ptes: Box::new([0; 512]),
+                used: 0,
+            });
         match slot {
             Pmd::Table { ptes, used } => {
                 let e = &mut ptes[pte_index(va)];
@@ -216,14 +225,19 @@ impl PageTables {
                 ),
                 Pmd::Table { ptes, .. } => (None, Some(ptes)),
             };
-            single.into_iter().chain(table.into_iter().flat_map(move |ptes| {
-                ptes.iter().enumerate().filter(|(_, e)| **e != 0).map(move |(i, e)| Leaf {
-                    va: base + i as u64 * PAGE_SIZE,
-                    pfn: e >> PAGE_SHIFT,
-                    prot: Prot::from_bits(*e as u8),
-                    level: Level::Pte,
-                })
-            }))
+            single
+                .into_iter()
+                .chain(table.into_iter().flat_map(move |ptes| {
+                    ptes.iter()
+                        .enumerate()
+                        .filter(|(_, e)| **e != 0)
+                        .map(move |(i, e)| Leaf {
+                            va: base + i as u64 * PAGE_SIZE,
+                            pfn: e >> PAGE_SHIFT,
+                            prot: Prot::from_bits(*e as u8),
+                            level: Level::Pte,
+                        })
+                }))
         })
     }
 
@@ -242,10 +256,16 @@ mod tests {
     fn vmalloc_to_pfn_inside_a_pmd_leaf_is_the_subpage() {
         let mut pt = PageTables::default();
         pt.map_pmd(VMALLOC_START, 1024, Prot::PAGE_KERNEL);
-        assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE + 5), Some(1027));
+        assert_eq!(
+            pt.vmalloc_to_pfn(VMALLOC_START + 3 * PAGE_SIZE + 5),
+            Some(1027)
+        );
         pt.map_pte(VMALLOC_START + PMD_SIZE, 7, Prot::PAGE_KERNEL);
         assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + PMD_SIZE + 100), Some(7));
-        assert_eq!(pt.vmalloc_to_pfn(VMALLOC_START + PMD_SIZE + PAGE_SIZE), None);
+        assert_eq!(
+            pt.vmalloc_to_pfn(VMALLOC_START + PMD_SIZE + PAGE_SIZE),
+            None
+        );
         assert_eq!(pt.leaves().count(), 2);
     }
 

@@ -46,8 +46,12 @@ impl Reference {
         self.m.write(image, text).expect("JIT image is writable");
         area.flush_reset_perms = true;
         let pages = area.size / PAGE_SIZE;
-        self.m.set_memory_ro(area.addr, pages).expect("image is mapped");
-        self.m.set_memory_x(area.addr, pages).expect("image is mapped");
+        self.m
+            .set_memory_ro(area.addr, pages)
+            .expect("image is mapped");
+        self.m
+            .set_memory_x(area.addr, pages)
+            .expect("image is mapped");
         self.images.push(ImageSlot {
             image: Image {
                 header: area.addr,

@@ -43,7 +43,9 @@ impl VmapSpace {
     }
 
     pub fn free(&mut self, addr: u64) {
-        self.used.remove(&addr).expect("freeing an address that was never allocated");
+        self.used
+            .remove(&addr)
+            .expect("freeing an address that was never allocated");
     }
 }
 
@@ -59,7 +61,11 @@ mod tests {
         assert_eq!(a, 0x1000_0000);
         assert_eq!(b, a + 0x3000, "one guard page between areas");
         s.free(a);
-        assert_eq!(s.alloc(0x1000, PAGE_SIZE), Some(a), "freed space is reused first");
+        assert_eq!(
+            s.alloc(0x1000, PAGE_SIZE),
+            Some(a),
+            "freed space is reused first"
+        );
         assert_eq!(s.alloc(0x1000, 0x10_0000), Some(0x1010_0000));
     }
 }

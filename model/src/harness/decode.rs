@@ -1,0 +1,496 @@
+//! Fuzz input → ops (DESIGN §7). The decoder never fails: every byte string is a
+//! valid, disciplined op sequence.
+//!
+//! Layout: a format-version byte, a config byte, a 16-bit swarm mask, then ops.
+//! Each op is a `u8` tag (`tag % 32` picks a slot in [`KINDS`]; slots past the
+//! end are reserved for ops appended later and decode to nothing) followed by
+//! its arguments as fixed-width little-endian integers from
+//! `arbitrary::Unstructured` (zero when the input runs out), bounded here by
+//! `%`. Handles are `raw % live.len()`. At most [`MAX_OPS`] ops.
+//!
+//! Every numeric argument has an "exact" encoding, so that `packmodel encode`
+//! can turn any trace the parser accepts back into bytes.
+
+use arbitrary::Unstructured;
+
+use super::driver::Driver;
+use super::op::{AreaId, DRIVER_MAPPING, Op, PageId, ProgId, limits};
+use crate::kernel::{HugeHint, VmallocFlags};
+use crate::machine::MachineConfig;
+use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
+use crate::machine::direct_map::DmapLeaf;
+
+/// The input format this decoder reads (the first byte of every input).
+pub const FORMAT_VERSION: u8 = 1;
+/// Most ops one input decodes to.
+pub const MAX_OPS: usize = 256;
+
+/// Op kinds by tag slot. Append only: a slot's meaning never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Vmalloc,
+    Kvmalloc,
+    Vfree,
+    Vwrite,
+    Vmemset,
+    Vread,
+    VmallocToPage,
+    GetPage,
+    PutPage,
+    SetMapping,
+    SetIndex,
+    ListAdd,
+    ListDel,
+    InitListHead,
+    SetReserved,
+    ClearReserved,
+    PageCount,
+    PageMapping,
+    PageIndex,
+    PagePrivate,
+    ProgLoad,
+    ProgLoadFail,
+    ProgFree,
+    ProgRun,
+    ProgProbe,
+    StaleProbe,
+}
+
+/// Tag slot → kind.
+pub const KINDS: [Kind; 26] = [
+    Kind::Vmalloc,
+    Kind::Kvmalloc,
+    Kind::Vfree,
+    Kind::Vwrite,
+    Kind::Vmemset,
+    Kind::Vread,
+    Kind::VmallocToPage,
+    Kind::GetPage,
+    Kind::PutPage,
+    Kind::SetMapping,
+    Kind::SetIndex,
+    Kind::ListAdd,
+    Kind::ListDel,
+    Kind::InitListHead,
+    Kind::SetReserved,
+    Kind::ClearReserved,
+    Kind::PageCount,
+    Kind::PageMapping,
+    Kind::PageIndex,
+    Kind::PagePrivate,
+    Kind::ProgLoad,
+    Kind::ProgLoadFail,
+    Kind::ProgFree,
+    Kind::ProgRun,
+    Kind::ProgProbe,
+    Kind::StaleProbe,
+];
+
+/// Slots a tag selects from.
+pub const TAG_SLOTS: u8 = 32;
+
+impl Kind {
+    /// The tag that selects this kind.
+    pub fn tag(self) -> u8 {
+        KINDS
+            .iter()
+            .position(|&k| k == self)
+            .expect("every kind has a slot") as u8
+    }
+
+    /// The swarm-mask bit that switches this kind off.
+    pub fn swarm_bit(self) -> u16 {
+        1 << match self {
+            Kind::Vmalloc => 0,
+            Kind::Kvmalloc => 1,
+            Kind::Vfree => 2,
+            Kind::Vwrite | Kind::Vmemset => 3,
+            Kind::Vread => 4,
+            Kind::VmallocToPage => 5,
+            Kind::GetPage | Kind::PutPage => 6,
+            Kind::SetMapping | Kind::SetIndex => 7,
+            Kind::ListAdd | Kind::ListDel | Kind::InitListHead => 8,
+            Kind::SetReserved | Kind::ClearReserved => 9,
+            Kind::PageCount | Kind::PageMapping | Kind::PageIndex | Kind::PagePrivate => 10,
+            Kind::ProgLoad => 11,
+            Kind::ProgLoadFail => 12,
+            Kind::ProgFree => 13,
+            Kind::ProgRun | Kind::ProgProbe => 14,
+            Kind::StaleProbe => 15,
+        }
+    }
+
+    /// The kind of an op.
+    pub fn of(op: &Op) -> Kind {
+        match op {
+            Op::Vmalloc { .. } => Kind::Vmalloc,
+            Op::Kvmalloc { .. } => Kind::Kvmalloc,
+            Op::Vfree { .. } => Kind::Vfree,
+            Op::Vwrite { .. } => Kind::Vwrite,
+            Op::Vmemset { .. } => Kind::Vmemset,
+            Op::Vread { .. } => Kind::Vread,
+            Op::VmallocToPage { .. } => Kind::VmallocToPage,
+            Op::GetPage { .. } => Kind::GetPage,
+            Op::PutPage { .. } => Kind::PutPage,
+            Op::SetMapping { .. } => Kind::SetMapping,
+            Op::SetIndex { .. } => Kind::SetIndex,
+            Op::ListAdd { .. } => Kind::ListAdd,
+            Op::ListDel { .. } => Kind::ListDel,
+            Op::InitListHead { .. } => Kind::InitListHead,
+            Op::SetReserved { .. } => Kind::SetReserved,
+            Op::ClearReserved { .. } => Kind::ClearReserved,
+            Op::PageCount { .. } => Kind::PageCount,
+            Op::PageMapping { .. } => Kind::PageMapping,
+            Op::PageIndex { .. } => Kind::PageIndex,
+            Op::PagePrivate { .. } => Kind::PagePrivate,
+            Op::ProgLoad { .. } => Kind::ProgLoad,
+            Op::ProgLoadFail { .. } => Kind::ProgLoadFail,
+            Op::ProgFree { .. } => Kind::ProgFree,
+            Op::ProgRun { .. } => Kind::ProgRun,
+            Op::ProgProbe { .. } => Kind::ProgProbe,
+            Op::StaleProbe { .. } => Kind::StaleProbe,
+        }
+    }
+}
+
+/// A decoded input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    pub config: MachineConfig,
+    /// Swarm mask: a set bit switches a group of op kinds off.
+    pub swarm: u16,
+    pub ops: Vec<Op>,
+}
+
+/// The config byte: bit 0 nodes − 1, bits 1–2 memory (64, 16, 32, 128 MiB),
+/// bit 3 direct-map leaf (2M, 1G); bits 4–7 reserved.
+pub fn config_from_byte(b: u8) -> MachineConfig {
+    MachineConfig {
+        nodes: 1 + (b & 1),
+        mem_mib: [64, 16, 32, 128][((b >> 1) & 3) as usize],
+        dmap_leaf: if b & 8 != 0 {
+            DmapLeaf::G1
+        } else {
+            DmapLeaf::M2
+        },
+    }
+}
+
+/// The config byte of `cfg` (inverse of [`config_from_byte`]).
+pub fn config_to_byte(cfg: &MachineConfig) -> u8 {
+    let mem = match cfg.mem_mib {
+        16 => 1,
+        32 => 2,
+        128 => 3,
+        _ => 0,
+    };
+    (cfg.nodes - 1) | mem << 1 | u8::from(cfg.dmap_leaf == DmapLeaf::G1) << 3
+}
+
+/// Decodes any byte string.
+pub fn decode(data: &[u8]) -> Input {
+    let mut u = Unstructured::new(data);
+    let _version = r8(&mut u);
+    let config = config_from_byte(r8(&mut u));
+    let swarm = r16(&mut u);
+    let mut g = Gen::new(config);
+    while g.ops.len() < MAX_OPS && !u.is_empty() {
+        let tag = r8(&mut u) % TAG_SLOTS;
+        let Some(&kind) = KINDS.get(tag as usize) else {
+            continue;
+        };
+        if swarm & kind.swarm_bit() != 0 {
+            continue;
+        }
+        g.generate(kind, &mut u);
+    }
+    Input {
+        config,
+        swarm,
+        ops: g.ops,
+    }
+}
+
+fn r8(u: &mut Unstructured) -> u8 {
+    u.arbitrary().unwrap_or(0)
+}
+fn r16(u: &mut Unstructured) -> u16 {
+    u.arbitrary().unwrap_or(0)
+}
+fn r32(u: &mut Unstructured) -> u32 {
+    u.arbitrary().unwrap_or(0)
+}
+
+/// What the generator knows of the objects it created: what is live, and what
+/// the driver holds.
+#[derive(Clone, Debug, Default)]
+pub struct Gen {
+    pub nodes: u8,
+    /// Live areas and their sizes.
+    pub areas: Vec<(AreaId, u64)>,
+    /// Page handles whose area is live.
+    pub pages: Vec<PageId>,
+    /// Loaded programs and their lengths.
+    pub progs: Vec<(ProgId, u32)>,
+    /// Freed programs and their lengths.
+    pub freed: Vec<(ProgId, u32)>,
+    pub driver: Driver,
+    next: [u32; 3],
+    pub ops: Vec<Op>,
+}
+
+impl Gen {
+    pub fn new(cfg: MachineConfig) -> Self {
+        Self {
+            nodes: cfg.nodes,
+            ..Default::default()
+        }
+    }
+
+    /// Records `op` and updates the scope.
+    pub fn push(&mut self, op: Op) {
+        match &op {
+            Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => {
+                self.areas.push((AreaId(self.next[0]), *size));
+                self.next[0] += 1;
+            }
+            Op::Vfree { area } => {
+                self.areas.retain(|a| a.0 != *area);
+                let driver = &self.driver;
+                self.pages.retain(|p| driver.area_of(*p) != *area);
+            }
+            Op::VmallocToPage { .. } => {
+                self.pages.push(PageId(self.next[1]));
+                self.next[1] += 1;
+            }
+            Op::ProgLoad { len, .. } => {
+                self.progs.push((ProgId(self.next[2]), *len));
+                self.next[2] += 1;
+            }
+            Op::ProgFree { prog } => {
+                let i = self
+                    .progs
+                    .iter()
+                    .position(|p| p.0 == *prog)
+                    .expect("live program");
+                self.freed.push(self.progs.remove(i));
+            }
+            _ => {}
+        }
+        self.driver.observe(&op);
+        self.ops.push(op);
+    }
+
+    fn pick<T: Copy>(list: &[T], u: &mut Unstructured) -> Option<T> {
+        (!list.is_empty()).then(|| list[r16(u) as usize % list.len()])
+    }
+
+    /// Generates one op of `kind` (or nothing, when the kind has no valid
+    /// target right now).
+    fn generate(&mut self, kind: Kind, u: &mut Unstructured) {
+        let op = match kind {
+            Kind::Vmalloc => {
+                let size = self.size(u);
+                let b = r8(u);
+                let huge = [
+                    HugeHint::Default,
+                    HugeHint::Allow,
+                    HugeHint::Forbid,
+                    HugeHint::Default,
+                ][(b & 3) as usize];
+                Op::Vmalloc {
+                    size,
+                    flags: VmallocFlags {
+                        huge,
+                        zero: b & 4 != 0,
+                    },
+                }
+            }
+            Kind::Kvmalloc => Op::Kvmalloc { size: self.size(u) },
+            Kind::Vfree => {
+                let Some((area, _)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                let cleanup = self.driver.cleanup(area);
+                if self.ops.len() + cleanup.len() >= MAX_OPS {
+                    return;
+                }
+                for op in cleanup {
+                    self.push(op);
+                }
+                Op::Vfree { area }
+            }
+            Kind::Vwrite => {
+                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                let off = r32(u) as u64 % size;
+                let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
+                let data = (0..len).map(|_| r8(u)).collect();
+                Op::Vwrite { area, off, data }
+            }
+            Kind::Vmemset => {
+                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                let off = r32(u) as u64 % size;
+                let value = r8(u);
+                let len = 1 + r32(u) as u64 % (size - off);
+                Op::Vmemset {
+                    area,
+                    off,
+                    value,
+                    len: len as u32,
+                }
+            }
+            Kind::Vread => {
+                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                let off = r32(u) as u64 % size;
+                let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
+                Op::Vread {
+                    area,
+                    off,
+                    len: len as u32,
+                }
+            }
+            Kind::VmallocToPage => {
+                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                Op::VmallocToPage {
+                    area,
+                    off: r32(u) as u64 % size,
+                }
+            }
+            Kind::GetPage
+            | Kind::PutPage
+            | Kind::SetMapping
+            | Kind::SetIndex
+            | Kind::ListAdd
+            | Kind::ListDel
+            | Kind::InitListHead
+            | Kind::SetReserved
+            | Kind::ClearReserved
+            | Kind::PageCount
+            | Kind::PageMapping
+            | Kind::PageIndex
+            | Kind::PagePrivate => {
+                let Some(page) = Self::pick(&self.pages, u) else {
+                    return;
+                };
+                let state = self.driver.page(page);
+                match kind {
+                    Kind::GetPage if state.refs < 16 => Op::GetPage { page },
+                    Kind::PutPage if state.refs > 0 => Op::PutPage { page },
+                    Kind::SetMapping => Op::SetMapping {
+                        page,
+                        value: if r8(u) & 1 != 0 { DRIVER_MAPPING } else { 0 },
+                    },
+                    Kind::SetIndex => Op::SetIndex {
+                        page,
+                        value: r8(u) as u64,
+                    },
+                    Kind::ListAdd if !state.on_list => Op::ListAdd { page },
+                    Kind::ListDel if state.on_list => Op::ListDel { page },
+                    Kind::InitListHead if !state.on_list => Op::InitListHead { page },
+                    Kind::SetReserved => Op::SetReserved { page },
+                    Kind::ClearReserved => Op::ClearReserved { page },
+                    Kind::PageCount => Op::PageCount { page },
+                    Kind::PageMapping => Op::PageMapping { page },
+                    Kind::PageIndex => Op::PageIndex { page },
+                    Kind::PagePrivate => Op::PagePrivate { page },
+                    _ => return,
+                }
+            }
+            Kind::ProgLoad => {
+                let len = self.prog_len(u);
+                Op::ProgLoad {
+                    len,
+                    align: 1 << (r8(u) % 4),
+                    rand: r32(u),
+                }
+            }
+            Kind::ProgLoadFail => Op::ProgLoadFail {
+                len: self.prog_len(u),
+                rand: r32(u),
+            },
+            Kind::ProgFree => {
+                let Some((prog, _)) = Self::pick(&self.progs, u) else {
+                    return;
+                };
+                Op::ProgFree { prog }
+            }
+            Kind::ProgRun => {
+                let Some((prog, _)) = Self::pick(&self.progs, u) else {
+                    return;
+                };
+                Op::ProgRun { prog }
+            }
+            Kind::ProgProbe => {
+                let Some((prog, len)) = Self::pick(&self.progs, u) else {
+                    return;
+                };
+                Op::ProgProbe {
+                    prog,
+                    off: probe_off(u, len),
+                }
+            }
+            Kind::StaleProbe => {
+                let Some((prog, len)) = Self::pick(&self.freed, u) else {
+                    return;
+                };
+                Op::StaleProbe {
+                    prog,
+                    off: probe_off(u, len),
+                }
+            }
+        };
+        self.push(op);
+    }
+
+    /// A vmalloc size: mostly small, often around `PMD_SIZE × nodes` where huge
+    /// mappings begin; class 255 is any size (the exact encoding).
+    fn size(&self, u: &mut Unstructured) -> u64 {
+        let huge = PMD_SIZE * self.nodes as u64;
+        match r8(u) {
+            0..=95 => (1 + r8(u) as u64 % 32) * PAGE_SIZE,
+            96..=143 => huge * (1 + r8(u) as u64 % 2),
+            144..=191 => huge - PAGE_SIZE + (r8(u) as u64 % 3) * PAGE_SIZE,
+            192..=223 => PMD_SIZE * (1 + r8(u) as u64 % 4),
+            224..=254 => 1 + r32(u) as u64 % (4 << 20),
+            255 => 1 + r32(u) as u64 % limits::MAX_VMALLOC,
+        }
+    }
+
+    /// A program length, after the JIT's: mostly under 512 bytes, a tail to
+    /// 16 KiB, rarely larger than a pack; class 255 is any length.
+    fn prog_len(&self, u: &mut Unstructured) -> u32 {
+        match r8(u) {
+            0..=159 => 1 + r16(u) as u32 % 512,
+            160..=223 => 1 + r16(u) as u32 % 4096,
+            224..=251 => 4097 + r16(u) as u32 % 12288,
+            252..=254 => (PMD_SIZE * self.nodes as u64) as u32 + 1 + r16(u) as u32 % 8192,
+            255 => 1 + r32(u) % limits::MAX_PROG_LEN,
+        }
+    }
+}
+
+/// A probe offset from the program's start: the lead-in hole and header, the
+/// text, the tail padding, past the end into whatever lies beyond; class 255 is
+/// any offset (the exact encoding).
+fn probe_off(u: &mut Unstructured, len: u32) -> i32 {
+    let len = len as i32;
+    let off = match r8(u) {
+        0..=63 => -(1 + (r8(u) % 64) as i32),
+        64..=127 => (r16(u) as i32) % len,
+        128..=159 => len + (r8(u) % 64) as i32,
+        160..=254 => len + 64 + r16(u) as i32,
+        255 => {
+            let span = 2 * limits::MAX_PROBE_OFF as i64 + 1;
+            (r32(u) as i64 % span - limits::MAX_PROBE_OFF as i64) as i32
+        }
+    };
+    off.min(limits::MAX_PROBE_OFF)
+}
