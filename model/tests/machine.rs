@@ -283,3 +283,27 @@ fn pmd_mapping_of_a_huge_block_reads_through() {
         Some(head + 3)
     );
 }
+
+/// `vm_remove_mappings()` with `VM_FLUSH_RESET_PERMS`: the per-4K invalid/default
+/// toggle splits the direct-map leaf even though the final protection is the
+/// default, and the split is never merged back — the ratchet.
+#[test]
+fn reset_perms_on_free_splits_and_never_merges() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 9).unwrap();
+    m.split_page(head, 9);
+    m.pgtables.map_pmd(VMALLOC_START, head, Prot::PAGE_KERNEL);
+    m.set_memory_rox(VMALLOC_START, 512).unwrap();
+    assert_eq!(m.dmap.stats().direct_map_level2_splits, 0);
+    m.pgtables.unmap(VMALLOC_START, PMD_SIZE);
+    let pages: Vec<u64> = (head..head + 512).collect();
+    m.vm_reset_perms(&pages);
+    let s = m.dmap.stats();
+    assert_eq!(s.direct_map_level2_splits, 1);
+    assert!((head..head + 512).all(|p| m.dmap.prot(p) == Prot::PAGE_KERNEL));
+    assert_eq!(
+        s.directmap_4k_kb, 2048,
+        "512 4K leaves stay after the reset"
+    );
+    assert_eq!(m.stats.set_direct_map_calls, 1024);
+}
