@@ -13,3 +13,4 @@
 pub mod harness;
 pub mod kernel;
 pub mod machine;
+pub mod sync;

@@ -1,13 +1,17 @@
 //! The `packmodel` command line. Exit status: 0 clean, 1 a bug was found, 2 bad
 //! usage or unreadable/invalid input.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use packmodel::harness::replay;
+use packmodel::harness::decode::decode;
+use packmodel::harness::encode::encode;
+use packmodel::harness::report::{exit_code, render};
+use packmodel::harness::run::run;
 use packmodel::harness::trace::{self, Trace};
-use packmodel::kernel::KernelKind;
+use packmodel::kernel::{KernelKind, Quirks};
 
 #[derive(Parser)]
 #[command(
@@ -22,13 +26,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a text trace and print each op, its observation and the verdict.
+    /// Run a text trace on both kernels (or one) and print each op, what each
+    /// kernel showed, and the verdict.
     Replay {
         /// The trace (`*.trace`).
         file: PathBuf,
-        /// The kernel to run it on.
-        #[arg(long, default_value = "reference", value_parser = kernel_name)]
-        kernel: KernelKind,
+        /// Run one kernel only.
+        #[arg(long, value_parser = kernel_name)]
+        kernel: Option<KernelKind>,
+        /// Quirks of the optimised kernel (comma-separated; overrides the
+        /// trace's `quirks:` line; `''` for none).
+        #[arg(long)]
+        quirks: Option<String>,
+    },
+    /// Print fuzz input bytes as a trace.
+    Fmt {
+        /// A fuzz input (e.g. a crash from `fuzz/artifacts/differential/`).
+        file: PathBuf,
+        /// Quirks to name in the trace's `quirks:` line.
+        #[arg(long, env = "PACKMODEL_QUIRKS", default_value = "")]
+        quirks: String,
+    },
+    /// Turn a trace into fuzz input bytes.
+    Encode {
+        /// The trace.
+        file: PathBuf,
+        /// Where to write the bytes.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Overwrite `--out` if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -45,10 +73,16 @@ struct Usage(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Replay { file, kernel } => cmd_replay(&file, kernel),
+        Cmd::Replay {
+            file,
+            kernel,
+            quirks,
+        } => cmd_replay(&file, kernel, quirks.as_deref()),
+        Cmd::Fmt { file, quirks } => cmd_fmt(&file, &quirks),
+        Cmd::Encode { file, out, force } => cmd_encode(&file, &out, force),
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(Usage(msg)) => {
             eprintln!("packmodel: {msg}");
             ExitCode::from(2)
@@ -76,13 +110,62 @@ fn load_trace(path: &Path) -> Result<Trace, Usage> {
     trace::parse(&path.display().to_string(), &text).map_err(|e| Usage(e.to_string()))
 }
 
-fn cmd_replay(path: &Path, kernel: KernelKind) -> Result<ExitCode, Usage> {
+fn cmd_replay(path: &Path, kernel: Option<KernelKind>, quirks: Option<&str>) -> Result<u8, Usage> {
     let t = load_trace(path)?;
-    let r = replay::replay(&t, kernel);
-    print!("{}", replay::render(&path.display().to_string(), &t, &r));
-    Ok(if r.is_clean() {
-        ExitCode::SUCCESS
+    let quirks = match quirks {
+        Some(list) => Quirks::parse(list).map_err(|e| Usage(format!("--quirks: {e}")))?,
+        None => Quirks::from_names(&t.quirks)
+            .map_err(|e| Usage(format!("{}: quirks: {e}", path.display())))?,
+    };
+    let kinds = match kernel {
+        Some(k) => vec![k],
+        None => vec![KernelKind::Reference, KernelKind::Optimised],
+    };
+    let r = run(&t, &kinds, quirks);
+    print!("{}", render(&path.display().to_string(), &t, quirks, &r));
+    Ok(exit_code(&r))
+}
+
+fn cmd_fmt(path: &Path, quirks: &str) -> Result<u8, Usage> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Usage(format!("{}: cannot read: {e}", path.display())))?;
+    let quirks = Quirks::parse(quirks).map_err(|e| Usage(format!("quirks: {e}")))?;
+    let input = decode(&bytes);
+    let names = quirks.names().iter().map(|s| s.to_string()).collect();
+    let t = Trace::new(names, input.config, input.ops);
+    let text = t.print();
+    let (head, body) = text.split_once('\n').expect("a header line");
+    print!(
+        "{head}\n# decoded from {} ({} bytes)\n{body}",
+        path.display(),
+        bytes.len()
+    );
+    Ok(0)
+}
+
+fn cmd_encode(path: &Path, out: &Path, force: bool) -> Result<u8, Usage> {
+    let t = load_trace(path)?;
+    let bytes = encode(&t).map_err(|e| {
+        Usage(format!(
+            "{}:{}: {e}",
+            path.display(),
+            e.op.map_or(1, |i| t.lines[i])
+        ))
+    })?;
+    let mut f = if force {
+        std::fs::File::create(out)
     } else {
-        ExitCode::from(1)
-    })
+        std::fs::File::create_new(out)
+    }
+    .map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (use --force to overwrite)"
+        } else {
+            ""
+        };
+        Usage(format!("{}: cannot write: {e}{hint}", out.display()))
+    })?;
+    f.write_all(&bytes)
+        .map_err(|e| Usage(format!("{}: cannot write: {e}", out.display())))?;
+    Ok(0)
 }

@@ -451,7 +451,7 @@ impl Gen {
     }
 
     /// A vmalloc size: mostly small, often around `PMD_SIZE × nodes` where huge
-    /// mappings begin; class 255 is any size (the exact encoding).
+    /// mappings begin; 255 255 is any size (the exact encoding).
     fn size(&self, u: &mut Unstructured) -> u64 {
         let huge = PMD_SIZE * self.nodes as u64;
         match r8(u) {
@@ -460,25 +460,32 @@ impl Gen {
             144..=191 => huge - PAGE_SIZE + (r8(u) as u64 % 3) * PAGE_SIZE,
             192..=223 => PMD_SIZE * (1 + r8(u) as u64 % 4),
             224..=254 => 1 + r32(u) as u64 % (4 << 20),
-            255 => 1 + r32(u) as u64 % limits::MAX_VMALLOC,
+            255 => match r8(u) {
+                255 => 1 + r32(u) as u64 % limits::MAX_VMALLOC,
+                b => (1 + b as u64 % 32) * PAGE_SIZE,
+            },
         }
     }
 
     /// A program length, after the JIT's: mostly under 512 bytes, a tail to
-    /// 16 KiB, rarely larger than a pack; class 255 is any length.
+    /// 16 KiB, rarely larger than a pack; 255 255 is any length.
     fn prog_len(&self, u: &mut Unstructured) -> u32 {
         match r8(u) {
             0..=159 => 1 + r16(u) as u32 % 512,
             160..=223 => 1 + r16(u) as u32 % 4096,
             224..=251 => 4097 + r16(u) as u32 % 12288,
-            252..=254 => (PMD_SIZE * self.nodes as u64) as u32 + 1 + r16(u) as u32 % 8192,
-            255 => 1 + r32(u) % limits::MAX_PROG_LEN,
+            252..=253 => 1 + r16(u) as u32 % 512,
+            254 => (PMD_SIZE * self.nodes as u64) as u32 + 1 + r16(u) as u32 % 8192,
+            255 => match r8(u) {
+                255 => 1 + r32(u) % limits::MAX_PROG_LEN,
+                b => 1 + b as u32,
+            },
         }
     }
 }
 
 /// A probe offset from the program's start: the lead-in hole and header, the
-/// text, the tail padding, past the end into whatever lies beyond; class 255 is
+/// text, the tail padding, past the end into whatever lies beyond; 255 255 is
 /// any offset (the exact encoding).
 fn probe_off(u: &mut Unstructured, len: u32) -> i32 {
     let len = len as i32;
@@ -487,10 +494,13 @@ fn probe_off(u: &mut Unstructured, len: u32) -> i32 {
         64..=127 => (r16(u) as i32) % len,
         128..=159 => len + (r8(u) % 64) as i32,
         160..=254 => len + 64 + r16(u) as i32,
-        255 => {
-            let span = 2 * limits::MAX_PROBE_OFF as i64 + 1;
-            (r32(u) as i64 % span - limits::MAX_PROBE_OFF as i64) as i32
-        }
+        255 => match r8(u) {
+            255 => {
+                let span = 2 * limits::MAX_PROBE_OFF as i64 + 1;
+                (r32(u) as i64 % span - limits::MAX_PROBE_OFF as i64) as i32
+            }
+            b => len + b as i32,
+        },
     };
     off.min(limits::MAX_PROBE_OFF)
 }

@@ -1,11 +1,17 @@
-//! Ops, text traces, running ops on kernels, oracles and reports.
+//! Ops, text traces, fuzz-input decoding, running ops on kernels, oracles and
+//! reports.
 
+pub mod budget;
+pub mod compare;
 pub mod decode;
 pub mod driver;
+pub mod encode;
 pub mod obs;
 pub mod op;
 pub mod oracle;
-pub mod replay;
+pub mod report;
+pub mod run;
 pub mod session;
+pub mod shadow;
 pub mod targets;
 pub mod trace;

@@ -37,10 +37,10 @@ impl fmt::Display for Obs {
             Obs::Ok => f.write_str("ok"),
             Obs::Err(e) => write!(f, "-{}", e.name()),
             Obs::Bytes(b) => {
-                for x in b.iter().take(16) {
+                for x in b.iter().take(12) {
                     write!(f, "{x:02x}")?;
                 }
-                if b.len() > 16 {
+                if b.len() > 12 {
                     write!(f, "… ({} bytes)", b.len())?;
                 }
                 Ok(())

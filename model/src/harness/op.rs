@@ -163,23 +163,19 @@ pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
     const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
     const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
     let len = len as usize;
-    let mut t = Vec::with_capacity(len);
+    let mut t = Vec::with_capacity(len + 8);
     let mut x = 0x243f_6a88_85a3_08d3u64 ^ ((id.0 as u64) << 32);
-    for i in 0..len {
-        let b = if i < PROLOGUE.len() {
-            PROLOGUE[i]
-        } else if len >= PROLOGUE.len() + EPILOGUE.len() && i >= len - EPILOGUE.len() {
-            EPILOGUE[i + EPILOGUE.len() - len]
-        } else {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            match x as u8 {
-                0xcc => 0x90,
-                b => b,
-            }
-        };
-        t.push(b);
+    while t.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t.extend(x.to_le_bytes().map(|b| if b == 0xcc { 0x90 } else { b }));
+    }
+    t.truncate(len);
+    let p = PROLOGUE.len().min(len);
+    t[..p].copy_from_slice(&PROLOGUE[..p]);
+    if len >= PROLOGUE.len() + EPILOGUE.len() {
+        t[len - EPILOGUE.len()..].copy_from_slice(&EPILOGUE);
     }
     t
 }

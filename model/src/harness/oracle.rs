@@ -1,14 +1,32 @@
-//! Invariant oracles, checked on each kernel on its own after every op
-//! (incrementally: each looks only at what the op changed or at bookkeeping the
-//! machine keeps current) and with a full sweep at the end (DESIGN §6).
+//! Invariant oracles (DESIGN §6), checked on each kernel on its own after every
+//! op and with a full sweep at the end.
+//!
+//! They are incremental: the machine logs which frames were written, which
+//! leaves and direct-map pages changed, and the oracles look only at those (and
+//! at images whose liveness changed). The end-of-run sweep recomputes everything
+//! from scratch; if it finds something the incremental checks missed, the model
+//! itself is wrong and the run panics.
+//!
+//! 1. no `Bad page state` and no unexpected oops;
+//! 2. W^X: no leaf, vmalloc or direct map, is writable and executable;
+//! 3. executable content: every executable byte is live program text (as the
+//!    JIT wrote it), a live program's header, or INT3;
+//! 4. alias coherence: no executable page has a writable direct-map alias;
+//! 5. no overlap: live areas, packs and program images are disjoint, virtually
+//!    and in the frames they map, and no mapped frame is free;
+//! 6. no leak: after the teardown every frame is free or was reported bad.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::obs::Obs;
-use super::op::{Op, ProgId, prog_text};
+use super::op::Op;
 use super::session::{Session, Step};
+use crate::kernel::{ImageSlot, Region};
+use crate::machine::Machine;
+use crate::machine::consts::PAGE_SIZE;
 use crate::machine::direct_map::DmapLevel;
+use crate::machine::frames::Content;
 use crate::machine::pgtable::Level;
 
 /// Which oracle fired.
@@ -16,13 +34,21 @@ use crate::machine::pgtable::Level;
 pub enum Oracle {
     /// 1: `BUG: Bad page state`.
     BadPageState,
-    /// 1: any other oops (page fault, BUG, WARN) during an op that should not
-    /// have one.
+    /// 1: any other oops (page fault, BUG, WARN) during an op.
     Oops,
     /// 2: a leaf that is writable and executable.
     WriteXorExecute,
     /// 3: executable bytes that are neither live program text nor INT3.
     ExecutableContent,
+    /// 4: an executable page with a writable direct-map alias.
+    AliasCoherence,
+    /// 5: two live objects share addresses or frames, or a mapped frame is free.
+    Overlap,
+    /// 6: frames neither free nor reported after everything was freed.
+    Leak,
+    /// The two kernels disagree on what an op showed, or a read does not give
+    /// back what was written.
+    Differential,
 }
 
 impl Oracle {
@@ -33,6 +59,10 @@ impl Oracle {
             Oracle::Oops => "oops",
             Oracle::WriteXorExecute => "W^X",
             Oracle::ExecutableContent => "executable content",
+            Oracle::AliasCoherence => "alias coherence",
+            Oracle::Overlap => "overlap",
+            Oracle::Leak => "leak",
+            Oracle::Differential => "differential",
         }
     }
 }
@@ -46,54 +76,96 @@ impl fmt::Display for Oracle {
 /// One oracle firing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// The op after which it fired; `None` for the end-of-run sweep.
+    /// The op after which it fired (teardown ops follow the trace's); `None`
+    /// for the end-of-run checks.
     pub op: Option<usize>,
     pub oracle: Oracle,
-    /// The kernel it fired on.
+    /// The kernel it fired on (`reference`, `optimised`, or both for a
+    /// divergence).
     pub kernel: &'static str,
-    /// Kernel-style text.
+    /// Kernel-style text, ending in a newline.
     pub message: String,
 }
 
-/// Per-kernel oracle state: what has been reported already.
+/// Per-kernel oracle state.
 #[derive(Default)]
 pub struct Invariants {
     wx_vmalloc: BTreeSet<(u64, Level)>,
     wx_dmap: BTreeSet<(u64, DmapLevel)>,
+    /// Executable leaves: va → (first pfn, pages).
+    exec: BTreeMap<u64, (u64, u64)>,
+    /// pfn → the executable va mapping it (by pfn; empty until needed), and
+    /// further vas for frames mapped executable more than once.
+    rmap: Vec<u64>,
+    rmap_more: BTreeMap<u64, Vec<u64>>,
+    /// Liveness of each image at the last check.
+    images_live: Vec<bool>,
+    content_reported: BTreeSet<u64>,
+    alias_reported: BTreeSet<u64>,
+    /// Live regions and the frames each maps.
+    regions: BTreeMap<Region, Vec<u64>>,
+    /// Frame → the start address of the region mapping it, 0 for none (by
+    /// pfn; empty until the first region).
+    owners: Vec<u64>,
+}
+
+/// Collects findings for one kernel and op.
+struct Out<'a> {
+    out: &'a mut Vec<Finding>,
+    op: Option<usize>,
+    kernel: &'static str,
+}
+
+impl Out<'_> {
+    fn find(&mut self, oracle: Oracle, message: String) {
+        self.out.push(Finding {
+            op: self.op,
+            oracle,
+            kernel: self.kernel,
+            message,
+        });
+    }
 }
 
 impl Invariants {
     /// Checks everything `op` (at `index`) may have broken on `s`.
     pub fn after_op(
         &mut self,
-        s: &Session,
+        s: &mut Session,
         index: usize,
         op: &Op,
         step: &Step,
         out: &mut Vec<Finding>,
     ) {
-        let kernel = s.name();
-        let mut find = |oracle, message| {
-            out.push(Finding {
-                op: Some(index),
-                oracle,
-                kernel,
-                message,
-            })
+        let mut o = Out {
+            out,
+            op: Some(index),
+            kernel: s.name(),
         };
-        for o in &step.oopses {
-            let oracle = if o.is_bad_page() {
+        for oops in &step.oopses {
+            let oracle = if oops.is_bad_page() {
                 Oracle::BadPageState
             } else {
                 Oracle::Oops
             };
-            find(oracle, o.to_string());
+            o.find(oracle, oops.to_string());
         }
+        Self::check_obs(s, op, step, &mut o);
+        self.check_wx(s.kernel.machine(), &mut o);
+        self.check_exec(s, &mut o);
+        if touches_regions(op) {
+            self.check_regions(s, &mut o);
+        }
+    }
+
+    /// What the op itself showed: a jump that ran bytes it should not, a
+    /// program whose text does not read back.
+    fn check_obs(s: &Session, op: &Op, step: &Step, o: &mut Out) {
         match (&step.obs, op) {
             (Obs::Landing(l), Op::ProgProbe { prog, off } | Op::StaleProbe { prog, off })
                 if l.is_bug() =>
             {
-                find(
+                o.find(
                     Oracle::ExecutableContent,
                     format!(
                         "a jump to prog{} {off:+} {l}: executable memory holds neither program text nor INT3\n",
@@ -102,9 +174,11 @@ impl Invariants {
                 );
             }
             (Obs::Bytes(got), Op::ProgRun { prog }) => {
-                let want = prog_text(ProgId(prog.0), got.len() as u32);
-                if let Some(k) = got.iter().zip(&want).position(|(a, b)| a != b) {
-                    find(
+                let want = &s.kernel.images()[s.prog(prog.0).expect("it ran").0 as usize]
+                    .image
+                    .text;
+                if let Some(k) = got.iter().zip(want).position(|(a, b)| a != b) {
+                    o.find(
                         Oracle::ExecutableContent,
                         format!(
                             "bpf_prog_run(prog{}) fetched {:#04x} at +{k} where the JIT wrote {:#04x}\n",
@@ -115,10 +189,12 @@ impl Invariants {
             }
             _ => {}
         }
-        let m = s.kernel.machine();
+    }
+
+    fn check_wx(&mut self, m: &Machine, o: &mut Out) {
         for (va, level) in m.pgtables.wx_leaves() {
             if self.wx_vmalloc.insert((va, level)) {
-                find(
+                o.find(
                     Oracle::WriteXorExecute,
                     format!("W^X: {level:?} leaf at {va:016x} is writable and executable\n"),
                 );
@@ -126,18 +202,348 @@ impl Invariants {
         }
         for (pfn, level) in m.dmap.wx_leaves() {
             if self.wx_dmap.insert((pfn, level)) {
-                find(
+                o.find(
                     Oracle::WriteXorExecute,
+                    format!("W^X: direct-map {level:?} leaf of pfn {pfn:#x} is writable and executable\n"),
+                );
+            }
+        }
+    }
+
+    /// Oracles 3 and 4 on the pages the op may have affected.
+    fn check_exec(&mut self, s: &mut Session, o: &mut Out) {
+        let m = s.kernel.machine_mut();
+        let leaf_changes = m.pgtables.take_exec_changed();
+        let written = m.frames.take_written();
+        let dmap_changes = m.dmap.take_changed();
+        if self.rmap.is_empty() {
+            self.rmap = vec![0; m.nr_pages() as usize];
+        }
+        let m = s.kernel.machine();
+        // Executable pages (va) whose content, and whose alias, to check.
+        let mut content: Vec<u64> = Vec::new();
+        let mut alias: Vec<u64> = Vec::new();
+        for &(start, len) in &leaf_changes {
+            let now = self.refresh_exec(m, start, len);
+            content.extend(&now);
+            alias.extend(now);
+        }
+        for pfn in written {
+            self.exec_vas(pfn as u64, &mut content);
+        }
+        for (pfn, pages) in dmap_changes {
+            for p in pfn..(pfn + pages).min(self.rmap.len() as u64) {
+                self.exec_vas(p, &mut alias);
+            }
+        }
+        let images = s.kernel.images();
+        for (i, slot) in images.iter().enumerate() {
+            if self.images_live.get(i) != Some(&slot.live) {
+                let img = &slot.image;
+                self.exec_pages_in(
+                    img.header & !(PAGE_SIZE - 1),
+                    img.header + img.alloc_size,
+                    &mut content,
+                );
+            }
+        }
+        self.images_live = images.iter().map(|s| s.live).collect();
+        content.sort_unstable();
+        content.dedup();
+        alias.sort_unstable();
+        alias.dedup();
+        let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
+        for va in content {
+            if self.content_reported.contains(&va) {
+                continue;
+            }
+            if let Some(msg) = self.verify_page(m, images, &ids, va) {
+                self.content_reported.insert(va);
+                o.find(Oracle::ExecutableContent, msg);
+            }
+        }
+        for va in alias {
+            let Some(pfn) = self.exec_pfn(va) else {
+                continue;
+            };
+            if m.dmap.prot(pfn).writable() && self.alias_reported.insert(pfn) {
+                o.find(
+                    Oracle::AliasCoherence,
                     format!(
-                        "W^X: direct-map {level:?} leaf of pfn {pfn:#x} is writable and executable\n"
+                        "executable page {va:016x} (pfn {pfn:#x}) has a writable direct-map alias at {:016x}\n",
+                        crate::machine::consts::pfn_to_virt(pfn)
                     ),
                 );
             }
         }
     }
 
-    /// The end-of-run sweep: recomputes what the incremental checks rely on
-    /// from scratch. A disagreement is a bug in the model itself.
+    /// The executable vas that map frame `pfn`.
+    fn exec_vas(&self, pfn: u64, out: &mut Vec<u64>) {
+        match self.rmap.get(pfn as usize) {
+            Some(&va) if va != 0 => {
+                out.push(va);
+                if let Some(more) = self.rmap_more.get(&pfn) {
+                    out.extend(more);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The pfn behind executable page `va`.
+    fn exec_pfn(&self, va: u64) -> Option<u64> {
+        let (&leaf, &(pfn, pages)) = self.exec.range(..=va).next_back()?;
+        let i = (va - leaf) / PAGE_SIZE;
+        (i < pages).then_some(pfn + i)
+    }
+
+    /// Executable pages in `start..end`.
+    fn exec_pages_in(&self, start: u64, end: u64, out: &mut Vec<u64>) {
+        let first = self
+            .exec
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&va, _)| va);
+        for (&va, &(_, pages)) in self.exec.range(first..end) {
+            let hi = (va + pages * PAGE_SIZE).min(end);
+            out.extend((va.max(start)..hi).step_by(PAGE_SIZE as usize));
+        }
+    }
+
+    /// Re-reads the leaves of `start..start+len` into the executable map;
+    /// returns the pages that are executable now.
+    fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<u64> {
+        let end = start + len;
+        let first: Option<u64> = self
+            .exec
+            .range(..start)
+            .next_back()
+            .filter(|(va, (_, n))| **va + n * PAGE_SIZE > start)
+            .map(|(va, _)| *va);
+        let old: Vec<u64> = first
+            .into_iter()
+            .chain(self.exec.range(start..end).map(|(va, _)| *va))
+            .collect();
+        for va in old {
+            let (pfn, pages) = self.exec.remove(&va).expect("listed");
+            for i in 0..pages {
+                self.rmap_remove(pfn + i, va + i * PAGE_SIZE);
+            }
+        }
+        let (lo, hi) = (first.map_or(start, |f| f.min(start)), end);
+        let mut now = Vec::new();
+        for leaf in m.pgtables.leaves_in(lo, hi).filter(|l| l.prot.executable()) {
+            let pages = leaf.level.size() / PAGE_SIZE;
+            self.exec.insert(leaf.va, (leaf.pfn, pages));
+            for i in 0..pages {
+                let va = leaf.va + i * PAGE_SIZE;
+                self.rmap_add(leaf.pfn + i, va);
+                now.push(va);
+            }
+        }
+        now
+    }
+
+    fn rmap_add(&mut self, pfn: u64, va: u64) {
+        match self.rmap.get_mut(pfn as usize) {
+            Some(slot) if *slot == 0 => *slot = va,
+            Some(_) => self.rmap_more.entry(pfn).or_default().push(va),
+            None => {}
+        }
+    }
+
+    fn rmap_remove(&mut self, pfn: u64, va: u64) {
+        let Some(slot) = self.rmap.get_mut(pfn as usize) else {
+            return;
+        };
+        if *slot == va {
+            *slot = match self.rmap_more.get_mut(&pfn) {
+                Some(more) => {
+                    let next = more.pop().unwrap_or(0);
+                    if more.is_empty() {
+                        self.rmap_more.remove(&pfn);
+                    }
+                    next
+                }
+                None => 0,
+            };
+        } else if let Some(more) = self.rmap_more.get_mut(&pfn) {
+            more.retain(|&v| v != va);
+            if more.is_empty() {
+                self.rmap_more.remove(&pfn);
+            }
+        }
+    }
+
+    /// Oracle 3 on one executable page; the message if it fails.
+    fn verify_page(
+        &self,
+        m: &Machine,
+        images: &[ImageSlot],
+        ids: &dyn Fn(usize) -> u32,
+        va: u64,
+    ) -> Option<String> {
+        let pfn = self.exec_pfn(va)?;
+        let end = va + PAGE_SIZE;
+        let live: Vec<&ImageSlot> = images
+            .iter()
+            .filter(|s| s.live && s.image.header < end && s.image.header + s.image.alloc_size > va)
+            .collect();
+        if live.is_empty() && m.frames.content(pfn) == Content::Fill(0xcc) {
+            return None;
+        }
+        // Blank out what is legitimately there (matching text, headers) with
+        // INT3, then everything must be INT3.
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        m.frames.read(pfn, 0, &mut buf);
+        for slot in &live {
+            let img = &slot.image;
+            for (range, text) in [
+                (img.text_range(), Some(&img.text)),
+                (img.header_range(), None),
+            ] {
+                let (lo, hi) = (range.start.max(va), range.end.min(end));
+                if lo >= hi {
+                    continue;
+                }
+                let page = &mut buf[(lo - va) as usize..(hi - va) as usize];
+                let matches = text.is_none_or(|t| {
+                    let k = (lo - img.text_start) as usize;
+                    page == &t[k..k + page.len()]
+                });
+                if matches {
+                    page.fill(0xcc);
+                }
+            }
+        }
+        let off = buf.iter().position(|&b| b != 0xcc)?;
+        let a = va + off as u64;
+        let b = m.frames.byte(pfn, off);
+        let stale = images
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, s)| !s.live && s.image.text_byte(a) == Some(b));
+        let what = match stale {
+            Some((i, s)) => format!(
+                "stale code of freed prog{} (+{})",
+                ids(i),
+                a - s.image.text_start
+            ),
+            None if live.iter().any(|s| s.image.text_range().contains(&a)) => {
+                "a live program's text overwritten".to_string()
+            }
+            None => "neither program text nor INT3".to_string(),
+        };
+        Some(format!(
+            "executable byte {b:#04x} at {a:016x} (pfn {pfn:#x} +{off:#x}): {what}\n"
+        ))
+    }
+
+    /// Oracle 5 after an op that may have created or destroyed an object.
+    fn check_regions(&mut self, s: &Session, o: &mut Out) {
+        let k = &s.kernel;
+        let m = k.machine();
+        if self.owners.is_empty() {
+            self.owners = vec![0; m.nr_pages() as usize];
+        }
+        let now: BTreeSet<Region> = k.regions().into_iter().collect();
+        let gone: Vec<Region> = self
+            .regions
+            .keys()
+            .filter(|r| !now.contains(r))
+            .copied()
+            .collect();
+        for r in gone {
+            for pfn in self.regions.remove(&r).expect("listed") {
+                if self.owners[pfn as usize] == r.start {
+                    self.owners[pfn as usize] = 0;
+                }
+            }
+        }
+        let mut prev: Option<&Region> = None;
+        for r in &now {
+            if let Some(p) = prev.filter(|p| p.start + p.size > r.start) {
+                o.find(
+                    Oracle::Overlap,
+                    format!(
+                        "{:?} at {:016x} overlaps {:?} at {:016x}\n",
+                        p.kind, p.start, r.kind, r.start
+                    ),
+                );
+            }
+            prev = Some(r);
+        }
+        let mut imgs: Vec<(u64, u64)> = k
+            .images()
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| (s.image.header, s.image.alloc_size))
+            .collect();
+        imgs.sort();
+        for w in imgs.windows(2) {
+            if w[0].0 + w[0].1 > w[1].0 {
+                o.find(
+                    Oracle::Overlap,
+                    format!(
+                        "the images of live programs overlap: {:016x}+{:#x} and {:016x}+{:#x}\n",
+                        w[0].0, w[0].1, w[1].0, w[1].1
+                    ),
+                );
+            }
+        }
+        for r in now {
+            if self.regions.contains_key(&r) {
+                continue;
+            }
+            let mut pfns = Vec::with_capacity((r.size / PAGE_SIZE) as usize);
+            let end = r.start + r.size;
+            let mut expect = r.start;
+            for leaf in m.pgtables.leaves_in(r.start, end) {
+                if leaf.va.max(r.start) != expect {
+                    break;
+                }
+                let hi = (leaf.va + leaf.level.size()).min(end);
+                for va in (expect..hi).step_by(PAGE_SIZE as usize) {
+                    let pfn = leaf.pfn + (va - leaf.va) / PAGE_SIZE;
+                    let other = std::mem::replace(&mut self.owners[pfn as usize], r.start);
+                    if other != 0 {
+                        o.find(
+                            Oracle::Overlap,
+                            format!(
+                                "frame pfn {pfn:#x} is mapped at {other:016x} and by {:?} at {:016x}\n",
+                                r.kind, r.start
+                            ),
+                        );
+                    }
+                    if m.page_is_free(pfn) {
+                        o.find(
+                            Oracle::Overlap,
+                            format!("frame pfn {pfn:#x} mapped at {va:016x} is free in the page allocator\n"),
+                        );
+                    }
+                    pfns.push(pfn);
+                }
+                expect = hi;
+            }
+            if expect != end {
+                o.find(
+                    Oracle::Overlap,
+                    format!(
+                        "{:?} at {:016x} is not mapped at {expect:016x}\n",
+                        r.kind, r.start
+                    ),
+                );
+            }
+            self.regions.insert(r, pfns);
+        }
+    }
+
+    /// The end-of-run sweep of oracles 2–4: recomputes the state the
+    /// incremental checks keep and verifies every executable page. Anything
+    /// found here that was not already reported means the incremental checks
+    /// are wrong, which is a bug in the model: it panics.
     pub fn final_sweep(&mut self, s: &Session) {
         let m = s.kernel.machine();
         let swept: BTreeSet<_> = m
@@ -160,5 +566,79 @@ impl Invariants {
             .collect();
         let kept: BTreeSet<_> = m.dmap.wx_leaves().collect();
         assert_eq!(swept, kept, "W^X bookkeeping of the direct map drifted");
+        let exec: BTreeMap<u64, (u64, u64)> = m
+            .pgtables
+            .leaves()
+            .filter(|l| l.prot.executable())
+            .map(|l| (l.va, (l.pfn, l.level.size() / PAGE_SIZE)))
+            .collect();
+        assert_eq!(exec, self.exec, "executable-leaf tracking drifted");
+        let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
+        for (&leaf, &(pfn0, pages)) in &self.exec {
+            for i in 0..pages {
+                let (va, pfn) = (leaf + i * PAGE_SIZE, pfn0 + i);
+                assert!(
+                    self.rmap[pfn as usize] == va
+                        || self.rmap_more.get(&pfn).is_some_and(|v| v.contains(&va)),
+                    "rmap drifted at {va:#x}"
+                );
+                if !self.content_reported.contains(&va) {
+                    let msg = self.verify_page(m, s.kernel.images(), &ids, va);
+                    assert!(
+                        msg.is_none(),
+                        "incremental executable-content check missed: {msg:?}"
+                    );
+                }
+                if m.dmap.prot(pfn).writable() {
+                    assert!(
+                        self.alias_reported.contains(&pfn),
+                        "incremental alias check missed pfn {pfn:#x}"
+                    );
+                }
+            }
+        }
     }
+
+    /// Oracle 6, after the teardown: every frame is free or was reported.
+    pub fn check_leaks(&self, s: &Session, out: &mut Vec<Finding>) {
+        let m = s.kernel.machine();
+        let reported: u64 = m.leaked_blocks().iter().map(|&(_, o)| 1u64 << o).sum();
+        let free = m.nr_free_pages();
+        if free + reported != m.nr_pages() {
+            let held: Vec<String> = (0..m.nr_pages())
+                .filter(|&p| {
+                    !m.page_is_free(p)
+                        && !m
+                            .leaked_blocks()
+                            .iter()
+                            .any(|&(b, o)| p >= b && p < b + (1 << o))
+                })
+                .take(8)
+                .map(|p| format!("{p:#x}"))
+                .collect();
+            out.push(Finding {
+                op: None,
+                oracle: Oracle::Leak,
+                kernel: s.name(),
+                message: format!(
+                    "after freeing everything, {} pages are neither free nor reported bad (pfns {}…)\n",
+                    m.nr_pages() - free - reported,
+                    held.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+/// Ops after which the set of live regions may differ.
+fn touches_regions(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Vmalloc { .. }
+            | Op::Kvmalloc { .. }
+            | Op::Vfree { .. }
+            | Op::ProgLoad { .. }
+            | Op::ProgLoadFail { .. }
+            | Op::ProgFree { .. }
+    )
 }

@@ -4,7 +4,7 @@
 
 use super::obs::Obs;
 use super::op::{HandleKind, Op, ProgId, prog_text};
-use crate::kernel::{Area, Kernel, KernelKind, PageRef, Prog};
+use crate::kernel::{Area, Kernel, KernelKind, PageRef, Prog, Quirks};
 use crate::machine::MachineConfig;
 use crate::machine::oops::Oops;
 
@@ -28,8 +28,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(kind: KernelKind, cfg: MachineConfig) -> Self {
-        Self::with_kernel(kind.boot(cfg))
+    pub fn new(kind: KernelKind, cfg: MachineConfig, quirks: Quirks) -> Self {
+        Self::with_kernel(kind.boot(cfg, quirks))
     }
 
     pub fn with_kernel(kernel: Box<dyn Kernel>) -> Self {
@@ -50,6 +50,16 @@ impl Session {
     /// The kernel's handle for the trace's area `id`, if it was allocated.
     pub fn area(&self, id: u32) -> Option<Area> {
         self.areas.get(id as usize).copied().flatten()
+    }
+
+    /// The kernel's program for the trace's program `id`, if it loaded.
+    pub fn prog(&self, id: u32) -> Option<Prog> {
+        self.progs.get(id as usize).copied().flatten()
+    }
+
+    /// The kernel's page for the trace's page `id`, if it was obtained.
+    pub fn page(&self, id: u32) -> Option<PageRef> {
+        self.pages.get(id as usize).copied().flatten()
     }
 
     /// The trace's program id of a kernel program handle.

@@ -2,10 +2,50 @@
 //! call these; tests call them too, so the fuzz logic runs under plain
 //! `cargo test` on stable. Each panics when its property fails.
 
+use std::sync::OnceLock;
+
 use super::decode::decode;
-use super::replay::replay;
+use super::report::render;
+use super::run::run;
 use super::trace::{Trace, parse};
-use crate::kernel::KernelKind;
+use crate::kernel::{KernelKind, Quirks};
+
+/// The quirks of the optimised kernel for fuzz targets: `PACKMODEL_QUIRKS`
+/// (comma-separated names; empty or unset is the fixed kernel). An unknown
+/// name stops the target at once with a message listing the valid ones.
+pub fn quirks_from_env() -> Quirks {
+    static Q: OnceLock<Quirks> = OnceLock::new();
+    *Q.get_or_init(|| {
+        let v = std::env::var("PACKMODEL_QUIRKS").unwrap_or_default();
+        Quirks::parse(&v).unwrap_or_else(|e| {
+            eprintln!("PACKMODEL_QUIRKS: {e}");
+            std::process::exit(2)
+        })
+    })
+}
+
+/// `fuzz_targets/differential.rs`: decode any bytes to ops, run them on the
+/// reference and the optimised kernel, and fail on any finding.
+pub fn differential(data: &[u8], quirks: Quirks) {
+    let input = decode(data);
+    let trace = Trace::new(
+        quirks.names().iter().map(|s| s.to_string()).collect(),
+        input.config,
+        input.ops,
+    );
+    let r = run(
+        &trace,
+        &[KernelKind::Reference, KernelKind::Optimised],
+        quirks,
+    );
+    if !r.is_clean() {
+        panic!(
+            "\n{}\n--- trace ---\n{}",
+            render("fuzz input", &trace, quirks, &r),
+            trace.print()
+        );
+    }
+}
 
 /// `fuzz_targets/trace_parser.rs`: any text either fails to parse with a
 /// positioned error or parses to a trace that prints and parses back to itself
@@ -21,9 +61,11 @@ pub fn trace_parser(data: &[u8]) {
                 assert_eq!(back.ops, t.ops, "print/parse changed the ops\n{printed}");
                 assert_eq!(back.config, t.config);
                 assert_eq!(back.quirks, t.quirks);
-                for kind in KernelKind::ALL {
-                    let _ = replay(&t, kind);
-                }
+                let _ = run(
+                    &t,
+                    &[KernelKind::Reference, KernelKind::Optimised],
+                    Quirks::NONE,
+                );
             }
             Err(e) => {
                 assert!(e.line >= 1 && e.col >= 1, "error without a position: {e}");

@@ -5,6 +5,7 @@
 //! `vmalloc_to_page()`; they are core mm, the same in every kernel, and so have
 //! default bodies here. Everything that allocates is the implementation's own.
 
+pub mod optimised;
 pub mod probe;
 pub mod reference;
 
@@ -12,6 +13,7 @@ use crate::machine::list::{DRIVER_LIST, page_lru};
 use crate::machine::oops::Fault;
 use crate::machine::{Machine, MachineConfig};
 
+pub use optimised::quirks::Quirks;
 pub use probe::{Image, ImageSlot, Landing};
 
 /// An error a kernel call returns.
@@ -59,6 +61,35 @@ pub struct Area(pub u32);
 /// A kernel's handle for a loaded BPF program (index into its image slots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Prog(pub u32);
+
+/// What a kernel-owned range of virtual memory is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RegionKind {
+    /// A driver's vmalloc area.
+    Vmalloc(Area),
+    /// A pack of program chunks.
+    Pack,
+    /// The `module_alloc` area of one program (the reference's images, the
+    /// optimised kernel's oversize programs).
+    ProgArea,
+}
+
+/// A live, mapped range a kernel owns (without its guard page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region {
+    pub start: u64,
+    pub size: u64,
+    pub kind: RegionKind,
+}
+
+/// A pack as reports draw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackView {
+    pub base: u64,
+    pub size: u64,
+    /// One bit per 64-byte chunk.
+    pub bitmap: Vec<u64>,
+}
 
 /// A `struct page *`, as its pfn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -176,6 +207,14 @@ pub trait Kernel {
     /// Every program image this kernel ever made, by [`Prog`] index.
     fn images(&self) -> &[ImageSlot];
 
+    /// Every live mapped range this kernel owns.
+    fn regions(&self) -> Vec<Region>;
+
+    /// The packs, for kernels that have them.
+    fn packs(&self) -> Vec<PackView> {
+        Vec::new()
+    }
+
     /// Runs a program: fetches its whole text.
     fn bpf_prog_run(&mut self, prog: Prog) -> Result<Vec<u8>, Fault> {
         let img = &self.images()[prog.0 as usize].image;
@@ -200,14 +239,16 @@ pub trait Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelKind {
     Reference,
+    Optimised,
 }
 
 impl KernelKind {
-    pub const ALL: [KernelKind; 1] = [KernelKind::Reference];
+    pub const ALL: [KernelKind; 2] = [KernelKind::Reference, KernelKind::Optimised];
 
     pub fn name(self) -> &'static str {
         match self {
             KernelKind::Reference => "reference",
+            KernelKind::Optimised => "optimised",
         }
     }
 
@@ -215,10 +256,12 @@ impl KernelKind {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Boots a machine and this kernel on it.
-    pub fn boot(self, cfg: MachineConfig) -> Box<dyn Kernel> {
+    /// Boots a machine and this kernel on it; quirks apply to the optimised
+    /// kernel only.
+    pub fn boot(self, cfg: MachineConfig, quirks: Quirks) -> Box<dyn Kernel> {
         match self {
             KernelKind::Reference => Box::new(reference::Reference::new(cfg)),
+            KernelKind::Optimised => Box::new(optimised::Optimised::new(cfg, quirks)),
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct DirectMap {
     level3_splits: u64,
     /// Leaves (first pfn, level) that are W+X right now.
     wx: BTreeSet<(u64, DmapLevel)>,
+    /// (first pfn, pages) whose protection changed since the last
+    /// [`DirectMap::take_changed`].
+    changed: Vec<(u64, u64)>,
 }
 
 const GB_PAGES: u64 = PTRS_PER_PTE * PTRS_PER_PTE;
@@ -112,6 +115,7 @@ impl DirectMap {
             level2_splits: 0,
             level3_splits: 0,
             wx: BTreeSet::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -137,6 +141,7 @@ impl DirectMap {
     }
 
     fn set_leaf(&mut self, first: u64, level: DmapLevel, prot: Prot) {
+        self.changed.push((first, level.pages()));
         let g = (first / GB_PAGES) as usize;
         match (&mut self.puds[g], level) {
             (Pud::Leaf(p), DmapLevel::G1) => *p = prot,
@@ -272,6 +277,11 @@ impl DirectMap {
     /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
     pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, DmapLevel)> + '_ {
         self.wx.iter().copied()
+    }
+
+    /// (first pfn, pages) whose protection changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.changed)
     }
 }
 

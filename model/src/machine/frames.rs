@@ -30,6 +30,9 @@ pub struct Frames {
     pool: Vec<Box<[u8; PS]>>,
     /// Buffers no frame uses any more, for reuse.
     spare: Vec<u32>,
+    /// Frames written since the last [`Frames::take_written`], each once.
+    written: Vec<u32>,
+    written_bits: Vec<u64>,
 }
 
 /// The boot garbage byte at (`pfn`, `off`): SplitMix64 of the 8-byte word index,
@@ -53,7 +56,25 @@ impl Frames {
             state: vec![Content::Boot; nr as usize],
             pool: Vec::new(),
             spare: Vec::new(),
+            written: Vec::new(),
+            written_bits: vec![0; (nr as usize).div_ceil(64)],
         }
+    }
+
+    fn note_write(&mut self, pfn: u64) {
+        let (w, b) = ((pfn / 64) as usize, pfn % 64);
+        if self.written_bits[w] & (1 << b) == 0 {
+            self.written_bits[w] |= 1 << b;
+            self.written.push(pfn as u32);
+        }
+    }
+
+    /// The frames written since the last call (for incremental oracles).
+    pub fn take_written(&mut self) -> Vec<u32> {
+        for &p in &self.written {
+            self.written_bits[p as usize / 64] &= !(1 << (p % 64));
+        }
+        std::mem::take(&mut self.written)
     }
 
     pub fn content(&self, pfn: u64) -> Content {
@@ -86,6 +107,7 @@ impl Frames {
     /// Writes `data` into frame `pfn` at `off` (within the frame).
     pub fn write(&mut self, pfn: u64, off: usize, data: &[u8]) {
         debug_assert!(off + data.len() <= PS);
+        self.note_write(pfn);
         if data.len() == PS && data.iter().all(|&b| b == data[0]) {
             return self.fill(pfn, 0, PS, data[0]);
         }
@@ -96,6 +118,7 @@ impl Frames {
     /// Sets `len` bytes of frame `pfn` at `off` to `value`.
     pub fn fill(&mut self, pfn: u64, off: usize, len: usize, value: u8) {
         debug_assert!(off + len <= PS);
+        self.note_write(pfn);
         if len == PS {
             self.release(pfn);
             self.state[pfn as usize] = Content::Fill(value);

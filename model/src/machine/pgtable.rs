@@ -59,6 +59,9 @@ pub struct PageTables {
     wx: BTreeSet<(u64, Level)>,
     /// PMD leaves split into PTEs by CPA.
     pub pmd_splits: u64,
+    /// Virtual ranges where an executable leaf appeared, disappeared or
+    /// changed since the last [`PageTables::take_exec_changed`].
+    exec_changed: Vec<(u64, u64)>,
 }
 
 fn pmd_index(va: u64) -> u64 {
@@ -69,7 +72,15 @@ fn pte_index(va: u64) -> usize {
 }
 
 impl PageTables {
-    fn note(&mut self, va: u64, level: Level, prot: Option<Prot>) {
+    /// Keeps the W^X set and the executable-change log current for the leaf
+    /// at `va`, which had protection `old` (if any) and now has `prot`.
+    fn note(&mut self, va: u64, level: Level, old: Option<Prot>, prot: Option<Prot>) {
+        if old.is_some_and(Prot::executable) || prot.is_some_and(Prot::executable) {
+            match self.exec_changed.last_mut() {
+                Some((s, len)) if *s + *len == va => *len += level.size(),
+                _ => self.exec_changed.push((va, level.size())),
+            }
+        }
         match prot {
             Some(p) if p.is_wx() => {
                 self.wx.insert((va, level));
@@ -99,7 +110,7 @@ impl PageTables {
             }
             Pmd::Leaf { .. } => panic!("vmap_pte_range: {va:#x} is under a PMD leaf"),
         }
-        self.note(va, Level::Pte, Some(prot));
+        self.note(va, Level::Pte, None, Some(prot));
     }
 
     /// `vmap_try_huge_pmd()`: install one PMD leaf (`va` and `pfn` PMD-aligned).
@@ -111,7 +122,7 @@ impl PageTables {
             Some(_) => panic!("vmap_try_huge_pmd: pmd at {va:#x} is in use"),
         }
         self.pmds.insert(pmd_index(va), Pmd::Leaf { pfn, prot });
-        self.note(va, Level::Pmd, Some(prot));
+        self.note(va, Level::Pmd, None, Some(prot));
     }
 
     /// `vunmap_range()`: clear every leaf in `va..va+size`.
@@ -123,22 +134,26 @@ impl PageTables {
             let next_pmd = (idx + 1) << PMD_SHIFT;
             match self.pmds.get_mut(&idx) {
                 None => {}
-                Some(Pmd::Leaf { .. }) => {
+                Some(&mut Pmd::Leaf { prot, .. }) => {
                     // vunmap_pmd_range: pmd_clear_huge() on the whole leaf.
                     self.pmds.remove(&idx);
-                    self.note(idx << PMD_SHIFT, Level::Pmd, None);
+                    self.note(idx << PMD_SHIFT, Level::Pmd, Some(prot), None);
                 }
                 Some(Pmd::Table { ptes, used }) => {
                     let stop = end.min(next_pmd);
+                    let mut cleared = Vec::new();
                     let mut a = cur;
                     while a < stop {
                         let e = &mut ptes[pte_index(a)];
                         if *e != 0 {
+                            cleared.push((a, Prot::from_bits(*e as u8)));
                             *e = 0;
                             *used -= 1;
                         }
-                        self.wx.remove(&(a, Level::Pte));
                         a += PAGE_SIZE;
+                    }
+                    for (a, old) in cleared {
+                        self.note(a, Level::Pte, Some(old), None);
                     }
                 }
             }
@@ -177,6 +192,7 @@ impl PageTables {
 
     /// Sets the protection of the leaf that starts at `leaf.va`.
     pub fn set_prot(&mut self, leaf: Leaf, prot: Prot) {
+        self.note(leaf.va, leaf.level, Some(leaf.prot), Some(prot));
         match self.pmds.get_mut(&pmd_index(leaf.va)) {
             Some(Pmd::Leaf { prot: p, .. }) if leaf.level == Level::Pmd => *p = prot,
             Some(Pmd::Table { ptes, .. }) if leaf.level == Level::Pte => {
@@ -186,7 +202,6 @@ impl PageTables {
             }
             _ => panic!("set_prot: no {:?} leaf at {:#x}", leaf.level, leaf.va),
         }
-        self.note(leaf.va, leaf.level, Some(prot));
     }
 
     /// `split_large_page()` on a vmalloc PMD leaf: 512 PTEs with the same
@@ -202,48 +217,69 @@ impl PageTables {
         }
         self.pmds.insert(idx, Pmd::Table { ptes, used: 512 });
         let base = idx << PMD_SHIFT;
-        self.note(base, Level::Pmd, None);
+        self.note(base, Level::Pmd, Some(prot), None);
         for i in 0..PAGES_PER_PMD {
-            self.note(base + i * PAGE_SIZE, Level::Pte, Some(prot));
+            self.note(base + i * PAGE_SIZE, Level::Pte, None, Some(prot));
         }
         self.pmd_splits += 1;
     }
 
     /// Every leaf, in address order.
     pub fn leaves(&self) -> impl Iterator<Item = Leaf> + '_ {
-        self.pmds.iter().flat_map(|(&idx, pmd)| {
-            let base = idx << PMD_SHIFT;
-            let (single, table): (Option<Leaf>, Option<&[u64; 512]>) = match pmd {
-                Pmd::Leaf { pfn, prot } => (
-                    Some(Leaf {
-                        va: base,
-                        pfn: *pfn,
-                        prot: *prot,
-                        level: Level::Pmd,
-                    }),
-                    None,
-                ),
-                Pmd::Table { ptes, .. } => (None, Some(ptes)),
-            };
-            single
-                .into_iter()
-                .chain(table.into_iter().flat_map(move |ptes| {
-                    ptes.iter()
-                        .enumerate()
-                        .filter(|(_, e)| **e != 0)
-                        .map(move |(i, e)| Leaf {
-                            va: base + i as u64 * PAGE_SIZE,
-                            pfn: e >> PAGE_SHIFT,
-                            prot: Prot::from_bits(*e as u8),
-                            level: Level::Pte,
-                        })
-                }))
-        })
+        self.leaves_in(0, u64::MAX)
     }
 
     /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
     pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, Level)> + '_ {
         self.wx.iter().copied()
+    }
+
+    /// Ranges (start, length) where executable leaves changed since the
+    /// last call.
+    pub fn take_exec_changed(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.exec_changed)
+    }
+
+    /// The leaves that map some of `start..end`, in address order.
+    pub fn leaves_in(&self, start: u64, end: u64) -> impl Iterator<Item = Leaf> + '_ {
+        let last = pmd_index(end.saturating_sub(1));
+        self.pmds
+            .range(pmd_index(start)..=last)
+            .flat_map(move |(&idx, pmd)| {
+                let base = idx << PMD_SHIFT;
+                let (single, table): (Option<Leaf>, Option<&[u64; 512]>) = match pmd {
+                    Pmd::Leaf { pfn, prot } => (
+                        Some(Leaf {
+                            va: base,
+                            pfn: *pfn,
+                            prot: *prot,
+                            level: Level::Pmd,
+                        }),
+                        None,
+                    ),
+                    Pmd::Table { ptes, .. } => (None, Some(ptes)),
+                };
+                let lo = if base < start { pte_index(start) } else { 0 };
+                let hi = if base + PMD_SIZE > end {
+                    pte_index(end - 1) + 1
+                } else {
+                    512
+                };
+                single
+                    .into_iter()
+                    .chain(table.into_iter().flat_map(move |ptes| {
+                        ptes[lo..hi]
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, e)| **e != 0)
+                            .map(move |(i, e)| Leaf {
+                                va: base + (lo + i) as u64 * PAGE_SIZE,
+                                pfn: e >> PAGE_SHIFT,
+                                prot: Prot::from_bits(*e as u8),
+                                level: Level::Pte,
+                            })
+                    }))
+            })
     }
 }
 

@@ -10,7 +10,7 @@
 mod bpf;
 mod vmap;
 
-use super::{Area, Errno, ImageSlot, Kernel, Prog, VmallocFlags};
+use super::{Area, Errno, ImageSlot, Kernel, Prog, Region, RegionKind, VmallocFlags};
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START, page_align,
 };
@@ -175,5 +175,21 @@ impl Kernel for Reference {
 
     fn images(&self) -> &[ImageSlot] {
         &self.images
+    }
+
+    fn regions(&self) -> Vec<Region> {
+        let areas = self.areas.iter().enumerate().filter_map(|(i, a)| {
+            a.as_ref().map(|a| Region {
+                start: a.addr,
+                size: a.size,
+                kind: RegionKind::Vmalloc(Area(i as u32)),
+            })
+        });
+        let progs = self.prog_areas.iter().flatten().map(|a| Region {
+            start: a.addr,
+            size: a.size,
+            kind: RegionKind::ProgArea,
+        });
+        areas.chain(progs).collect()
     }
 }

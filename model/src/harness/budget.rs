@@ -1,0 +1,92 @@
+//! The generator's declared memory budget: whether an input asks for so much
+//! memory that running out is a legitimate outcome.
+//!
+//! Live objects are charged at the larger of their two kernels' footprints: a
+//! vmalloc area at `round_up(size, PMD_SIZE)` when it may get huge pages, its
+//! page-aligned size otherwise; a program at the reference's whole pages plus,
+//! for the optimised kernel, twice its chunks, with one pack always charged.
+//! While the charge stays within half of memory, both kernels must succeed, so an
+//! `ENOMEM` there is a divergence; beyond it, an `ENOMEM` on one side only makes
+//! the run incomparable from that op on (invariants are still checked).
+
+use super::op::{AreaId, Op, ProgId};
+use crate::kernel::HugeHint;
+use crate::machine::MachineConfig;
+use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, page_align, round_up};
+
+/// Running charge of the live objects of one input.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    limit: u64,
+    pack: u64,
+    areas: Vec<u64>,
+    progs: Vec<u64>,
+    charged: u64,
+}
+
+impl Budget {
+    pub fn new(cfg: &MachineConfig) -> Self {
+        let pack = PMD_SIZE * cfg.nodes as u64;
+        Self {
+            limit: cfg.nr_pages() * PAGE_SIZE / 2,
+            pack,
+            areas: Vec::new(),
+            progs: Vec::new(),
+            charged: pack,
+        }
+    }
+
+    /// Charges or refunds `op`.
+    pub fn observe(&mut self, op: &Op) {
+        match op {
+            Op::Vmalloc { size, flags } => {
+                let huge = flags.huge == HugeHint::Allow;
+                self.charge_area(*size, huge)
+            }
+            Op::Kvmalloc { size } => self.charge_area(*size, true),
+            Op::Vfree { area: AreaId(i) } => {
+                self.charged -= std::mem::take(&mut self.areas[*i as usize])
+            }
+            Op::ProgLoad { len, .. } => {
+                let c = self.prog_charge(*len);
+                self.progs.push(c);
+                self.charged += c;
+            }
+            Op::ProgFree { prog: ProgId(i) } => {
+                self.charged -= std::mem::take(&mut self.progs[*i as usize])
+            }
+            _ => {}
+        }
+    }
+
+    fn charge_area(&mut self, size: u64, huge: bool) {
+        let c = if huge {
+            round_up(size, PMD_SIZE)
+        } else {
+            page_align(size)
+        };
+        self.areas.push(c);
+        self.charged += c;
+    }
+
+    /// What a transient or lasting program of `len` bytes may need.
+    fn prog_charge(&self, len: u32) -> u64 {
+        let len = len as u64;
+        let chunks = round_up(len + 24, 64);
+        if chunks > self.pack {
+            round_up(len, PMD_SIZE) + PMD_SIZE
+        } else {
+            page_align(len + 136) + 2 * chunks
+        }
+    }
+
+    /// Would `op` (a load that fails on purpose) fit?
+    pub fn fits_transient(&self, len: u32) -> bool {
+        self.charged + self.prog_charge(len) <= self.limit
+    }
+
+    /// Is everything live within budget?
+    pub fn within(&self) -> bool {
+        self.charged <= self.limit
+    }
+}

@@ -1,0 +1,112 @@
+//! Comparing what the two kernels showed for one op, on the abstract level
+//! (DESIGN §3): equal; both failed the same way; incomparable (a documented,
+//! legitimate difference); or divergent (a bug).
+
+use super::obs::Obs;
+use super::op::Op;
+use super::shadow::Shadow;
+use crate::kernel::{Errno, Landing};
+
+/// The verdict on one op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Equal,
+    BothFailedAlike,
+    /// A legitimate difference. `stop`: the runs have parted ways (one kernel
+    /// has an object the other does not), so later ops are not compared;
+    /// invariants are still checked on each.
+    Incomparable {
+        why: &'static str,
+        stop: bool,
+    },
+    /// The kernels disagree, or one of them broke the API's contract.
+    Divergent(String),
+}
+
+impl Comparison {
+    /// A short tag for reports.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Comparison::Equal => "=",
+            Comparison::BothFailedAlike => "= (both failed)",
+            Comparison::Incomparable { stop: false, .. } => "~",
+            Comparison::Incomparable { stop: true, .. } => "~ (stop comparing)",
+            Comparison::Divergent(_) => "DIVERGENT",
+        }
+    }
+}
+
+/// Compares the reference's `r` with the optimised kernel's `o` for `op`.
+/// `shadow` holds what every area must read back; `within_budget` says whether
+/// the live objects fit the generator's declared memory budget
+/// ([`super::budget`]): an `ENOMEM` on one side is a divergence inside it and
+/// incomparable outside it.
+pub fn compare(op: &Op, r: &Obs, o: &Obs, shadow: &Shadow, within_budget: bool) -> Comparison {
+    use Comparison::*;
+    match (r, o) {
+        (Obs::Err(a), Obs::Err(b)) if a == b => BothFailedAlike,
+        (Obs::Err(Errno::Enomem), Obs::Ok) | (Obs::Ok, Obs::Err(Errno::Enomem)) => {
+            let who = if matches!(r, Obs::Err(_)) {
+                "reference"
+            } else {
+                "optimised"
+            };
+            if within_budget {
+                Divergent(format!(
+                    "the {who} kernel ran out of memory within the declared memory budget\n"
+                ))
+            } else {
+                Incomparable {
+                    why: "ENOMEM on one side, outside the declared memory budget",
+                    stop: true,
+                }
+            }
+        }
+        (Obs::Bytes(a), Obs::Bytes(b)) => match op {
+            Op::Vread { area, off, .. } => {
+                for (name, got) in [("reference", a), ("optimised", b)] {
+                    if let Some(mm) = shadow.check(*area, *off, got) {
+                        return Divergent(format!(
+                            "the {name} kernel read {:#04x} at v{} + {:#x} where the driver had written {:#04x}\n",
+                            mm.got, area.0, mm.off, mm.expected
+                        ));
+                    }
+                }
+                Equal
+            }
+            _ if a == b => Equal,
+            _ => Divergent(first_difference(a, b)),
+        },
+        (Obs::Landing(a), Obs::Landing(b)) => {
+            if a == b {
+                Equal
+            } else if matches!(a, Landing::OwnText(_)) || matches!(b, Landing::OwnText(_)) {
+                Divergent(format!(
+                    "a jump into the program's own text: reference {a}, optimised {b}\n"
+                ))
+            } else {
+                Incomparable {
+                    why: "the jump lands outside the program's own text, where the layouts differ",
+                    stop: false,
+                }
+            }
+        }
+        (Obs::Fault(_), Obs::Fault(_)) | (Obs::Oopsed, Obs::Oopsed) if r == o => BothFailedAlike,
+        _ if r == o => Equal,
+        _ => Divergent(format!("reference: {r}; optimised: {o}\n")),
+    }
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!(
+            "the bytes differ first at +{i}: reference {:#04x}, optimised {:#04x}\n",
+            a[i], b[i]
+        ),
+        None => format!(
+            "the lengths differ: reference {}, optimised {}\n",
+            a.len(),
+            b.len()
+        ),
+    }
+}

@@ -1,0 +1,198 @@
+//! Trace → fuzz bytes: the inverse of [`super::decode`], so every regression and
+//! example also seeds the fuzz corpus (`packmodel encode`).
+//!
+//! Each op is written as its tag and the "exact" encoding of its arguments,
+//! with handles as their index in the decoder's live lists. A trace the decoder
+//! could not have produced — an op that breaks the driver discipline, a `vfree`
+//! before the driver's cleanup, more than [`MAX_OPS`] ops, a value outside what
+//! the decoder can express — is an error naming the op. The result is checked by
+//! decoding it again.
+
+use std::fmt;
+
+use super::decode::{FORMAT_VERSION, Gen, Kind, MAX_OPS, config_to_byte, decode};
+use super::op::{DRIVER_MAPPING, Op, limits};
+use super::trace::{OpText, Trace};
+use crate::kernel::HugeHint;
+
+/// Why a trace cannot be fuzz input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodeError {
+    /// Index of the op, if one is to blame.
+    pub op: Option<usize>,
+    pub msg: String,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.op {
+            Some(i) => write!(f, "op {i}: {}", self.msg),
+            None => f.write_str(&self.msg),
+        }
+    }
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: usize) {
+        self.0.extend((v as u16).to_le_bytes());
+    }
+    fn u32(&mut self, v: u64) {
+        self.0.extend((v as u32).to_le_bytes());
+    }
+}
+
+/// Encodes `trace` (its quirks are not part of fuzz input).
+pub fn encode(trace: &Trace) -> Result<Vec<u8>, EncodeError> {
+    if trace.ops.len() > MAX_OPS {
+        return Err(EncodeError {
+            op: None,
+            msg: format!(
+                "{} ops; fuzz input holds at most {MAX_OPS}",
+                trace.ops.len()
+            ),
+        });
+    }
+    let mut w = W(vec![FORMAT_VERSION, config_to_byte(&trace.config), 0, 0]);
+    let mut g = Gen::new(trace.config);
+    for (i, op) in trace.ops.iter().enumerate() {
+        let err = |msg: String| EncodeError {
+            op: Some(i),
+            msg: format!("{}: {msg}", OpText(op)),
+        };
+        w.u8(Kind::of(op).tag());
+        encode_op(op, &g, &mut w).map_err(err)?;
+        g.push(op.clone());
+    }
+    let back = decode(&w.0);
+    if back.ops != trace.ops {
+        let i = back
+            .ops
+            .iter()
+            .zip(&trace.ops)
+            .position(|(a, b)| a != b)
+            .unwrap_or(back.ops.len().min(trace.ops.len()));
+        return Err(EncodeError {
+            op: Some(i),
+            msg:
+                "the decoder would not produce this op here (a vfree before the driver's cleanup?)"
+                    .to_string(),
+        });
+    }
+    Ok(w.0)
+}
+
+fn index<T: PartialEq + Copy, U>(list: &[(T, U)], id: T, what: &str) -> Result<usize, String> {
+    list.iter()
+        .position(|e| e.0 == id)
+        .ok_or_else(|| format!("{what} is not live"))
+}
+
+fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
+    let area = |id| index(&g.areas, id, "the area");
+    let page = |id: super::op::PageId| {
+        g.pages
+            .iter()
+            .position(|p| *p == id)
+            .ok_or("the page is not live".to_string())
+    };
+    let exact_size = |w: &mut W, size: u64| {
+        w.u8(255);
+        w.u8(255);
+        w.u32(size - 1);
+    };
+    match op {
+        Op::Vmalloc { size, flags } => {
+            exact_size(w, *size);
+            let huge = match flags.huge {
+                HugeHint::Default => 0,
+                HugeHint::Allow => 1,
+                HugeHint::Forbid => 2,
+            };
+            w.u8(huge | u8::from(flags.zero) << 2);
+        }
+        Op::Kvmalloc { size } => exact_size(w, *size),
+        Op::Vfree { area: a } => w.u16(area(*a)?),
+        Op::Vwrite { area: a, off, data } => {
+            w.u16(area(*a)?);
+            w.u32(*off);
+            w.u16(data.len() - 1);
+            w.0.extend(data);
+        }
+        Op::Vmemset {
+            area: a,
+            off,
+            value,
+            len,
+        } => {
+            w.u16(area(*a)?);
+            w.u32(*off);
+            w.u8(*value);
+            w.u32(*len as u64 - 1);
+        }
+        Op::Vread { area: a, off, len } => {
+            w.u16(area(*a)?);
+            w.u32(*off);
+            w.u16(*len as usize - 1);
+        }
+        Op::VmallocToPage { area: a, off } => {
+            w.u16(area(*a)?);
+            w.u32(*off);
+        }
+        Op::SetMapping { page: p, value } => {
+            w.u16(page(*p)?);
+            match *value {
+                0 => w.u8(0),
+                DRIVER_MAPPING => w.u8(1),
+                v => {
+                    return Err(format!(
+                        "mapping {v:#x} is neither NULL nor the driver's ({DRIVER_MAPPING:#x})"
+                    ));
+                }
+            }
+        }
+        Op::SetIndex { page: p, value } => {
+            w.u16(page(*p)?);
+            w.u8(u8::try_from(*value).map_err(|_| "an index above 255".to_string())?);
+        }
+        Op::GetPage { page: p }
+        | Op::PutPage { page: p }
+        | Op::ListAdd { page: p }
+        | Op::ListDel { page: p }
+        | Op::InitListHead { page: p }
+        | Op::SetReserved { page: p }
+        | Op::ClearReserved { page: p }
+        | Op::PageCount { page: p }
+        | Op::PageMapping { page: p }
+        | Op::PageIndex { page: p }
+        | Op::PagePrivate { page: p } => w.u16(page(*p)?),
+        Op::ProgLoad { len, align, rand } => {
+            exact_size(w, *len as u64);
+            w.u8(align.trailing_zeros() as u8);
+            w.u32(*rand as u64);
+        }
+        Op::ProgLoadFail { len, rand } => {
+            exact_size(w, *len as u64);
+            w.u32(*rand as u64);
+        }
+        Op::ProgFree { prog } | Op::ProgRun { prog } => {
+            w.u16(index(&g.progs, *prog, "the program")?)
+        }
+        Op::ProgProbe { prog, off } | Op::StaleProbe { prog, off } => {
+            let list = if matches!(op, Op::ProgProbe { .. }) {
+                &g.progs
+            } else {
+                &g.freed
+            };
+            w.u16(index(list, *prog, "the program")?);
+            w.u8(255);
+            w.u8(255);
+            w.u32((*off as i64 + limits::MAX_PROBE_OFF as i64) as u64);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The one function every front end calls: run a trace on one kernel or on both,
+//! check the invariants after every op, compare observations op by op, tear
+//! everything down, sweep, and return what happened.
+
+use super::budget::Budget;
+use super::compare::{Comparison, compare};
+use super::decode::Gen;
+use super::obs::Obs;
+use super::op::{AreaId, Op};
+use super::oracle::{Finding, Invariants, Oracle};
+use super::session::Session;
+use super::shadow::Shadow;
+use super::trace::Trace;
+use crate::kernel::{Kernel, KernelKind, Quirks};
+use crate::machine::oops::Oops;
+
+/// What one op did on each kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStep {
+    /// One observation per kernel, in the order the kernels were given.
+    pub obs: Vec<Obs>,
+    /// The oopses each kernel printed during the op.
+    pub oopses: Vec<Vec<Oops>>,
+    /// The comparison, when two kernels ran and were still comparable.
+    pub cmp: Option<Comparison>,
+}
+
+/// A finished run.
+pub struct Run {
+    /// The kernels, in order (their final state, for reports).
+    pub sessions: Vec<Session>,
+    /// The trace's ops, then the teardown's.
+    pub steps: Vec<RunStep>,
+    /// The ops the teardown ran after the trace's (cleanup and frees).
+    pub teardown: Vec<Op>,
+    /// Every oracle firing, in order; the first is the verdict.
+    pub findings: Vec<Finding>,
+    /// The first op from which the kernels were no longer compared.
+    pub stopped_comparing: Option<usize>,
+}
+
+impl Run {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The first finding: the verdict.
+    pub fn verdict(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+}
+
+/// Runs `trace` on fresh `kinds` kernels (one, or reference and optimised),
+/// `quirks` applying to the optimised one.
+pub fn run(trace: &Trace, kinds: &[KernelKind], quirks: Quirks) -> Run {
+    run_on(
+        trace,
+        kinds
+            .iter()
+            .map(|&k| k.boot(trace.config, quirks))
+            .collect(),
+    )
+}
+
+/// Runs `trace` on freshly booted `kernels` (reference first when there are
+/// two).
+pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
+    assert!(!kernels.is_empty() && kernels.len() <= 2);
+    let n = kernels.len();
+    let mut x = Runner {
+        sessions: kernels.into_iter().map(Session::with_kernel).collect(),
+        inv: (0..n).map(|_| Invariants::default()).collect(),
+        shadow: Shadow::default(),
+        budget: Budget::new(&trace.config),
+        steps: Vec::with_capacity(trace.ops.len()),
+        findings: Vec::new(),
+        stopped_comparing: None,
+    };
+    let mut scope = Gen::new(trace.config);
+    for (i, op) in trace.ops.iter().enumerate() {
+        x.step(i, op);
+        scope.push(op.clone());
+    }
+    x.sweep();
+    let teardown = teardown(&scope);
+    for (j, op) in teardown.iter().enumerate() {
+        x.step(trace.ops.len() + j, op);
+    }
+    x.sweep();
+    for (s, inv) in x.sessions.iter().zip(&x.inv) {
+        inv.check_leaks(s, &mut x.findings);
+    }
+    Run {
+        sessions: x.sessions,
+        steps: x.steps,
+        teardown,
+        findings: x.findings,
+        stopped_comparing: x.stopped_comparing,
+    }
+}
+
+struct Runner {
+    sessions: Vec<Session>,
+    inv: Vec<Invariants>,
+    shadow: Shadow,
+    budget: Budget,
+    steps: Vec<RunStep>,
+    findings: Vec<Finding>,
+    stopped_comparing: Option<usize>,
+}
+
+impl Runner {
+    /// Applies op `i` to every kernel, checks the invariants on each, and
+    /// compares the observations.
+    fn step(&mut self, i: usize, op: &Op) {
+        self.budget.observe(op);
+        let within = match op {
+            Op::ProgLoadFail { len, .. } => self.budget.fits_transient(*len),
+            _ => self.budget.within(),
+        };
+        let mut step = RunStep {
+            obs: Vec::with_capacity(self.sessions.len()),
+            oopses: Vec::with_capacity(self.sessions.len()),
+            cmp: None,
+        };
+        for (s, inv) in self.sessions.iter_mut().zip(self.inv.iter_mut()) {
+            let st = s.step(op);
+            inv.after_op(s, i, op, &st, &mut self.findings);
+            step.obs.push(st.obs);
+            step.oopses.push(st.oopses);
+        }
+        if step.obs.len() == 2 && self.stopped_comparing.is_none() {
+            let c = compare(op, &step.obs[0], &step.obs[1], &self.shadow, within);
+            match &c {
+                Comparison::Divergent(msg) => self.findings.push(Finding {
+                    op: Some(i),
+                    oracle: Oracle::Differential,
+                    kernel: "reference vs optimised",
+                    message: msg.clone(),
+                }),
+                Comparison::Incomparable { stop: true, .. } => self.stopped_comparing = Some(i),
+                _ => {}
+            }
+            step.cmp = Some(c);
+        }
+        self.shadow.observe(op);
+        self.steps.push(step);
+    }
+
+    fn sweep(&mut self) {
+        for (s, inv) in self.sessions.iter().zip(self.inv.iter_mut()) {
+            inv.final_sweep(s);
+        }
+    }
+}
+
+/// What a well-behaved system does at the end: every driver cleans up its
+/// pages and frees its areas, every program is unloaded.
+fn teardown(scope: &Gen) -> Vec<Op> {
+    let mut areas: Vec<AreaId> = scope.areas.iter().map(|a| a.0).collect();
+    areas.sort();
+    let mut ops = Vec::new();
+    for area in areas {
+        ops.extend(scope.driver.cleanup(area));
+        ops.push(Op::Vfree { area });
+    }
+    let mut progs: Vec<_> = scope.progs.iter().map(|p| p.0).collect();
+    progs.sort();
+    ops.extend(progs.into_iter().map(|prog| Op::ProgFree { prog }));
+    ops
+}

@@ -1,0 +1,215 @@
+//! BPF JIT images in packs, after `kernel/bpf/core.c` and the x86 JIT as fixed
+//! through v6.10: `alloc_new_pack`, `bpf_prog_pack_alloc`,
+//! `bpf_prog_pack_free`, `bpf_jit_binary_pack_alloc`, `_finalize` and `_free`.
+//!
+//! A new pack is a `module_alloc` of `PMD_SIZE × nodes` with huge pages (the
+//! never-merged `module_alloc_huge`; in 5.18-rc1..rc3 every `module_alloc` got
+//! them), filled with INT3 (d88bb5eed04c), `VM_FLUSH_RESET_PERMS`, then
+//! `set_memory_rox` with its result checked (c733239f8f53). The JIT writes into
+//! an RW buffer (`kvmalloc`'d in the kernel; outside the model here) filled with
+//! INT3, and finalize copies the whole buffer with `text_poke_copy`. A free reads
+//! the size from the RO header, overwrites the range with INT3 by
+//! `text_poke_set` (fe736565efb7) and only then clears its chunks; an empty pack
+//! is released at once, as in the kernel (no empty pack is cached).
+
+use super::pack::{self, FreeOutcome, PackSource};
+use super::vmalloc::{Space, VmFlags, VmStruct};
+use super::{Binary, Core, Optimised, Sabotage};
+use crate::kernel::{Errno, Image, ImageSlot, Prog};
+use crate::machine::consts::{PAGE_SIZE, round_up};
+use crate::machine::oops::Oops;
+
+/// `sizeof(struct bpf_binary_header)`: `u32 size` and an 8-aligned image.
+const HDR: u64 = 8;
+
+impl Core {
+    /// `module_alloc()` of `size` bytes for BPF, huge pages allowed, filled with
+    /// INT3 and made RO+X with `VM_FLUSH_RESET_PERMS`: the backing of a pack
+    /// (`alloc_new_pack`) or of an oversize program.
+    fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
+        let vm = VmFlags {
+            allow_huge: true,
+            no_huge: false,
+        };
+        let mut area = self
+            .vmalloc_node_range(size, Space::Modules, false, vm)
+            .ok()?;
+        // bpf_fill_ill_insns(): jit_fill_hole is memset(0xcc) on x86; the
+        // area is still RW here.
+        if self.sabotage != Some(Sabotage::SkipPackFill) {
+            self.m
+                .memset(area.addr, 0xcc, area.size as usize)
+                .expect("a fresh module_alloc area is writable");
+        }
+        area.flush_reset_perms = true;
+        let pages = area.size / PAGE_SIZE;
+        let r = match self.sabotage {
+            Some(Sabotage::PackWritable) => self.m.set_memory_x(area.addr, pages),
+            Some(Sabotage::CpaPastTheEnd) => self.m.set_memory_rox(area.addr, pages + 1),
+            _ => self.m.set_memory_rox(area.addr, pages),
+        };
+        if r.is_err() && self.sabotage != Some(Sabotage::CpaPastTheEnd) {
+            self.vunmap(area);
+            return None;
+        }
+        if self.sabotage == Some(Sabotage::AliasWritable) {
+            for &pfn in &area.pages {
+                self.m.set_direct_map_default_noflush(pfn);
+            }
+        }
+        Some(area)
+    }
+}
+
+impl PackSource for Core {
+    fn alloc_pack(&mut self, size: u64) -> Option<u64> {
+        let area = self.alloc_exec(size)?;
+        let base = area.addr;
+        self.pack_areas.insert(base, area);
+        Some(base)
+    }
+
+    /// `module_memfree(pack->ptr)`.
+    fn free_pack(&mut self, base: u64, _size: u64) {
+        let area = self
+            .pack_areas
+            .remove(&base)
+            .expect("releasing a pack that has no backing");
+        self.vunmap(area);
+    }
+}
+
+impl Optimised {
+    /// `bpf_prog_pack_alloc(size)`: the RO header address.
+    fn bpf_prog_pack_alloc(&mut self, size: u64) -> Option<u64> {
+        if size > self.packs.pack_size() {
+            let area = self.core.alloc_exec(round_up(size, PAGE_SIZE))?;
+            let addr = area.addr;
+            self.core.oversize.insert(addr, area);
+            return Some(addr);
+        }
+        if let (Some(Sabotage::ReuseChunk), Some(last)) = (self.core.sabotage, self.images.last()) {
+            return Some(last.image.header);
+        }
+        self.packs.alloc(size, &mut self.core).map(|c| c.addr)
+    }
+
+    /// `bpf_prog_pack_free(ptr, size)` (v6.8 signature; the size comes from
+    /// the caller, who read the RO header).
+    fn bpf_prog_pack_free(&mut self, ptr: u64, size: u64) {
+        if size > self.packs.pack_size() {
+            // module_memfree(ptr)
+            match self.core.oversize.remove(&ptr) {
+                Some(area) => self.core.vunmap(area),
+                None => self.core.m.oops(Oops::Warn {
+                    function: "__vunmap",
+                    message: format!("Trying to vfree() nonexistent vm area ({ptr:#x})"),
+                }),
+            }
+            return;
+        }
+        // ea2babac63d4: the pack whose range holds ptr.
+        let Some((slot, base)) = self.packs.find(ptr) else {
+            self.core.m.oops(Oops::Warn {
+                function: "bpf_prog_pack_free",
+                message: "bpf_prog_pack bug".to_string(),
+            });
+            return;
+        };
+        // bpf_arch_text_invalidate(): INT3 over the range before its bits clear.
+        if self
+            .core
+            .m
+            .text_poke_set(ptr, 0xcc, size as usize)
+            .is_none()
+        {
+            self.core.m.oops(Oops::Warn {
+                function: "bpf_prog_pack_free",
+                message: "bpf_prog_pack bug: missing bpf_arch_text_invalidate?".to_string(),
+            });
+        }
+        let pos = (ptr - base) >> pack::CHUNK_SHIFT;
+        let nbits = pack::size_to_nbits(size);
+        let (_, outcome) = self.packs.free_bits(slot, pos, nbits, &mut self.core);
+        debug_assert!(matches!(
+            outcome,
+            FreeOutcome::Freed | FreeOutcome::PackReleased { .. }
+        ));
+    }
+
+    /// `bpf_jit_binary_pack_alloc(proglen, …, alignment, …)`: the RO header, the
+    /// RW buffer (INT3 with `size` in its header), and the image offset.
+    fn jit_binary_pack_alloc(
+        &mut self,
+        proglen: u64,
+        align: u32,
+        rand: u32,
+    ) -> Result<(u64, Vec<u8>, u64), Errno> {
+        let size = round_up(proglen + HDR + 16, pack::CHUNK_SIZE);
+        let ro = self.bpf_prog_pack_alloc(size).ok_or(Errno::Enomem)?;
+        let mut rw = vec![0xcc; size as usize];
+        rw[..4].copy_from_slice(&(size as u32).to_le_bytes());
+        let hole = (size - (proglen + HDR)).min(pack::CHUNK_SIZE - HDR);
+        let start = (rand as u64 % hole) & !(align as u64 - 1);
+        Ok((ro, rw, HDR + start))
+    }
+
+    /// `bpf_jit_binary_pack_free(ro_header, rw_header)`: the size is read from
+    /// the RO header.
+    fn jit_binary_pack_free(&mut self, ro: u64) {
+        let mut size = [0u8; 4];
+        if self.core.m.read(ro, &mut size).is_err() {
+            return;
+        }
+        self.bpf_prog_pack_free(ro, u32::from_le_bytes(size) as u64);
+    }
+
+    /// JIT into the RW buffer, then `bpf_jit_binary_pack_finalize()`.
+    pub(super) fn jit_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+        let (ro, mut rw, image) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
+        rw[image as usize..image as usize + text.len()].copy_from_slice(text);
+        if self.core.m.text_poke_copy(ro, &rw).is_none() {
+            self.bpf_prog_pack_free(ro, rw.len() as u64);
+            return Err(Errno::Enomem);
+        }
+        self.images.push(ImageSlot {
+            image: Image {
+                header: ro,
+                header_len: 4,
+                text_start: ro + image,
+                text: text.to_vec(),
+                alloc_size: if rw.len() as u64 > self.packs.pack_size() {
+                    round_up(rw.len() as u64, PAGE_SIZE)
+                } else {
+                    rw.len() as u64
+                },
+            },
+            live: true,
+        });
+        self.binaries.push(Some(Binary { ro }));
+        Ok(Prog(self.images.len() as u32 - 1))
+    }
+
+    /// The x86 JIT's error path (`out_image:`): copy the size into the RO
+    /// header (676b2daabaf9), then `bpf_jit_binary_pack_free()`.
+    pub(super) fn jit_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {
+        let (ro, rw, _) = self.jit_binary_pack_alloc(len as u64, 1, rand)?;
+        self.core
+            .m
+            .text_poke_copy(ro, &rw[..4])
+            .expect("the header was just allocated");
+        self.jit_binary_pack_free(ro);
+        Ok(())
+    }
+
+    /// `bpf_jit_free()`: the header is `bpf_func & BPF_PROG_CHUNK_MASK`.
+    pub(super) fn jit_free(&mut self, prog: Prog) {
+        let bin = self.binaries[prog.0 as usize]
+            .take()
+            .expect("bpf_prog_free of a freed program");
+        self.images[prog.0 as usize].live = false;
+        let hdr = self.images[prog.0 as usize].image.text_start & !(pack::CHUNK_SIZE - 1);
+        debug_assert_eq!(hdr, bin.ro);
+        self.jit_binary_pack_free(hdr);
+    }
+}

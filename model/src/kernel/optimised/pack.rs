@@ -1,0 +1,1466 @@
+//! The chunk allocator under `bpf_prog_pack` (`kernel/bpf/core.c`:
+//! `bpf_prog_pack_alloc`, `bpf_prog_pack_free`, `alloc_new_pack`), lock-free on
+//! its fast path.
+//!
+//! # What the kernel does
+//!
+//! A pack is `BPF_PROG_PACK_SIZE` bytes of executable memory cut into 64-byte
+//! chunks, one bitmap bit each. `bpf_prog_pack_alloc` walks the pack list in
+//! order and takes the first pack where `bitmap_find_next_zero_area` finds a run
+//! of `BPF_PROG_SIZE_TO_NBITS(size)` clear bits (the lowest such run); if none
+//! has room, `alloc_new_pack` makes a pack, adds it to the list, and the program
+//! goes at chunk 0. `bpf_prog_pack_free` computes `pos = (ptr - pack->ptr) >> 6`,
+//! calls `bitmap_clear(pos, nbits)` *without* checking that those bits were set
+//! (a wrong size silently frees a neighbour's chunks; this model does the same),
+//! and releases the pack as soon as its bitmap is empty. One mutex
+//! (`pack_mutex`) serialises all of it.
+//!
+//! # Where this model differs
+//!
+//! - **Lock-free fast path.** Allocation within existing packs and every free
+//!   that does not empty a pack take no lock: bits are claimed by
+//!   compare-and-swap and released by `fetch_and`. Only making a pack
+//!   ([`PackSource::alloc_pack`]) and releasing one ([`PackSource::free_pack`])
+//!   take the slow-path mutex, which stands for `pack_mutex`.
+//! - **Slots instead of a list.** Packs live in a fixed array of `max_packs`
+//!   slots whose bitmaps are preallocated; a new pack takes the lowest free
+//!   slot, and the search goes in slot order rather than list insertion order.
+//!   (The kernel appends to its list, so the orders agree until a released pack
+//!   leaves a hole that a later pack fills.)
+//! - **A summary level.** One bit per bitmap word says "this word is all ones";
+//!   the search skips full words with it. It is a hint: only the CAS on the real
+//!   word decides. A candidate run is also checked from its end, so the search
+//!   jumps past the highest set bit in it and never looks at words in between
+//!   that could not start a run anyway.
+//!
+//! For a single thread everything is deterministic and equal to the kernel's
+//! first fit (modulo the slot order above).
+//!
+//! # Protocol
+//!
+//! Each slot has a `used` counter whose top bit is `DEAD`: set while the slot
+//! holds no pack. Its low bits count chunks *paid for*: every bit set in the
+//! bitmap was paid for by a reservation, and is refunded by whoever clears it.
+//!
+//! - **Reserve, then claim.** An allocator first adds `nbits` to `used`
+//!   (`fetch_add`). If the value it added to had `DEAD`, it backs off
+//!   (subtracts `nbits` again) and skips the slot. Otherwise it searches and
+//!   claims bits word by word in ascending order with CAS; if a word's bits turn
+//!   out taken it clears exactly the bits it set in earlier words (`fetch_and`)
+//!   and searches on past the conflicting bit (if a wrong-size free cleared
+//!   some of the bits it had set, that freer refunded them, and the allocator
+//!   tops its reservation up by as many). Having found nothing, it gives its
+//!   reservation back. Only after a successful claim does it read the slot's
+//!   base address. Before reserving, a slot whose `used` says it cannot have
+//!   room is skipped without an RMW; the slow path's retry does not trust that
+//!   hint, since `used` also counts other threads' transient reservations.
+//! - **Free.** A freer pins the pack by adding 1 to `used` (backing off if
+//!   `DEAD`: a free into a slot without a pack does nothing), clears its bits
+//!   with `fetch_and`, counting those that really went from 1 to 0, and
+//!   subtracts that count plus its pin. (The pin goes beyond "clear, then
+//!   subtract": it keeps a stale or wrong-size free, which may own none of the
+//!   bits it clears, from racing a release and re-install of the slot; in the
+//!   kernel `pack_mutex` serialises those.)
+//! - **Release.** Whoever brings `used` to exactly 0 by a subtraction (a freer,
+//!   an allocator giving back, a back-off) tries to release: under the mutex it
+//!   does `compare_exchange(used, 0, DEAD)`, and only if that succeeds it calls
+//!   [`PackSource::free_pack`] and resets the summary. A failed CAS means someone
+//!   reserved or pinned meanwhile; that someone will try again when it subtracts.
+//!   (So under concurrency a free that empties a pack may report
+//!   [`FreeOutcome::Freed`] and leave the release to an allocation that then
+//!   took nothing; sequentially the outcome is the kernel's.)
+//! - **Install** (under the mutex, in a slot with `DEAD`): zero the bitmap, set
+//!   bits `0..nbits`, write the summary and the base, then clear `DEAD` and add
+//!   `nbits` in one `fetch_sub(DEAD - nbits)`, so that increments from allocators
+//!   that saw `DEAD` and have not yet backed off are kept and net out when they
+//!   subtract.
+//!
+//! Invariants (`pending` = reservations and pins not yet given back, bits cleared
+//! but not yet refunded, back-off increments not yet subtracted):
+//!
+//! 1. `used & !DEAD = popcount(bitmap) + pending`, hence `used = 0` implies an
+//!    empty bitmap and nobody holding a reservation, a pin or a claim;
+//! 2. after the release CAS puts `DEAD` in, every later reservation or pin sees
+//!    `DEAD` and touches nothing but `used`, so the bitmap, summary and base of a
+//!    dead slot belong to the mutex holder alone;
+//! 3. while a thread holds a reservation, a pin or a chunk, `used > 0`, so the
+//!    pack in its slot cannot be released and replaced: the base an allocator
+//!    reads after claiming is the base of the pack it claimed in, and a pack is
+//!    never released under an owner of a chunk — unless a wrong-size free
+//!    cleared that owner's bits, the kernel's own bug, which is modelled.
+//! 4. at quiescence, each summary bit equals "word is all ones", every live pack
+//!    has a chunk in use, and a free slot has `used == DEAD` and an empty bitmap
+//!    ([`PackAlloc::check_consistency`]).
+//!
+//! The summary converges (4) because the thread whose write flips a word between
+//! full and not full then loops: read the word, set or clear its summary bit with
+//! an RMW, re-read the word, until the re-read equals the value it acted on. Every
+//! write to a summary word is an RMW (`AcqRel`), so the last RMW on a bit is
+//! ordered after the write that made the word's final fullness and its re-read
+//! sees that (or a later) value.
+//!
+//! # Orderings
+//!
+//! The release protocol reasons only about the modification order of one
+//! `used` counter, which every RMW respects whatever its ordering. Visibility
+//! comes from release/acquire through RMW chains: the install's publishing
+//! `fetch_sub` (release) is read by reservations (acquire), and a freer's bit
+//! clears precede its refunding `fetch_sub` (release), read by the release CAS
+//! (acquire). So RMWs on `used`, the bitmap and the summary are `AcqRel`; loads
+//! used only as search hints are `Relaxed`, since a CAS re-validates them.
+//! Nothing relies on `SeqCst` (which loom models as `AcqRel` anyway).
+
+use std::sync::PoisonError;
+
+use crate::sync::Mutex;
+use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+
+/// `BPF_PROG_CHUNK_SHIFT`.
+pub const CHUNK_SHIFT: u32 = 6;
+/// `BPF_PROG_CHUNK_SIZE`.
+pub const CHUNK_SIZE: u64 = 1 << CHUNK_SHIFT;
+
+/// Bits in a bitmap word and in a summary word.
+const WORD: u64 = u64::BITS as u64;
+/// Flag in a slot's `used` counter: the slot holds no pack.
+const DEAD: u64 = 1 << 63;
+
+/// `BPF_PROG_SIZE_TO_NBITS`: chunks for `size` bytes.
+pub fn size_to_nbits(size: u64) -> u64 {
+    size.div_ceil(CHUNK_SIZE)
+}
+
+/// Where packs come from. Called only on the slow path, with the allocator's
+/// slow-path lock held; it must not call back into the allocator.
+pub trait PackSource {
+    /// Backing for a new pack of `size` bytes: its base address, or None
+    /// (ENOMEM). `alloc_new_pack`'s `module_alloc`.
+    fn alloc_pack(&mut self, size: u64) -> Option<u64>;
+    /// Gives back a pack's backing; all its chunks are free.
+    /// `bpf_prog_pack_free`'s `module_memfree`.
+    fn free_pack(&mut self, base: u64, size: u64);
+}
+
+/// An allocation: `nbits` chunks from chunk `pos` of the pack in `slot`,
+/// starting at `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Chunk {
+    pub addr: u64,
+    pub slot: u32,
+    pub pos: u32,
+    pub nbits: u32,
+}
+
+/// What a free did to the pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeOutcome {
+    /// Chunks cleared; the pack stays.
+    Freed,
+    /// The pack became empty and was given back through the source.
+    PackReleased { base: u64 },
+}
+
+/// A live pack: its slot, base and bitmap (bit `i` of word `w` is chunk
+/// `w * 64 + i`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackSnapshot {
+    pub slot: u32,
+    pub base: u64,
+    pub words: Vec<u64>,
+}
+
+/// One pack slot: `struct bpf_prog_pack` with its bitmap preallocated.
+struct Slot {
+    /// Chunks paid for, plus `DEAD` while the slot holds no pack.
+    used: AtomicU64,
+    /// The pack's base address; meaningful while `used` has no `DEAD`.
+    base: AtomicU64,
+    /// One bit per chunk.
+    bitmap: Box<[AtomicU64]>,
+    /// Summary: bit `w` set iff bitmap word `w` is all ones.
+    full: Box<[AtomicU64]>,
+}
+
+impl Slot {
+    fn new(words: usize) -> Self {
+        Slot {
+            used: AtomicU64::new(DEAD),
+            base: AtomicU64::new(0),
+            bitmap: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            full: (0..words.div_ceil(WORD as usize))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The base of the pack in this slot, if it holds one.
+    fn live_base(&self) -> Option<u64> {
+        (self.used.load(Acquire) & DEAD == 0).then(|| self.base.load(Relaxed))
+    }
+
+    fn words(&self) -> Vec<u64> {
+        self.bitmap.iter().map(|w| w.load(Acquire)).collect()
+    }
+}
+
+/// Whether the caller already holds the slow-path mutex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lock {
+    Held,
+    Take,
+}
+
+/// The pack allocator: `max_packs` slots of `pack_size` bytes each.
+pub struct PackAlloc {
+    pack_size: u64,
+    chunks: u64,
+    slots: Box<[Slot]>,
+    /// The slow path: `pack_mutex`, held to make or release a pack.
+    slow: Mutex<()>,
+}
+
+impl PackAlloc {
+    /// `pack_size` is a multiple of 64 × 64 bytes (4 KiB) — e.g. 4096, 2 MiB,
+    /// 4 MiB; `max_packs` slots.
+    pub fn new(pack_size: u64, max_packs: usize) -> Self {
+        assert!(
+            pack_size > 0 && pack_size % (CHUNK_SIZE * WORD) == 0,
+            "pack size {pack_size:#x} is not a positive multiple of 4 KiB"
+        );
+        let chunks = pack_size >> CHUNK_SHIFT;
+        assert!(
+            u32::try_from(chunks).is_ok(),
+            "pack size {pack_size:#x} too large"
+        );
+        assert!(u32::try_from(max_packs).is_ok(), "too many packs");
+        let words = (chunks / WORD) as usize;
+        PackAlloc {
+            pack_size,
+            chunks,
+            slots: (0..max_packs).map(|_| Slot::new(words)).collect(),
+            slow: Mutex::new(()),
+        }
+    }
+
+    pub fn pack_size(&self) -> u64 {
+        self.pack_size
+    }
+
+    pub fn chunks_per_pack(&self) -> u64 {
+        self.chunks
+    }
+
+    /// `bpf_prog_pack_alloc`: first fit of `size` bytes (1 ≤ size ≤ pack size;
+    /// None otherwise), lock-free over the existing packs in slot order; if
+    /// none has room, the slow path asks `src` for a new pack
+    /// (`alloc_new_pack`) and allocates at its chunk 0. None if `src` fails or
+    /// every slot holds a pack.
+    pub fn alloc(&self, size: u64, src: &mut dyn PackSource) -> Option<Chunk> {
+        if size == 0 || size > self.pack_size {
+            return None;
+        }
+        let nbits = size_to_nbits(size);
+        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Take) {
+            return Some(chunk);
+        }
+        self.alloc_slow(nbits, src)
+    }
+
+    /// `bpf_prog_pack_free`'s `bitmap_clear(pack->bitmap, pos, nbits)` and
+    /// release: clears `nbits` bits from `pos` in pack `slot` (clamped to the
+    /// pack's end; bits already clear stay clear, unchecked), then releases the
+    /// pack through `src` if it became empty. Returns how many bits went from
+    /// set to clear, and the outcome. A slot without a pack: nothing happens.
+    pub fn free_bits(
+        &self,
+        slot: u32,
+        pos: u64,
+        nbits: u64,
+        src: &mut dyn PackSource,
+    ) -> (u64, FreeOutcome) {
+        let idx = slot as usize;
+        let end = pos.saturating_add(nbits).min(self.chunks);
+        let Some(s) = self.slots.get(idx) else {
+            return (0, FreeOutcome::Freed);
+        };
+        if pos >= end {
+            return (0, FreeOutcome::Freed);
+        }
+        // Pin the pack so it cannot be released and replaced while we clear.
+        let cleared = if s.used.fetch_add(1, AcqRel) & DEAD != 0 {
+            0
+        } else {
+            self.clear(s, pos, end)
+        };
+        let outcome = match self.give_back(idx, cleared + 1, src, Lock::Take) {
+            Some(base) => FreeOutcome::PackReleased { base },
+            None => FreeOutcome::Freed,
+        };
+        (cleared, outcome)
+    }
+
+    /// `bpf_prog_pack_free` of an allocation made by [`PackAlloc::alloc`].
+    pub fn free(&self, chunk: Chunk, src: &mut dyn PackSource) -> FreeOutcome {
+        let (pos, nbits) = (u64::from(chunk.pos), u64::from(chunk.nbits));
+        let (_, outcome) = self.free_bits(chunk.slot, pos, nbits, src);
+        outcome
+    }
+
+    /// The live pack whose `[base, base + pack_size)` contains `addr`, as
+    /// (slot, base): the range lookup of `bpf_prog_pack_free` since
+    /// ea2babac63d4.
+    pub fn find(&self, addr: u64) -> Option<(u32, u64)> {
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            let base = s.live_base()?;
+            (addr >= base && addr - base < self.pack_size).then_some((i as u32, base))
+        })
+    }
+
+    /// Base of the live pack in `slot`, if any.
+    pub fn base(&self, slot: u32) -> Option<u64> {
+        self.slots.get(slot as usize)?.live_base()
+    }
+
+    /// Live packs in slot order. Exact when quiescent.
+    pub fn snapshot(&self) -> Vec<PackSnapshot> {
+        let live = self.slots.iter().enumerate();
+        live.filter_map(|(i, s)| {
+            Some(PackSnapshot {
+                slot: i as u32,
+                base: s.live_base()?,
+                words: s.words(),
+            })
+        })
+        .collect()
+    }
+
+    /// How many slots hold a pack.
+    pub fn live_packs(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.live_base().is_some())
+            .count()
+    }
+
+    /// Chunks in use over all live packs (counting in-flight reservations;
+    /// exact when quiescent).
+    pub fn used_chunks(&self) -> u64 {
+        let counts = self.slots.iter().map(|s| s.used.load(Acquire));
+        counts.filter(|u| u & DEAD == 0).sum()
+    }
+
+    /// Checks, for a quiescent allocator: summary bits against the bitmap,
+    /// `used` against the bitmap's popcount, live packs non-empty and
+    /// non-overlapping, free slots empty. Err describes the first inconsistency.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let mut bases = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let used = s.used.load(Acquire);
+            let words = s.words();
+            let pop: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+            if used & DEAD != 0 {
+                if used != DEAD {
+                    return Err(format!(
+                        "slot {i}: free slot has used = DEAD + {}",
+                        used & !DEAD
+                    ));
+                }
+                if pop != 0 {
+                    return Err(format!("slot {i}: free slot has {pop} chunks set"));
+                }
+            } else {
+                if used != pop {
+                    return Err(format!("slot {i}: used = {used} but {pop} chunks set"));
+                }
+                if used == 0 {
+                    return Err(format!("slot {i}: live pack with no chunk in use"));
+                }
+                bases.push((s.base.load(Acquire), i));
+            }
+            for (w, &v) in words.iter().enumerate() {
+                let bit = s.full[w / WORD as usize].load(Acquire) >> (w % WORD as usize) & 1;
+                if (bit == 1) != (v == u64::MAX) {
+                    return Err(format!(
+                        "slot {i}: summary bit {bit} for word {w} = {v:#018x}"
+                    ));
+                }
+            }
+            let last = words.len() % WORD as usize;
+            let tail = s.full.last().map_or(0, |f| f.load(Acquire)) & !below(last as u64);
+            if last != 0 && tail != 0 {
+                return Err(format!("slot {i}: summary bits past the bitmap: {tail:#x}"));
+            }
+        }
+        bases.sort_unstable();
+        for pair in bases.windows(2) {
+            let ((a, i), (b, j)) = (pair[0], pair[1]);
+            if b - a < self.pack_size {
+                return Err(format!(
+                    "packs in slots {i} and {j} overlap: {a:#x}, {b:#x}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- slow path ----------------------------------------------------------
+
+    fn lock(&self) -> impl Drop + '_ {
+        self.slow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `bpf_prog_pack_alloc` under `pack_mutex` when no pack had room: search
+    /// once more (another thread may have made a pack meanwhile), then
+    /// `alloc_new_pack` in the lowest free slot.
+    fn alloc_slow(&self, nbits: u64, src: &mut dyn PackSource) -> Option<Chunk> {
+        let _guard = self.lock();
+        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Held) {
+            return Some(chunk);
+        }
+        // DEAD only changes under the mutex, so this is exact.
+        let idx = self.slots.iter().position(|s| s.live_base().is_none())?;
+        let base = src.alloc_pack(self.pack_size)?;
+        self.install(idx, base, nbits);
+        Some(self.chunk(idx, base, 0, nbits))
+    }
+
+    /// `alloc_new_pack` into the dead slot `idx` with chunks `0..nbits` taken.
+    /// Under the mutex; by invariant 2 nobody else touches the slot's bitmap,
+    /// summary or base.
+    fn install(&self, idx: usize, base: u64, nbits: u64) {
+        let s = &self.slots[idx];
+        for (w, word) in s.bitmap.iter().enumerate() {
+            word.store(word_mask(w, 0, nbits), Relaxed);
+        }
+        let full_words = nbits / WORD;
+        for (i, f) in s.full.iter().enumerate() {
+            f.swap(word_mask(i, 0, full_words), AcqRel);
+        }
+        s.base.store(base, Relaxed);
+        // Publishes the above (release) and makes the slot live, keeping any
+        // back-off increments of allocators that saw DEAD.
+        s.used.fetch_sub(DEAD - nbits, AcqRel);
+    }
+
+    /// Subtracts `n` from the slot's `used`; if that made it 0, tries to
+    /// release the pack. Returns the released pack's base.
+    fn give_back(&self, idx: usize, n: u64, src: &mut dyn PackSource, lock: Lock) -> Option<u64> {
+        if self.slots[idx].used.fetch_sub(n, AcqRel) != n {
+            return None;
+        }
+        let _guard = (lock == Lock::Take).then(|| self.lock());
+        let s = &self.slots[idx];
+        // Fails if someone reserved or pinned since; they will try again.
+        s.used.compare_exchange(0, DEAD, AcqRel, Relaxed).ok()?;
+        let base = s.base.load(Relaxed);
+        for f in s.full.iter() {
+            f.swap(0, AcqRel);
+        }
+        src.free_pack(base, self.pack_size);
+        Some(base)
+    }
+
+    // ---- fast path ----------------------------------------------------------
+
+    fn alloc_fast(&self, nbits: u64, src: &mut dyn PackSource, lock: Lock) -> Option<Chunk> {
+        (0..self.slots.len()).find_map(|idx| self.alloc_in(idx, nbits, src, lock))
+    }
+
+    /// Reserve `nbits` in slot `idx`, claim the first fit, read the base.
+    fn alloc_in(
+        &self,
+        idx: usize,
+        nbits: u64,
+        src: &mut dyn PackSource,
+        lock: Lock,
+    ) -> Option<Chunk> {
+        let s = &self.slots[idx];
+        let used = s.used.load(Relaxed);
+        // A quick skip of packs without room. `used` also counts other
+        // threads' transient reservations and pins, so the slow path's retry
+        // (lock held) does not trust it: a nearly full pack is not passed over
+        // for a new one just because someone was freeing into it.
+        if used & DEAD != 0 || (lock == Lock::Take && used + nbits > self.chunks) {
+            return None;
+        }
+        // Acquire: if the slot is live we see its install (base, bitmap).
+        if s.used.fetch_add(nbits, AcqRel) & DEAD != 0 {
+            self.give_back(idx, nbits, src, lock);
+            return None;
+        }
+        let Some(pos) = self.claim_first_fit(s, nbits) else {
+            self.give_back(idx, nbits, src, lock);
+            return None;
+        };
+        // Our reservation keeps this pack in the slot (invariant 3).
+        let base = s.base.load(Relaxed);
+        Some(self.chunk(idx, base, pos, nbits))
+    }
+
+    /// `bitmap_find_next_zero_area` + `bitmap_set`, with CAS and retry: the
+    /// lowest run of `nbits` clear bits that we manage to claim. The caller
+    /// holds a reservation of `nbits`.
+    fn claim_first_fit(&self, s: &Slot, nbits: u64) -> Option<u64> {
+        let mut start = 0;
+        loop {
+            let pos = self.find_area(s, start, nbits)?;
+            match self.claim(s, pos, nbits) {
+                Ok(()) => return Some(pos),
+                Err((restart, lost)) => {
+                    // Bits we had set and a (wrong-size) freer cleared were
+                    // refunded by it: top our reservation up again. We still
+                    // hold at least one, so the pack cannot go meanwhile.
+                    if lost > 0 {
+                        s.used.fetch_add(lost, AcqRel);
+                    }
+                    start = restart;
+                }
+            }
+        }
+    }
+
+    /// `bitmap_find_next_zero_area(map, chunks, start, nbits, 0)`: the lowest
+    /// `pos >= start` with bits `pos..pos + nbits` clear, as far as a racy read
+    /// tells. A candidate run is checked from its end: past its highest set
+    /// bit, so words that cannot hold the run are skipped without a look.
+    fn find_area(&self, s: &Slot, start: u64, nbits: u64) -> Option<u64> {
+        let mut pos = start;
+        loop {
+            pos = self.next_zero(s, pos)?;
+            let end = pos + nbits;
+            if end > self.chunks {
+                return None;
+            }
+            match last_set(s, pos, end) {
+                None => return Some(pos),
+                Some(bit) => pos = bit + 1,
+            }
+        }
+    }
+
+    /// `find_next_zero_bit`, skipping words the summary marks full.
+    fn next_zero(&self, s: &Slot, pos: u64) -> Option<u64> {
+        if pos >= self.chunks {
+            return None;
+        }
+        let mut w = (pos / WORD) as usize;
+        let mut v = s.bitmap[w].load(Relaxed) | below(pos % WORD);
+        while v == u64::MAX {
+            w = next_not_full(s, w + 1)?;
+            v = s.bitmap[w].load(Relaxed);
+        }
+        Some(w as u64 * WORD + u64::from(v.trailing_ones()))
+    }
+
+    /// Claims bits `pos..pos + nbits` word by word in ascending order. On a
+    /// conflict, unclaims what it set and returns (where to search on, bits it
+    /// had set that someone else cleared meanwhile).
+    fn claim(&self, s: &Slot, pos: u64, nbits: u64) -> Result<(), (u64, u64)> {
+        let end = pos + nbits;
+        for (w, mask) in spans(pos, end) {
+            let word = &s.bitmap[w];
+            let mut cur = word.load(Relaxed);
+            loop {
+                let taken = cur & mask;
+                if taken != 0 {
+                    // No run from pos up to the highest taken bit can fit.
+                    let restart = w as u64 * WORD + u64::from(WORD as u32 - taken.leading_zeros());
+                    let done = (w as u64 * WORD).max(pos);
+                    let lost = (done - pos) - self.clear(s, pos, done);
+                    return Err((restart, lost));
+                }
+                // Acquire: the chunks' previous owner freed them before us.
+                match word.compare_exchange(cur, cur | mask, AcqRel, Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => cur = now,
+                }
+            }
+            if cur | mask == u64::MAX {
+                sync_full(s, w);
+            }
+        }
+        Ok(())
+    }
+
+    /// `bitmap_clear(map, from, to - from)` with `fetch_and`: returns how many
+    /// bits went from set to clear.
+    fn clear(&self, s: &Slot, from: u64, to: u64) -> u64 {
+        let mut cleared = 0;
+        for (w, mask) in spans(from, to) {
+            // Release: our use of the chunks happens before their next owner's.
+            let old = s.bitmap[w].fetch_and(!mask, AcqRel);
+            cleared += u64::from((old & mask).count_ones());
+            if old == u64::MAX {
+                sync_full(s, w);
+            }
+        }
+        cleared
+    }
+
+    fn chunk(&self, idx: usize, base: u64, pos: u64, nbits: u64) -> Chunk {
+        Chunk {
+            addr: base + (pos << CHUNK_SHIFT),
+            slot: idx as u32,
+            pos: pos as u32,
+            nbits: nbits as u32,
+        }
+    }
+}
+
+/// Bits `0..n` of a word (`n <= 64`).
+fn below(n: u64) -> u64 {
+    if n >= WORD { u64::MAX } else { (1 << n) - 1 }
+}
+
+/// The bits of word `w` that fall in `[from, to)`.
+fn word_mask(w: usize, from: u64, to: u64) -> u64 {
+    let lo = w as u64 * WORD;
+    let clamp = |x: u64| x.saturating_sub(lo).min(WORD);
+    below(clamp(to)) & !below(clamp(from))
+}
+
+/// The (word, mask) pieces of `[from, to)`, in ascending order.
+fn spans(from: u64, to: u64) -> impl DoubleEndedIterator<Item = (usize, u64)> {
+    let words = if from < to {
+        (from / WORD)..to.div_ceil(WORD)
+    } else {
+        0..0
+    };
+    words.map(move |w| (w as usize, word_mask(w as usize, from, to)))
+}
+
+/// The highest set bit in `[from, to)` (`from < to`), read racily.
+fn last_set(s: &Slot, from: u64, to: u64) -> Option<u64> {
+    spans(from, to).rev().find_map(|(w, mask)| {
+        let v = s.bitmap[w].load(Relaxed) & mask;
+        (v != 0).then(|| w as u64 * WORD + u64::from(WORD as u32 - 1 - v.leading_zeros()))
+    })
+}
+
+/// The first word at or after `from` that the summary does not mark full.
+fn next_not_full(s: &Slot, from: usize) -> Option<usize> {
+    let per = WORD as usize;
+    if from >= s.bitmap.len() {
+        return None;
+    }
+    let mut i = from / per;
+    let mut bits = s.full[i].load(Relaxed) | below((from % per) as u64);
+    while bits == u64::MAX {
+        i += 1;
+        bits = s.full.get(i)?.load(Relaxed);
+    }
+    let w = i * per + bits.trailing_ones() as usize;
+    (w < s.bitmap.len()).then_some(w)
+}
+
+/// Brings word `w`'s summary bit in line after our write flipped the word
+/// between full and not full: set or clear it for the value read, re-read, and
+/// repeat until the word did not change meanwhile.
+fn sync_full(s: &Slot, w: usize) {
+    let (f, bit) = (&s.full[w / WORD as usize], 1 << (w % WORD as usize));
+    loop {
+        let v = s.bitmap[w].load(Acquire);
+        if v == u64::MAX {
+            f.fetch_or(bit, AcqRel);
+        } else {
+            f.fetch_and(!bit, AcqRel);
+        }
+        if s.bitmap[w].load(Acquire) == v {
+            return;
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    const BASE: u64 = 0x1000_0000_0000;
+    /// Miri is slow: fewer random ops and stress iterations there.
+    const SCALE: usize = if cfg!(miri) { 50 } else { 1 };
+
+    /// Bump allocator of pack addresses with a freed list (LIFO).
+    struct Bump {
+        next: u64,
+        step: u64,
+        freed: Vec<u64>,
+        live: HashSet<u64>,
+        allocs: usize,
+        frees: usize,
+        fail: bool,
+    }
+
+    impl Bump {
+        fn new(step: u64) -> Self {
+            Bump {
+                next: BASE,
+                step,
+                freed: Vec::new(),
+                live: HashSet::new(),
+                allocs: 0,
+                frees: 0,
+                fail: false,
+            }
+        }
+    }
+
+    impl PackSource for Bump {
+        fn alloc_pack(&mut self, size: u64) -> Option<u64> {
+            assert_eq!(size, self.step);
+            if self.fail {
+                return None;
+            }
+            self.allocs += 1;
+            let base = self.freed.pop().unwrap_or_else(|| {
+                self.next += self.step;
+                self.next - self.step
+            });
+            assert!(self.live.insert(base));
+            Some(base)
+        }
+
+        fn free_pack(&mut self, base: u64, size: u64) {
+            assert_eq!(size, self.step);
+            assert!(self.live.remove(&base), "free of unknown pack {base:#x}");
+            self.frees += 1;
+            self.freed.push(base);
+        }
+    }
+
+    /// A [`Bump`] shared between threads.
+    struct Shared(Arc<StdMutex<Bump>>);
+
+    impl PackSource for Shared {
+        fn alloc_pack(&mut self, size: u64) -> Option<u64> {
+            self.0.lock().unwrap().alloc_pack(size)
+        }
+        fn free_pack(&mut self, base: u64, size: u64) {
+            self.0.lock().unwrap().free_pack(base, size)
+        }
+    }
+
+    fn setup(pack_size: u64, slots: usize) -> (PackAlloc, Bump) {
+        (PackAlloc::new(pack_size, slots), Bump::new(pack_size))
+    }
+
+    fn ok(pa: &PackAlloc) {
+        if let Err(e) = pa.check_consistency() {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PackAlloc>();
+    }
+
+    #[test]
+    fn nbits_rounding() {
+        assert_eq!(size_to_nbits(1), 1);
+        assert_eq!(size_to_nbits(64), 1);
+        assert_eq!(size_to_nbits(65), 2);
+        assert_eq!(size_to_nbits(4096), 64);
+        let (pa, mut src) = setup(2 * MIB, 2);
+        assert_eq!(pa.chunks_per_pack(), 32768);
+        assert_eq!(pa.pack_size(), 2 * MIB);
+        let a = pa.alloc(1, &mut src).unwrap();
+        let b = pa.alloc(64, &mut src).unwrap();
+        let c = pa.alloc(65, &mut src).unwrap();
+        assert_eq!((a.pos, a.nbits), (0, 1));
+        assert_eq!((b.pos, b.nbits), (1, 1));
+        assert_eq!((c.pos, c.nbits), (2, 2));
+        assert_eq!(c.addr, a.addr + 2 * CHUNK_SIZE);
+        assert_eq!(pa.alloc(0, &mut src), None);
+        assert_eq!(pa.alloc(2 * MIB + 1, &mut src), None);
+        ok(&pa);
+    }
+
+    #[test]
+    fn first_fit_reuses_holes() {
+        let (pa, mut src) = setup(2 * MIB, 2);
+        let v: Vec<Chunk> = (0..5).map(|_| pa.alloc(200, &mut src).unwrap()).collect();
+        let pos: Vec<u32> = v.iter().map(|c| c.pos).collect();
+        assert_eq!(pos, [0, 4, 8, 12, 16]);
+        assert_eq!(
+            v.iter().map(|c| c.slot).collect::<HashSet<_>>(),
+            HashSet::from([0])
+        );
+        assert_eq!(pa.free(v[2], &mut src), FreeOutcome::Freed);
+        ok(&pa);
+        let big = pa.alloc(300, &mut src).unwrap();
+        assert_eq!(big.pos, 20, "5 chunks do not fit the 4-chunk hole");
+        let same = pa.alloc(256, &mut src).unwrap();
+        assert_eq!((same.pos, same.nbits), (8, 4));
+        let small = pa.alloc(64, &mut src).unwrap();
+        assert_eq!(small.pos, 25);
+        pa.free(v[0], &mut src);
+        let one = pa.alloc(1, &mut src).unwrap();
+        assert_eq!(one.pos, 0);
+        let three = pa.alloc(150, &mut src).unwrap();
+        assert_eq!(three.pos, 1, "3 chunks fit the rest of the 4-chunk hole");
+        assert_eq!(pa.used_chunks(), 4 * 4 + 5 + 1 + 1 + 3);
+        ok(&pa);
+    }
+
+    #[test]
+    fn runs_straddle_and_span_words() {
+        let (pa, mut src) = setup(2 * MIB, 2);
+        let a = pa.alloc(40 * 64, &mut src).unwrap();
+        let b = pa.alloc(40 * 64, &mut src).unwrap();
+        assert_eq!((a.pos, b.pos), (0, 40), "b straddles words 0 and 1");
+        let big = pa.alloc(64 * KIB, &mut src).unwrap();
+        assert_eq!((big.pos, big.nbits), (80, 1024));
+        let snap = pa.snapshot();
+        assert_eq!(snap.len(), 1);
+        let w = &snap[0].words;
+        assert_eq!(w[0], u64::MAX);
+        assert_eq!(w[1], u64::MAX, "b ends at 80, big starts there");
+        assert!(w[2..17].iter().all(|&x| x == u64::MAX));
+        assert_eq!(w[17], below(80 + 1024 - 17 * 64));
+        assert!(w[18..].iter().all(|&x| x == 0));
+        ok(&pa);
+        pa.free(b, &mut src);
+        // 40 chunks free at 40..80: a 41-chunk run must go after big.
+        assert_eq!(pa.alloc(41 * 64, &mut src).unwrap().pos, 1104);
+        assert_eq!(pa.alloc(40 * 64, &mut src).unwrap().pos, 40);
+        ok(&pa);
+    }
+
+    #[test]
+    fn whole_pack_runs() {
+        let (pa, mut src) = setup(2 * MIB, 3);
+        let all = pa.alloc(2 * MIB, &mut src).unwrap();
+        assert_eq!((all.slot, all.pos, all.nbits), (0, 0, 32768));
+        assert!(pa.snapshot()[0].words.iter().all(|&w| w == u64::MAX));
+        ok(&pa);
+        let one = pa.alloc(1, &mut src).unwrap();
+        assert_eq!((one.slot, one.pos), (1, 0));
+        assert_eq!(
+            pa.free(all, &mut src),
+            FreeOutcome::PackReleased { base: all.addr }
+        );
+        ok(&pa);
+        let again = pa.alloc(2 * MIB, &mut src).unwrap();
+        assert_eq!(
+            (again.slot, again.addr),
+            (0, all.addr),
+            "lowest free slot, freed base"
+        );
+        let rest = pa.alloc(2 * MIB - 64, &mut src).unwrap();
+        assert_eq!((rest.slot, rest.pos), (1, 1), "fills slot 1 after `one`");
+        assert_eq!(pa.alloc(64, &mut src).unwrap().slot, 2);
+        ok(&pa);
+    }
+
+    #[test]
+    fn packs_on_demand_and_find() {
+        let (pa, mut src) = setup(4096, 4);
+        assert_eq!(pa.live_packs(), 0);
+        assert_eq!(pa.find(BASE), None);
+        let a = pa.alloc(4096 - 64, &mut src).unwrap();
+        let b = pa.alloc(128, &mut src).unwrap();
+        assert_eq!((a.slot, b.slot, b.pos), (0, 1, 0));
+        assert_eq!((src.allocs, pa.live_packs()), (2, 2));
+        assert_eq!(pa.base(0), Some(BASE));
+        assert_eq!(pa.base(1), Some(BASE + 4096));
+        assert_eq!(pa.base(2), None);
+        assert_eq!(pa.base(99), None);
+        assert_eq!(pa.find(BASE), Some((0, BASE)));
+        assert_eq!(pa.find(BASE + 4095), Some((0, BASE)));
+        assert_eq!(pa.find(BASE + 4096), Some((1, BASE + 4096)));
+        assert_eq!(pa.find(BASE + 2 * 4096), None);
+        assert_eq!(pa.find(BASE - 1), None);
+        let c = pa.alloc(64, &mut src).unwrap();
+        assert_eq!((c.slot, c.pos), (0, 63));
+        assert_eq!(pa.free(a, &mut src), FreeOutcome::Freed);
+        assert_eq!(
+            pa.free(c, &mut src),
+            FreeOutcome::PackReleased { base: BASE }
+        );
+        assert_eq!((src.frees, pa.live_packs(), pa.find(BASE)), (1, 1, None));
+        ok(&pa);
+        // Slot 0 is free again and comes first.
+        let d = pa.alloc(4096, &mut src).unwrap();
+        assert_eq!((d.slot, d.addr), (0, BASE));
+        assert_eq!(
+            pa.free(b, &mut src),
+            FreeOutcome::PackReleased { base: BASE + 4096 }
+        );
+        pa.free(d, &mut src);
+        assert_eq!((src.allocs, src.frees, pa.live_packs()), (3, 3, 0));
+        // A free into a slot with no pack does nothing.
+        assert_eq!(pa.free_bits(0, 0, 64, &mut src), (0, FreeOutcome::Freed));
+        ok(&pa);
+    }
+
+    #[test]
+    fn oversized_free_clears_neighbours() {
+        let (pa, mut src) = setup(8 * KIB, 2);
+        let a = pa.alloc(64 * 3, &mut src).unwrap();
+        let b = pa.alloc(64 * 2, &mut src).unwrap();
+        let c = pa.alloc(64 * 70, &mut src).unwrap();
+        assert_eq!((a.pos, b.pos, c.pos), (0, 3, 5));
+        // a freed with b's size added: b's chunks go too, unchecked.
+        assert_eq!(pa.free_bits(0, 0, 5, &mut src), (5, FreeOutcome::Freed));
+        ok(&pa);
+        assert_eq!(pa.used_chunks(), 70);
+        // b's own free finds its bits clear.
+        assert_eq!(pa.free_bits(0, 3, 2, &mut src), (0, FreeOutcome::Freed));
+        // Someone else gets b's chunks.
+        let d = pa.alloc(64 * 5, &mut src).unwrap();
+        assert_eq!(d.pos, 0);
+        // A free past the pack's end is clamped.
+        assert_eq!(
+            pa.free_bits(0, 100, 1000, &mut src),
+            (0, FreeOutcome::Freed)
+        );
+        assert_eq!(pa.free_bits(0, 70, 1000, &mut src), (5, FreeOutcome::Freed));
+        ok(&pa);
+        assert_eq!(pa.used_chunks(), 70);
+        // One huge free empties the pack.
+        let base = pa.base(0).unwrap();
+        assert_eq!(
+            pa.free_bits(0, 0, u64::MAX, &mut src),
+            (70, FreeOutcome::PackReleased { base })
+        );
+        assert_eq!((src.allocs, src.frees), (1, 1));
+        ok(&pa);
+    }
+
+    #[test]
+    fn near_full_pack_finds_the_holes() {
+        let (pa, mut src) = setup(2 * MIB, 2);
+        let n = pa.chunks_per_pack() as u32;
+        let chunks: Vec<Chunk> = (0..n).map(|_| pa.alloc(64, &mut src).unwrap()).collect();
+        assert!(
+            chunks
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.pos == i as u32 && c.slot == 0)
+        );
+        assert_eq!(src.allocs, 1);
+        // Holes of 1 chunk every 20, and one 3-chunk hole at 30000..30003.
+        let holes: Vec<u32> = (0..n).filter(|i| i % 20 == 7).collect();
+        for &h in &holes {
+            pa.free(chunks[h as usize], &mut src);
+        }
+        for &c in &chunks[30000..30003] {
+            pa.free(c, &mut src);
+        }
+        ok(&pa);
+        assert_eq!(pa.used_chunks(), u64::from(n) - holes.len() as u64 - 3);
+        let big = pa.alloc(3 * 64, &mut src).unwrap();
+        assert_eq!((big.slot, big.pos), (0, 30000));
+        for &h in &holes {
+            let c = pa.alloc(1, &mut src).unwrap();
+            assert_eq!((c.slot, c.pos), (0, h));
+        }
+        ok(&pa);
+        assert_eq!(pa.used_chunks(), u64::from(n));
+        let next = pa.alloc(1, &mut src).unwrap();
+        assert_eq!((next.slot, next.pos, src.allocs), (1, 0, 2));
+        ok(&pa);
+    }
+
+    #[test]
+    fn alloc_fails_without_memory_or_slots() {
+        let (pa, mut src) = setup(4096, 2);
+        src.fail = true;
+        assert_eq!(pa.alloc(64, &mut src), None);
+        assert_eq!(pa.live_packs(), 0);
+        ok(&pa);
+        src.fail = false;
+        let a = pa.alloc(4096, &mut src).unwrap();
+        let b = pa.alloc(4000, &mut src).unwrap();
+        assert_eq!((a.slot, b.slot), (0, 1));
+        assert_eq!(pa.alloc(128, &mut src), None, "all slots in use");
+        assert_eq!(src.allocs, 2);
+        // Room left in slot 1 is still found.
+        assert_eq!(
+            pa.alloc(64, &mut src).map(|c| (c.slot, c.pos)),
+            Some((1, 63))
+        );
+        ok(&pa);
+        assert_eq!(PackAlloc::new(4096, 0).alloc(1, &mut src), None);
+    }
+
+    #[test]
+    fn claim_rolls_back_on_conflict() {
+        let (pa, mut src) = setup(2 * MIB, 1);
+        pa.alloc(64, &mut src).unwrap();
+        let s = &pa.slots[0];
+        // Someone takes chunk 200 behind the search's back, paying for it.
+        s.used.fetch_add(1, AcqRel);
+        s.bitmap[3].fetch_or(1 << 8, AcqRel);
+        let before = s.words();
+        assert_eq!(pa.claim(s, 10, 300), Err((201, 0)));
+        assert_eq!(s.words(), before);
+        ok(&pa);
+        // A run that fills word 1 and then conflicts: the summary follows.
+        s.bitmap[2].fetch_or(1, AcqRel);
+        s.used.fetch_add(1, AcqRel);
+        assert_eq!(pa.claim(s, 64, 65), Err((129, 0)));
+        assert_eq!(s.words(), pa.snapshot()[0].words);
+        ok(&pa);
+        assert_eq!(pa.alloc(65 * 64, &mut src).unwrap().pos, 1);
+        ok(&pa);
+    }
+
+    // ---- randomized, against a reference first fit --------------------------
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// The kernel's algorithm with a `Vec<bool>` bitmap per pack.
+    struct Reference {
+        packs: Vec<Option<(u64, Vec<bool>)>>,
+        chunks: usize,
+    }
+
+    impl Reference {
+        fn first_fit(bits: &[bool], n: usize) -> Option<usize> {
+            let mut run = 0;
+            for (i, &b) in bits.iter().enumerate() {
+                run = if b { 0 } else { run + 1 };
+                if run == n {
+                    return Some(i + 1 - n);
+                }
+            }
+            None
+        }
+
+        /// (slot, pos) in an existing pack, or Err(lowest free slot).
+        fn alloc(&mut self, n: usize) -> Result<(usize, usize), Option<usize>> {
+            for (slot, p) in self.packs.iter_mut().enumerate() {
+                if let Some((_, bits)) = p {
+                    if let Some(pos) = Self::first_fit(bits, n) {
+                        bits[pos..pos + n].fill(true);
+                        return Ok((slot, pos));
+                    }
+                }
+            }
+            Err(self.packs.iter().position(Option::is_none))
+        }
+
+        fn install(&mut self, slot: usize, base: u64, n: usize) {
+            let mut bits = vec![false; self.chunks];
+            bits[..n].fill(true);
+            self.packs[slot] = Some((base, bits));
+        }
+
+        fn free(&mut self, slot: usize, pos: u64, n: u64) -> (u64, FreeOutcome) {
+            let Some((base, bits)) = &mut self.packs[slot] else {
+                return (0, FreeOutcome::Freed);
+            };
+            let base = *base;
+            let end = pos.saturating_add(n).min(self.chunks as u64) as usize;
+            let start = (pos as usize).min(end);
+            let cleared = bits[start..end].iter().filter(|&&b| b).count() as u64;
+            bits[start..end].fill(false);
+            if cleared > 0 && bits.iter().all(|&b| !b) {
+                self.packs[slot] = None;
+                return (cleared, FreeOutcome::PackReleased { base });
+            }
+            (cleared, FreeOutcome::Freed)
+        }
+
+        fn words(bits: &[bool]) -> Vec<u64> {
+            let word = |c: &[bool]| c.iter().rev().fold(0, |w, &b| w << 1 | u64::from(b));
+            bits.chunks(64).map(word).collect()
+        }
+    }
+
+    fn random_against_reference(pack_size: u64, slots: usize, ops: usize, seed: u64) {
+        let (pa, mut src) = setup(pack_size, slots);
+        let chunks = pa.chunks_per_pack() as usize;
+        let mut r = Reference {
+            packs: vec![None; slots],
+            chunks,
+        };
+        let mut rng = XorShift(seed);
+        let mut live: Vec<Chunk> = Vec::new();
+        for op in 0..ops / SCALE {
+            // Phases of growth and of shrinking, so that packs come and go.
+            let grow = if op / 500 % 2 == 0 { 70 } else { 30 };
+            if live.is_empty() || rng.below(100) < grow {
+                let size = match rng.below(100) {
+                    0..70 => 1 + rng.below(512),
+                    70..90 => 1 + rng.below(8 * KIB),
+                    90..99 => 1 + rng.below(pack_size / 4),
+                    _ => 1 + rng.below(pack_size),
+                };
+                src.fail = rng.below(50) == 0;
+                let got = pa.alloc(size, &mut src);
+                let n = size_to_nbits(size) as usize;
+                match (r.alloc(n), got) {
+                    (Ok((slot, pos)), Some(c)) => {
+                        assert_eq!((c.slot as usize, c.pos as usize), (slot, pos), "op {op}");
+                        let base = r.packs[slot].as_ref().unwrap().0;
+                        assert_eq!(c.addr, base + pos as u64 * 64);
+                        live.push(c);
+                    }
+                    (Err(Some(slot)), Some(c)) if !src.fail => {
+                        assert_eq!((c.slot as usize, c.pos), (slot, 0), "op {op}");
+                        r.install(slot, c.addr, n);
+                        live.push(c);
+                    }
+                    (Err(_), None) => {}
+                    (want, got) => panic!("op {op}: size {size}: want {want:?}, got {got:?}"),
+                }
+            } else {
+                let c = live.swap_remove(rng.below(live.len() as u64) as usize);
+                let (pos, nbits) = (u64::from(c.pos), u64::from(c.nbits));
+                let (pos, nbits) = match rng.below(100) {
+                    0..3 => (pos, nbits + rng.below(300)),
+                    3..5 => (pos.saturating_sub(rng.below(100)), nbits),
+                    _ => (pos, nbits),
+                };
+                let got = pa.free_bits(c.slot, pos, nbits, &mut src);
+                let want = r.free(c.slot as usize, pos, nbits);
+                assert_eq!(got, want, "op {op}: free {c:?} as ({pos}, {nbits})");
+            }
+            ok(&pa);
+            let want_used: usize = r
+                .packs
+                .iter()
+                .flatten()
+                .map(|(_, b)| b.iter().filter(|&&x| x).count())
+                .sum();
+            assert_eq!(pa.used_chunks(), want_used as u64, "op {op}");
+            assert_eq!(pa.live_packs(), r.packs.iter().flatten().count(), "op {op}");
+            if op % 64 == 0 {
+                let want: Vec<PackSnapshot> = (r.packs.iter().enumerate())
+                    .filter_map(|(slot, p)| {
+                        let (base, bits) = p.as_ref()?;
+                        let words = Reference::words(bits);
+                        Some(PackSnapshot {
+                            slot: slot as u32,
+                            base: *base,
+                            words,
+                        })
+                    })
+                    .collect();
+                assert_eq!(pa.snapshot(), want, "op {op}");
+            }
+        }
+        assert_eq!(src.allocs - src.frees, pa.live_packs());
+        // The phases made packs come and go.
+        assert!(src.frees >= 2, "only {} packs released", src.frees);
+    }
+
+    #[test]
+    fn random_ops_match_reference_small_packs() {
+        random_against_reference(64 * KIB, 6, 20_000, 0x9e37_79b9_7f4a_7c15);
+    }
+
+    #[test]
+    fn random_ops_match_reference_tiny_packs() {
+        random_against_reference(8 * KIB, 5, 10_000, 12345);
+    }
+
+    #[test]
+    fn random_ops_match_reference_huge_packs() {
+        random_against_reference(2 * MIB, 3, 2_000, 777);
+    }
+
+    // ---- threads --------------------------------------------------------------
+
+    fn stress(pack_size: u64, slots: usize, threads: u32, iters: usize, max_size: u64) {
+        let pa = PackAlloc::new(pack_size, slots);
+        let chunks = pa.chunks_per_pack() as usize;
+        let owners: Vec<AtomicU32> = (0..slots * chunks).map(|_| AtomicU32::new(0)).collect();
+        let bump = Arc::new(StdMutex::new(Bump::new(pack_size)));
+        std::thread::scope(|scope| {
+            for t in 1..=threads {
+                let (pa, owners, mut src) = (&pa, &owners, Shared(bump.clone()));
+                scope.spawn(move || {
+                    let mut rng = XorShift(0x1234_5678 * u64::from(t) + 1);
+                    let mut mine: Vec<Chunk> = Vec::new();
+                    let at = |c: &Chunk| c.slot as usize * chunks + c.pos as usize;
+                    let free = |c: Chunk, src: &mut Shared| {
+                        for o in &owners[at(&c)..at(&c) + c.nbits as usize] {
+                            assert_eq!(o.swap(0, Relaxed), t, "chunk of {t} taken");
+                        }
+                        let pos = u64::from(c.pos);
+                        let (n, _) = pa.free_bits(c.slot, pos, u64::from(c.nbits), src);
+                        assert_eq!(n, u64::from(c.nbits));
+                    };
+                    for i in 0..iters / SCALE {
+                        let grow = if i / 200 % 2 == 0 { 70 } else { 30 };
+                        if !mine.is_empty() && rng.below(100) >= grow {
+                            let c = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            free(c, &mut src);
+                            continue;
+                        }
+                        let size = 1 + rng.below(max_size);
+                        let Some(c) = pa.alloc(size, &mut src) else {
+                            continue;
+                        };
+                        assert_eq!(u64::from(c.nbits), size_to_nbits(size));
+                        let base = c.addr - u64::from(c.pos) * CHUNK_SIZE;
+                        assert_eq!(pa.find(c.addr), Some((c.slot, base)));
+                        for o in &owners[at(&c)..at(&c) + c.nbits as usize] {
+                            let prev = o.swap(t, Relaxed);
+                            assert_eq!(prev, 0, "chunk owned by {prev} handed to {t}");
+                        }
+                        mine.push(c);
+                    }
+                    for c in mine.drain(..) {
+                        free(c, &mut src);
+                    }
+                });
+            }
+        });
+        ok(&pa);
+        assert_eq!((pa.live_packs(), pa.used_chunks()), (0, 0));
+        assert!(owners.iter().all(|o| o.load(Relaxed) == 0));
+        let bump = bump.lock().unwrap();
+        assert_eq!(bump.allocs, bump.frees);
+        assert!(bump.live.is_empty());
+    }
+
+    #[test]
+    fn threads_share_one_word_packs() {
+        stress(4096, 6, 3, 100_000, 512);
+    }
+
+    #[test]
+    fn threads_share_multi_word_packs() {
+        stress(32 * KIB, 4, 4, 100_000, 2 * KIB);
+    }
+}
+
+/// Model checks of the races the protocol is about, under `--cfg loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+    // Plain std atomics: bookkeeping of the test itself, not modelled.
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
+
+    const BASE: u64 = 0x1000_0000_0000;
+
+    /// Hands out fresh bases and counts live packs. Only called under the
+    /// allocator's slow-path lock, so a plain counter does.
+    #[derive(Default)]
+    struct Counts {
+        made: AtomicUsize,
+        live: AtomicUsize,
+    }
+
+    struct Src(std::sync::Arc<Counts>, u64);
+
+    impl PackSource for Src {
+        fn alloc_pack(&mut self, size: u64) -> Option<u64> {
+            assert_eq!(size, self.1);
+            self.0.live.fetch_add(1, SeqCst);
+            Some(BASE + self.0.made.fetch_add(1, SeqCst) as u64 * size)
+        }
+        fn free_pack(&mut self, _base: u64, size: u64) {
+            assert_eq!(size, self.1);
+            self.0.live.fetch_sub(1, SeqCst);
+        }
+    }
+
+    struct World {
+        pa: PackAlloc,
+        counts: std::sync::Arc<Counts>,
+        owners: Vec<AtomicU32>,
+    }
+
+    impl World {
+        fn new(pack_size: u64, slots: usize) -> Arc<World> {
+            let pa = PackAlloc::new(pack_size, slots);
+            let n = slots * pa.chunks_per_pack() as usize;
+            Arc::new(World {
+                pa,
+                counts: Default::default(),
+                owners: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            })
+        }
+
+        fn src(&self) -> Src {
+            Src(self.counts.clone(), self.pa.pack_size())
+        }
+
+        fn own(&self, c: Chunk, from: u32, to: u32) {
+            let at = c.slot as usize * self.pa.chunks_per_pack() as usize + c.pos as usize;
+            for o in &self.owners[at..at + c.nbits as usize] {
+                assert_eq!(o.swap(to, SeqCst), from, "chunk {c:?} changed hands");
+            }
+        }
+
+        /// Allocates, checks the chunk is ours and inside the pack in its slot.
+        fn alloc(&self, size: u64, me: u32) -> Option<Chunk> {
+            let c = self.pa.alloc(size, &mut self.src())?;
+            let base = c.addr - u64::from(c.pos) * CHUNK_SIZE;
+            assert_eq!(self.pa.base(c.slot), Some(base));
+            assert_eq!(self.pa.find(c.addr), Some((c.slot, base)));
+            self.own(c, 0, me);
+            Some(c)
+        }
+
+        fn free(&self, c: Chunk, me: u32) {
+            self.own(c, me, 0);
+            let (n, _) = self
+                .pa
+                .free_bits(c.slot, c.pos.into(), c.nbits.into(), &mut self.src());
+            assert_eq!(n, u64::from(c.nbits));
+        }
+
+        fn check_empty(&self) {
+            if let Err(e) = self.pa.check_consistency() {
+                panic!("{e}");
+            }
+            assert_eq!(self.pa.live_packs(), 0);
+            assert_eq!(self.counts.live.load(SeqCst), 0);
+        }
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(3);
+        }
+        b.check(f);
+    }
+
+    /// Two allocations race for the same chunk and the same new pack.
+    #[test]
+    fn concurrent_allocs() {
+        model(|| {
+            let w = World::new(4096, 2);
+            let w2 = w.clone();
+            let t = thread::spawn(move || {
+                let c = w2.alloc(64, 2).unwrap();
+                w2.free(c, 2);
+            });
+            let c = w.alloc(64, 1).unwrap();
+            w.free(c, 1);
+            t.join().unwrap();
+            w.check_empty();
+        });
+    }
+
+    /// The last free of a pack races an allocation into it.
+    #[test]
+    fn last_free_vs_alloc() {
+        model(|| {
+            let w = World::new(4096, 2);
+            let c = w.alloc(64, 1).unwrap();
+            let w2 = w.clone();
+            let t = thread::spawn(move || {
+                let d = w2.alloc(128, 2).unwrap();
+                w2.free(d, 2);
+            });
+            w.free(c, 1);
+            t.join().unwrap();
+            w.check_empty();
+        });
+    }
+
+    /// Runs straddling a word boundary collide: claims are rolled back.
+    #[test]
+    fn straddling_claims_collide() {
+        model(|| {
+            let w = World::new(8192, 1);
+            let first = w.alloc(64 * 60, 1).unwrap();
+            let w2 = w.clone();
+            let t = thread::spawn(move || {
+                if let Some(d) = w2.alloc(64 * 40, 2) {
+                    w2.free(d, 2);
+                }
+            });
+            let c = w.alloc(64 * 30, 1);
+            t.join().unwrap();
+            w.free(first, 1);
+            if let Some(c) = c {
+                w.free(c, 1);
+            }
+            w.check_empty();
+        });
+    }
+
+    /// A pack is released and made again while another allocation backs off
+    /// from its slot: the back-off's increment survives the re-install.
+    #[test]
+    fn release_and_reinstall_vs_alloc() {
+        model(|| {
+            let w = World::new(4096, 2);
+            let c = w.alloc(64, 1).unwrap();
+            let w2 = w.clone();
+            let t = thread::spawn(move || {
+                let e = w2.alloc(64, 2).unwrap();
+                w2.free(e, 2);
+            });
+            w.free(c, 1);
+            let d = w.alloc(64, 1).unwrap();
+            w.free(d, 1);
+            t.join().unwrap();
+            w.check_empty();
+        });
+    }
+
+    /// A word filled by one thread while another empties it: the summary bit
+    /// ends up matching the word.
+    #[test]
+    fn summary_converges() {
+        model(|| {
+            let w = World::new(8192, 1);
+            let keep = w.alloc(64 * 64, 1).unwrap();
+            let a = w.alloc(64 * 63, 1).unwrap();
+            let w2 = w.clone();
+            let t = thread::spawn(move || w2.alloc(64, 2).unwrap());
+            w.free(a, 1);
+            let b = t.join().unwrap();
+            if let Err(e) = w.pa.check_consistency() {
+                panic!("{e}");
+            }
+            w.free(b, 2);
+            w.free(keep, 1);
+            w.check_empty();
+        });
+    }
+
+    /// A wrong-size free (the whole pack) races an allocation that may be
+    /// claiming across a word boundary: counts stay equal to the bitmap.
+    #[test]
+    fn wrong_size_free_vs_alloc() {
+        model(|| {
+            let w = World::new(8192, 1);
+            let a = w.alloc(64 * 60, 1).unwrap();
+            let w2 = w.clone();
+            let t = thread::spawn(move || w2.pa.alloc(64 * 10, &mut w2.src()));
+            let (n, _) = w.pa.free_bits(a.slot, 0, u64::MAX, &mut w.src());
+            assert!((60..=70).contains(&n));
+            let x = t.join().unwrap();
+            if let Err(e) = w.pa.check_consistency() {
+                panic!("{e}");
+            }
+            if let Some(x) = x {
+                w.pa.free_bits(x.slot, 0, u64::MAX, &mut w.src());
+            }
+            assert_eq!(w.pa.live_packs(), 0);
+            w.check_empty();
+        });
+    }
+}

@@ -1,0 +1,178 @@
+//! `vmalloc` with huge pages, after v5.18 `mm/vmalloc.c` as fixed in 5.18-rc4:
+//! `__vmalloc_node_range`, `__vmalloc_area_node`, `vm_area_alloc_pages`,
+//! `__vunmap`.
+//!
+//! Huge mappings are opt-in (`VM_ALLOW_HUGE_VMAP`, 559089e0a93d) and used when
+//! `size / num_online_nodes() >= PMD_SIZE`; size and alignment are then rounded
+//! to `PMD_SIZE`. Each order-9 block is `split_page()`d into order-0 pages
+//! (3b8000ae185c) and mapped by a PMD leaf. If an order-9 block cannot be had,
+//! everything is given back and the allocation is retried with order-0 pages and
+//! PTEs (the `fail:` path). `vfree` undoes exactly that.
+
+use super::Core;
+use crate::kernel::Errno;
+use crate::machine::consts::{PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, page_align, round_up};
+use crate::machine::{Gfp, Prot};
+
+/// Which range an area lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Space {
+    Vmalloc,
+    Modules,
+}
+
+/// The `vm_flags` bits that steer the huge-page decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct VmFlags {
+    /// `VM_ALLOW_HUGE_VMAP`.
+    pub allow_huge: bool,
+    /// `VM_NO_HUGE_VMAP` (only meaningful before 559089e0a93d).
+    pub no_huge: bool,
+}
+
+/// A `vm_struct`.
+#[derive(Clone, Debug)]
+pub(super) struct VmStruct {
+    pub addr: u64,
+    /// Mapped bytes (the guard page not included).
+    pub size: u64,
+    /// Every 4 KiB page, in address order (`area->pages`).
+    pub pages: Vec<u64>,
+    /// `vm_area_page_order()`: 9 for a PMD-mapped area.
+    pub page_order: u32,
+    pub space: Space,
+    /// `VM_FLUSH_RESET_PERMS`.
+    pub flush_reset_perms: bool,
+}
+
+impl Core {
+    /// The huge-page decision of `__vmalloc_node_range()`: the page shift to try
+    /// first for `size` bytes on every node (`NUMA_NO_NODE`).
+    fn vmalloc_shift(&self, size: u64, vm: VmFlags) -> u32 {
+        if !vm.allow_huge {
+            return PAGE_SHIFT;
+        }
+        let size_per_node = size / self.m.nr_nodes() as u64;
+        if size_per_node >= PMD_SIZE {
+            PMD_SHIFT
+        } else {
+            PAGE_SHIFT
+        }
+    }
+
+    /// `__vmalloc_node_range(size, PAGE_SIZE, range, gfp, PAGE_KERNEL, vm_flags,
+    /// NUMA_NO_NODE)`.
+    pub(super) fn vmalloc_node_range(
+        &mut self,
+        real_size: u64,
+        space: Space,
+        zero: bool,
+        vm: VmFlags,
+    ) -> Result<VmStruct, Errno> {
+        if real_size == 0 || page_align(real_size) / PAGE_SIZE > self.m.nr_pages() {
+            return Err(Errno::Enomem);
+        }
+        let mut shift = self.vmalloc_shift(real_size, vm);
+        loop {
+            let size = round_up(real_size, 1 << shift);
+            let align = PAGE_SIZE.max(1 << shift);
+            // __get_vm_area_node(): the area plus its guard page.
+            let addr = self
+                .alloc_vmap_area(space, size + PAGE_SIZE, align)
+                .ok_or(Errno::Enomem)?;
+            let mut area = VmStruct {
+                addr,
+                size,
+                pages: Vec::new(),
+                page_order: shift - PAGE_SHIFT,
+                space,
+                flush_reset_perms: false,
+            };
+            if self.vmalloc_area_node(&mut area, zero) {
+                return Ok(area);
+            }
+            // fail: retry with small pages.
+            if shift > PAGE_SHIFT {
+                shift = PAGE_SHIFT;
+                continue;
+            }
+            return Err(Errno::Enomem);
+        }
+    }
+
+    /// `__vmalloc_area_node()`: get the pages and map them; on a shortfall,
+    /// `__vfree()` the area and fail.
+    fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool) -> bool {
+        let nr_small = (area.size / PAGE_SIZE) as usize;
+        area.pages = self.vm_area_alloc_pages(zero, area.page_order, nr_small);
+        if area.pages.len() != nr_small {
+            // "vmalloc error: size %lu, page order %u, failed to allocate pages"
+            let failed = std::mem::replace(
+                area,
+                VmStruct {
+                    pages: Vec::new(),
+                    ..area.clone()
+                },
+            );
+            self.vunmap(failed);
+            return false;
+        }
+        self.vmap_pages_range(area);
+        true
+    }
+
+    /// `vm_area_alloc_pages()`: blocks of `order` until `nr_pages` small pages
+    /// are there or the allocator fails; high-order blocks are split so each
+    /// subpage is an independent order-0 page (3b8000ae185c).
+    fn vm_area_alloc_pages(&mut self, zero: bool, order: u32, nr_pages: usize) -> Vec<u64> {
+        let gfp = Gfp { zero, comp: false };
+        let mut pages = Vec::with_capacity(nr_pages);
+        while pages.len() < nr_pages {
+            let Some(page) = self.m.alloc_pages_node(None, gfp, order) else {
+                break;
+            };
+            if order > 0 {
+                self.m.split_page(page, order);
+            }
+            pages.extend(page..page + (1 << order));
+        }
+        pages
+    }
+
+    /// `vmap_pages_range()`: PMD leaves for an order-9 area, PTEs otherwise.
+    fn vmap_pages_range(&mut self, area: &VmStruct) {
+        let step = 1usize << area.page_order;
+        for (i, chunk) in area.pages.chunks(step).enumerate() {
+            let va = area.addr + (i * step) as u64 * PAGE_SIZE;
+            if area.page_order == 0 {
+                self.m.pgtables.map_pte(va, chunk[0], Prot::PAGE_KERNEL);
+            } else {
+                self.m.pgtables.map_pmd(va, chunk[0], Prot::PAGE_KERNEL);
+            }
+        }
+    }
+
+    /// `__vunmap(addr, deallocate_pages = 1)`: `vm_remove_mappings()` (unmap,
+    /// lazy free of the range, and for `VM_FLUSH_RESET_PERMS` the per-page
+    /// direct-map reset with a purge of lazy areas), then every page back with
+    /// `__free_pages(page, 0)`.
+    pub(super) fn vunmap(&mut self, area: VmStruct) {
+        self.m.pgtables.unmap(area.addr, area.size);
+        self.free_vmap_area_noflush(area.space, area.addr);
+        if area.flush_reset_perms {
+            self.m.vm_reset_perms(&area.pages);
+            self.purge_vmap_area_lazy();
+        }
+        let mut pages = &area.pages[..];
+        match (self.sabotage, pages.first()) {
+            (Some(super::Sabotage::LeaveMappingOnFree), Some(&first)) => {
+                self.m.mm.page_mut(first).set_mapping(0xffff_8880_0bad_0000)
+            }
+            (Some(super::Sabotage::LeakOnVfree), Some(_)) => pages = &pages[..pages.len() - 1],
+            _ => {}
+        }
+        for &page in pages {
+            self.m.__free_pages(page, 0);
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The optimised kernel and the differential harness: the scenarios issue 3
+//! names, and an oracle self-test per invariant through test-only sabotage.
+
+use packmodel::harness::oracle::Oracle;
+use packmodel::harness::report::render;
+use packmodel::harness::run::{Run, run, run_on};
+use packmodel::harness::trace::{Trace, parse};
+use packmodel::kernel::optimised::{Optimised, Sabotage};
+use packmodel::kernel::reference::Reference;
+use packmodel::kernel::{Kernel, KernelKind, Quirks};
+use packmodel::machine::MachineConfig;
+use packmodel::machine::consts::PAGE_SIZE;
+use packmodel::machine::pgtable::Level;
+
+fn trace(body: &str) -> Trace {
+    parse("test.trace", &format!("# packmodel trace v1\n{body}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn both(t: &Trace) -> Run {
+    run(
+        t,
+        &[KernelKind::Reference, KernelKind::Optimised],
+        Quirks::NONE,
+    )
+}
+
+fn example(name: &str) -> Trace {
+    let path = format!("{}/../corpus/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn three_hundred_programs_share_one_pack_and_agree() {
+    let t = example("many-programs.trace");
+    let r = both(&t);
+    assert!(
+        r.is_clean(),
+        "{}",
+        render("many-programs", &t, Quirks::NONE, &r)
+    );
+    assert!(r.stopped_comparing.is_none());
+    // Replay up to the end of the trace (before the teardown) and count packs.
+    let mut s =
+        packmodel::harness::session::Session::new(KernelKind::Optimised, t.config, Quirks::NONE);
+    let mut most = 0;
+    for op in &t.ops {
+        s.step(op);
+        most = most.max(s.kernel.packs().len());
+    }
+    assert_eq!(most, 1, "exactly one pack, all along");
+}
+
+#[test]
+fn a_4m_vmalloc_huge_uses_two_pmd_leaves_on_one_node() {
+    let t = trace("v = vmalloc_huge(4M)\nvwrite(v + 0x1ffffe, \"abcd\")\nvread(v + 0x1ffffe, 2)");
+    let mut s = packmodel::harness::session::Session::new(
+        KernelKind::Optimised,
+        MachineConfig::default(),
+        Quirks::NONE,
+    );
+    for op in &t.ops {
+        s.step(op);
+    }
+    let m = s.kernel.machine();
+    let leaves: Vec<_> = m.pgtables.leaves().collect();
+    assert_eq!(leaves.len(), 2);
+    assert!(leaves.iter().all(|l| l.level == Level::Pmd));
+    assert_eq!(leaves[0].pfn % 512, 0);
+    assert!(both(&t).is_clean());
+}
+
+#[test]
+fn fragmented_memory_falls_back_to_ptes_and_reads_back() {
+    let t = example("huge-fallback.trace");
+    let big = t
+        .ops
+        .iter()
+        .position(
+            |op| matches!(op, packmodel::harness::op::Op::Vmalloc { size, .. } if *size == 4 << 20),
+        )
+        .unwrap();
+    let mut s =
+        packmodel::harness::session::Session::new(KernelKind::Optimised, t.config, Quirks::NONE);
+    for op in &t.ops[..=big] {
+        s.step(op);
+    }
+    let m = s.kernel.machine();
+    assert_eq!(
+        m.pgtables
+            .leaves()
+            .filter(|l| l.level == Level::Pmd)
+            .count(),
+        0,
+        "no order-9 block: no PMD leaf"
+    );
+    let id = t.ops[..big]
+        .iter()
+        .filter(|op| op.creates() == Some(packmodel::harness::op::HandleKind::Area))
+        .count();
+    let area = s.area(id as u32).expect("the 4 MiB area was allocated");
+    let start = s.kernel.area_addr(area);
+    let ptes = m
+        .pgtables
+        .leaves()
+        .filter(|l| l.va >= start && l.va < start + (4 << 20))
+        .count();
+    assert_eq!(ptes, 1024, "512×2 PTE-mapped order-0 pages");
+    let r = both(&t);
+    assert!(
+        r.is_clean(),
+        "{}",
+        render("huge-fallback", &t, Quirks::NONE, &r)
+    );
+    let _ = PAGE_SIZE;
+}
+
+/// Runs `t` on the reference and a sabotaged optimised kernel.
+fn sabotaged(t: &Trace, s: Sabotage) -> Run {
+    let mut opt = Optimised::new(t.config, Quirks::NONE);
+    opt.sabotage(s);
+    let kernels: Vec<Box<dyn Kernel>> = vec![Box::new(Reference::new(t.config)), Box::new(opt)];
+    let r = run_on(t, kernels);
+    let clean = run_on(
+        t,
+        vec![
+            Box::new(Reference::new(t.config)),
+            Box::new(Optimised::new(t.config, Quirks::NONE)),
+        ],
+    );
+    assert!(
+        clean.is_clean(),
+        "the trace is clean without sabotage:\n{}",
+        render("t", t, Quirks::NONE, &clean)
+    );
+    r
+}
+
+fn oracles(r: &Run) -> Vec<Oracle> {
+    r.findings.iter().map(|f| f.oracle).collect()
+}
+
+#[test]
+fn skipping_the_pack_fill_is_caught_by_content_and_by_a_probe_past_the_end() {
+    let t = trace("p = bpf_prog_load(100)\nbpf_prog_probe(p, +3000)");
+    let r = sabotaged(&t, Sabotage::SkipPackFill);
+    let f = r.verdict().expect("a finding");
+    assert_eq!(
+        (f.oracle, f.kernel, f.op),
+        (Oracle::ExecutableContent, "optimised", Some(0))
+    );
+    assert!(
+        f.message.contains("neither program text nor INT3"),
+        "{}",
+        f.message
+    );
+    let probe = r
+        .findings
+        .iter()
+        .find(|f| f.op == Some(1))
+        .expect("the probe is reported");
+    assert_eq!(probe.oracle, Oracle::ExecutableContent);
+    assert!(
+        probe.message.contains("runs other bytes"),
+        "{}",
+        probe.message
+    );
+}
+
+#[test]
+fn a_page_left_with_a_mapping_is_a_bad_page_state() {
+    let t = trace("v = vmalloc(8K)\nvfree(v)");
+    let r = sabotaged(&t, Sabotage::LeaveMappingOnFree);
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.kernel), (Oracle::BadPageState, "optimised"));
+    assert!(
+        f.message.contains("page dumped because: non-NULL mapping"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn a_cpa_call_past_the_area_is_an_oops() {
+    let r = sabotaged(&trace("p = bpf_prog_load(64)"), Sabotage::CpaPastTheEnd);
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.kernel), (Oracle::Oops, "optimised"));
+    assert!(
+        f.message.contains("CPA: called for zero pte"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn a_writable_executable_pack_breaks_w_xor_x() {
+    let r = sabotaged(&trace("p = bpf_prog_load(64)"), Sabotage::PackWritable);
+    assert_eq!(r.verdict().unwrap().oracle, Oracle::WriteXorExecute);
+}
+
+#[test]
+fn a_writable_alias_of_text_breaks_alias_coherence() {
+    let r = sabotaged(&trace("p = bpf_prog_load(64)"), Sabotage::AliasWritable);
+    let f = r.verdict().unwrap();
+    assert_eq!(f.oracle, Oracle::AliasCoherence);
+    assert!(
+        f.message.contains("writable direct-map alias"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn chunks_handed_out_twice_are_an_overlap() {
+    let r = sabotaged(
+        &trace("a = bpf_prog_load(64)\nb = bpf_prog_load(64)"),
+        Sabotage::ReuseChunk,
+    );
+    assert!(oracles(&r).contains(&Oracle::Overlap), "{:?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.message.contains("images of live programs overlap"))
+    );
+}
+
+#[test]
+fn a_page_kept_by_vfree_is_a_leak() {
+    let r = sabotaged(&trace("v = vmalloc(16K)\nvfree(v)"), Sabotage::LeakOnVfree);
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.op), (Oracle::Leak, None));
+    assert!(
+        f.message
+            .contains("1 pages are neither free nor reported bad"),
+        "{}",
+        f.message
+    );
+}
