@@ -48,9 +48,10 @@ fn examples_cover_every_op() {
     assert!(missing.is_empty(), "no example uses {missing:?}");
 }
 
-/// `corpus/differential/` is exactly `packmodel encode` of every example that
-/// fits in a fuzz input, and decodes back to the example's ops: encoding drift
-/// shows up here, not in someone's fuzzing campaign. Regenerate with
+/// `corpus/differential/` holds `packmodel encode` of every example that fits
+/// in a fuzz input, and each decodes back to the example's ops: encoding drift
+/// shows up here, not in someone's fuzzing campaign. (Inputs a campaign adds
+/// with `cargo fuzz cmin` may sit beside them.) Regenerate with
 /// `for f in corpus/examples/*.trace; do packmodel encode $f -o corpus/differential/$(basename $f .trace).bin --force; done`.
 #[test]
 fn seed_corpus_is_the_encoding_of_the_examples() {

@@ -157,8 +157,8 @@ pub mod limits {
 }
 
 /// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push
-/// rbp; mov rbp,rsp`, a body, `leave; ret`), different for every program, and
-/// never 0xCC, so that INT3 padding and text cannot be confused.
+/// rbp; mov rbp,rsp`, a body of odd bytes, `leave; ret`), different for every
+/// program, and never 0xCC, so that INT3 padding and text cannot be confused.
 pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
     const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
     const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
@@ -169,7 +169,8 @@ pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        t.extend(x.to_le_bytes().map(|b| if b == 0xcc { 0x90 } else { b }));
+        // Odd bytes only: never 0xcc, and no per-byte branch.
+        t.extend((x | 0x0101_0101_0101_0101).to_le_bytes());
     }
     t.truncate(len);
     let p = PROLOGUE.len().min(len);
