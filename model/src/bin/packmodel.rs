@@ -47,6 +47,35 @@ enum Cmd {
         #[arg(long, env = "PACKMODEL_QUIRKS", default_value = "")]
         quirks: String,
     },
+    /// Search for a bug with random and mutated inputs, shrink it, and write
+    /// the reproducer.
+    Hunt {
+        /// Quirks of the optimised kernel (comma-separated).
+        #[arg(long, env = "PACKMODEL_QUIRKS", default_value = "")]
+        quirks: String,
+        /// Time budget of the search.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Seed of the search (the same seed searches the same inputs).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also mutate the inputs in this corpus directory (`*.bin`).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Only count this oracle (bad-page-state, oops, wx, executable-content,
+        /// alias-coherence, overlap, leak, differential).
+        #[arg(long, value_parser = oracle_name)]
+        oracle: Option<packmodel::harness::oracle::Oracle>,
+        /// Where to write the shrunk trace.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Overwrite `--out` if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the quirks: the historical bugs the optimised kernel can be put
+    /// back into.
+    Quirks,
     /// Turn a trace into fuzz input bytes.
     Encode {
         /// The trace.
@@ -58,6 +87,14 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+fn oracle_name(s: &str) -> Result<packmodel::harness::oracle::Oracle, String> {
+    use packmodel::harness::oracle::Oracle;
+    Oracle::from_slug(s).ok_or_else(|| {
+        let names: Vec<_> = Oracle::ALL.iter().map(|o| o.slug()).collect();
+        format!("expected one of: {}", names.join(", "))
+    })
 }
 
 fn kernel_name(s: &str) -> Result<KernelKind, String> {
@@ -80,6 +117,27 @@ fn main() -> ExitCode {
         } => cmd_replay(&file, kernel, quirks.as_deref()),
         Cmd::Fmt { file, quirks } => cmd_fmt(&file, &quirks),
         Cmd::Encode { file, out, force } => cmd_encode(&file, &out, force),
+        Cmd::Hunt {
+            quirks,
+            seconds,
+            seed,
+            corpus,
+            oracle,
+            out,
+            force,
+        } => cmd_hunt(
+            &quirks,
+            seconds,
+            seed,
+            corpus.as_deref(),
+            oracle,
+            out.as_deref(),
+            force,
+        ),
+        Cmd::Quirks => {
+            print!("{}", quirks_table());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -141,6 +199,135 @@ fn cmd_fmt(path: &Path, quirks: &str) -> Result<u8, Usage> {
         bytes.len()
     );
     Ok(0)
+}
+
+/// The quirks as a Markdown table (the README shows the same).
+fn quirks_table() -> String {
+    let mut s = String::from("| quirk | kernels | fixed by | symptom |\n|---|---|---|---|\n");
+    for q in packmodel::kernel::optimised::quirks::QUIRKS {
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            q.name, q.versions, q.fixed_by, q.symptom
+        ));
+    }
+    s
+}
+
+/// Opens `out` for writing, refusing to replace it unless `force`.
+fn create(out: &Path, force: bool) -> Result<std::fs::File, Usage> {
+    if force {
+        std::fs::File::create(out)
+    } else {
+        std::fs::File::create_new(out)
+    }
+    .map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (use --force to overwrite)"
+        } else {
+            ""
+        };
+        Usage(format!("{}: cannot write: {e}{hint}", out.display()))
+    })
+}
+
+fn cmd_hunt(
+    quirks: &str,
+    seconds: f64,
+    seed: u64,
+    corpus: Option<&Path>,
+    oracle: Option<packmodel::harness::oracle::Oracle>,
+    out: Option<&Path>,
+    force: bool,
+) -> Result<u8, Usage> {
+    use packmodel::harness::hunt::{HuntOptions, hunt};
+    use std::io::IsTerminal as _;
+    let quirks = Quirks::parse(quirks).map_err(|e| Usage(format!("--quirks: {e}")))?;
+    if let Some(out) = out.filter(|o| o.exists() && !force) {
+        return Err(Usage(format!(
+            "{}: exists (use --force to overwrite)",
+            out.display()
+        )));
+    }
+    let mut inputs = Vec::new();
+    if let Some(dir) = corpus {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Usage(format!("{}: cannot read: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+            .collect();
+        files.sort();
+        for f in files {
+            inputs.push(
+                std::fs::read(&f)
+                    .map_err(|e| Usage(format!("{}: cannot read: {e}", f.display())))?,
+            );
+        }
+    }
+    let opts = HuntOptions {
+        quirks,
+        seed,
+        seconds,
+        corpus: inputs,
+        oracle,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut last = 0.0;
+    let mut progress = |execs: u64, secs: f64| {
+        let every = if tty { 0.1 } else { 5.0 };
+        if secs - last >= every {
+            last = secs;
+            let line = format!(
+                "hunt: {execs} executions, {:.0} exec/s, {secs:.1} s",
+                execs as f64 / secs.max(1e-9)
+            );
+            if tty {
+                eprint!("\r{line}   ");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    };
+    let found = hunt(&opts, &mut progress);
+    if tty {
+        eprintln!();
+    }
+    let Some(f) = found else {
+        println!("no bug found in {seconds} s (seed {seed}, quirks: {quirks})");
+        return Ok(0);
+    };
+    println!(
+        "found: the {} oracle fired on {} after {} executions in {:.2} s (seed {seed}, quirks: {quirks}); shrunk to {} ops with {} runs\n",
+        f.oracle,
+        f.kernel,
+        f.execs,
+        f.seconds,
+        f.shrunk.ops.len(),
+        f.shrink_runs
+    );
+    let r = run(
+        &f.shrunk,
+        &[KernelKind::Reference, KernelKind::Optimised],
+        quirks,
+    );
+    print!("{}", render("the shrunk trace", &f.shrunk, quirks, &r));
+    let text = f.shrunk.print();
+    let (head, body) = text.split_once('\n').expect("a header line");
+    let text = format!(
+        "{head}\n# found by `packmodel hunt --seed {seed} --quirks {}{}` after {} executions; shrunk\n{body}",
+        quirks.names().join(","),
+        oracle.map_or(String::new(), |o| format!(" --oracle {}", o.slug())),
+        f.execs
+    );
+    match out {
+        Some(out) => {
+            create(out, force)?
+                .write_all(text.as_bytes())
+                .map_err(|e| Usage(format!("{}: cannot write: {e}", out.display())))?;
+            println!("\nwrote {}", out.display());
+        }
+        None => print!("\n--- trace ---\n{text}"),
+    }
+    Ok(1)
 }
 
 fn cmd_encode(path: &Path, out: &Path, force: bool) -> Result<u8, Usage> {

@@ -84,6 +84,8 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, shadow: &Shadow, within_budget: bool) 
                 Divergent(format!(
                     "a jump into the program's own text: reference {a}, optimised {b}\n"
                 ))
+            } else if a.is_bug() != b.is_bug() {
+                Divergent(format!("the same jump: reference {a}, optimised {b}\n"))
             } else {
                 Incomparable {
                     why: "the jump lands outside the program's own text, where the layouts differ",

@@ -67,6 +67,31 @@ impl Oracle {
     }
 }
 
+impl Oracle {
+    pub const ALL: [Oracle; 8] = [
+        Oracle::BadPageState,
+        Oracle::Oops,
+        Oracle::WriteXorExecute,
+        Oracle::ExecutableContent,
+        Oracle::AliasCoherence,
+        Oracle::Overlap,
+        Oracle::Leak,
+        Oracle::Differential,
+    ];
+
+    /// The name on the command line: `bad-page-state`, `w^x` as `wx`, ….
+    pub fn slug(self) -> String {
+        match self {
+            Oracle::WriteXorExecute => "wx".to_string(),
+            o => o.name().replace(' ', "-"),
+        }
+    }
+
+    pub fn from_slug(s: &str) -> Option<Oracle> {
+        Self::ALL.into_iter().find(|o| o.slug() == s)
+    }
+}
+
 impl fmt::Display for Oracle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -136,6 +136,7 @@ fn pictures(trace: &Trace, quirks: Quirks, run: &Run, f: &Finding) -> String {
     ops.extend_from_slice(&run.teardown);
     let upto = &ops[..=at];
     let mut s = String::from("\nstate after that op:\n");
+    let mut drew_packs = false;
     for x in &run.sessions {
         let kind = crate::kernel::KernelKind::from_name(x.name()).expect("a known kernel");
         let mut replayed = Session::new(kind, trace.config, quirks);
@@ -169,7 +170,7 @@ fn pictures(trace: &Trace, quirks: Quirks, run: &Run, f: &Finding) -> String {
             }
         }
     }
-    if run.sessions.iter().any(|x| x.name() == "optimised") {
+    if drew_packs {
         s.push_str("  (pack strips: 64 cells; # live chunks, + live and INT3, . INT3, ! bytes that are neither)\n");
     }
     s

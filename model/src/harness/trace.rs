@@ -158,7 +158,12 @@ impl fmt::Display for OpText<'_> {
                 off,
                 value,
                 len,
-            } => write!(f, "memset({}, {value:#04x}, {len})", area_at(*area, *off)),
+            } => write!(
+                f,
+                "memset({}, {value:#04x}, {})",
+                area_at(*area, *off),
+                fmt_size(*len as u64)
+            ),
             Op::Vread { area, off, len } => write!(f, "vread({}, {len})", area_at(*area, *off)),
             Op::VmallocToPage { area, off } => {
                 write!(f, "vmalloc_to_page({})", area_at(*area, *off))

@@ -13,6 +13,7 @@
 //! is released at once, as in the kernel (no empty pack is cached).
 
 use super::pack::{self, FreeOutcome, PackSource};
+use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
 use crate::kernel::{Errno, Image, ImageSlot, Prog};
@@ -25,7 +26,10 @@ const HDR: u64 = 8;
 impl Core {
     /// `module_alloc()` of `size` bytes for BPF, huge pages allowed, filled with
     /// INT3 and made RO+X with `VM_FLUSH_RESET_PERMS`: the backing of a pack
-    /// (`alloc_new_pack`) or of an oversize program.
+    /// (`alloc_new_pack`) or of an oversize program (`bpf_prog_pack_alloc`).
+    /// With `uninit-pack` the `bpf_fill_ill_insns()` that d88bb5eed04c added to
+    /// both is missing, so the memory becomes executable with whatever its
+    /// frames held.
     fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
         let vm = VmFlags {
             allow_huge: true,
@@ -36,7 +40,7 @@ impl Core {
             .ok()?;
         // bpf_fill_ill_insns(): jit_fill_hole is memset(0xcc) on x86; the
         // area is still RW here.
-        if self.sabotage != Some(Sabotage::SkipPackFill) {
+        if !self.quirks.has(Quirk::UninitPack) && self.sabotage != Some(Sabotage::SkipPackFill) {
             self.m
                 .memset(area.addr, 0xcc, area.size as usize)
                 .expect("a fresh module_alloc area is writable");

@@ -1,12 +1,29 @@
 //! Quirks: switches that put one piece of the optimised kernel back into a
-//! historical, buggy state (DESIGN §5). Names are stable — traces, snapshots and
-//! `PACKMODEL_QUIRKS` use them. The default set is empty: the fixed kernel.
+//! historical, buggy state (DESIGN §5). Each changes only what the historical
+//! code did, in the function that did it, which names the fixing commit. Names
+//! are stable — traces, snapshots and `PACKMODEL_QUIRKS` use them. The default
+//! set is empty: the fixed kernel.
 
 use std::fmt;
 
 /// One historical bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Quirk {
+    /// Every vmalloc of at least `PMD_SIZE × nodes` gets huge pages unless the
+    /// caller passes `VM_NO_HUGE_VMAP`.
+    HugeVmallocOptOut,
+    /// Huge vmalloc backing is one compound page per PMD, mapped by a PMD leaf
+    /// and freed with one `__free_pages(page, 9)`.
+    CompoundHugeVmalloc,
+    /// A new pack (and an oversize program's area) is made RO+X without being
+    /// filled with INT3.
+    UninitPack,
+}
+
+/// What a quirk is, for `packmodel quirks` and the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuirkInfo {
+    pub quirk: Quirk,
     /// The stable name.
     pub name: &'static str,
     /// Kernel versions that had the bug.
@@ -17,8 +34,47 @@ pub struct QuirkInfo {
     pub symptom: &'static str,
 }
 
-/// Every quirk the model knows, in bit order.
-pub const QUIRKS: &[QuirkInfo] = &[];
+/// Every quirk the model knows.
+pub const QUIRKS: &[QuirkInfo] = &[
+    QuirkInfo {
+        quirk: Quirk::HugeVmallocOptOut,
+        name: "huge-vmalloc-opt-out",
+        versions: "5.18-rc1..rc3 (x86); 5.13+ (powerpc)",
+        fixed_by: "559089e0a93d",
+        symptom: "plain vmalloc() of ≥ PMD_SIZE × nodes gets PMD mappings its callers never asked for",
+    },
+    QuirkInfo {
+        quirk: Quirk::CompoundHugeVmalloc,
+        name: "compound-huge-vmalloc",
+        versions: "5.18-rc1..rc3 (x86); 5.13+ (powerpc)",
+        fixed_by: "3b8000ae185c",
+        symptom: "vmalloc_to_page() hands drivers tail pages; their writes corrupt the compound page: \"BUG: Bad page state\"",
+    },
+    QuirkInfo {
+        quirk: Quirk::UninitPack,
+        name: "uninit-pack",
+        versions: "5.18-rc1..5.18 (fixed in 5.19, 5.18.y)",
+        fixed_by: "d88bb5eed04c",
+        symptom: "a new pack is executable with whatever its pages held: stale data runs as code",
+    },
+];
+
+impl Quirk {
+    pub fn info(self) -> &'static QuirkInfo {
+        QUIRKS
+            .iter()
+            .find(|i| i.quirk == self)
+            .expect("every quirk is listed")
+    }
+
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    fn bit(self) -> u32 {
+        1 << QUIRKS.iter().position(|i| i.quirk == self).expect("listed")
+    }
+}
 
 /// A set of quirks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,9 +84,12 @@ impl Quirks {
     /// The fixed kernel.
     pub const NONE: Quirks = Quirks(0);
 
-    /// Is quirk number `bit` (its index in [`QUIRKS`]) on?
-    pub fn has(self, bit: usize) -> bool {
-        self.0 & (1 << bit) != 0
+    pub fn has(self, q: Quirk) -> bool {
+        self.0 & q.bit() != 0
+    }
+
+    pub fn with(self, q: Quirk) -> Quirks {
+        Quirks(self.0 | q.bit())
     }
 
     /// Parses names separated by commas or spaces; `""` and `none` are the
@@ -48,35 +107,31 @@ impl Quirks {
         let mut q = Quirks::NONE;
         for n in names {
             let n = n.as_ref();
-            match QUIRKS.iter().position(|i| i.name == n) {
-                Some(bit) => q.0 |= 1 << bit,
-                None => return Err(format!("unknown quirk `{n}`; {}", valid_list())),
+            match QUIRKS.iter().find(|i| i.name == n) {
+                Some(i) => q = q.with(i.quirk),
+                None => {
+                    let valid: Vec<_> = QUIRKS.iter().map(|q| q.name).collect();
+                    return Err(format!(
+                        "unknown quirk `{n}`; valid quirks: {}",
+                        valid.join(", ")
+                    ));
+                }
             }
         }
         Ok(q)
     }
 
-    /// The names in the set, in bit order.
+    /// The names in the set, in table order.
     pub fn names(self) -> Vec<&'static str> {
         QUIRKS
             .iter()
-            .enumerate()
-            .filter(|(b, _)| self.has(*b))
-            .map(|(_, i)| i.name)
+            .filter(|i| self.has(i.quirk))
+            .map(|i| i.name)
             .collect()
     }
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
-    }
-}
-
-fn valid_list() -> String {
-    if QUIRKS.is_empty() {
-        "no quirks are modelled yet".to_string()
-    } else {
-        let names: Vec<_> = QUIRKS.iter().map(|q| q.name).collect();
-        format!("valid quirks: {}", names.join(", "))
     }
 }
 
@@ -96,10 +151,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_and_unknown() {
+    fn parse_print_and_errors() {
         assert_eq!(Quirks::parse(""), Ok(Quirks::NONE));
         assert_eq!(Quirks::parse(" none "), Ok(Quirks::NONE));
+        let q = Quirks::parse("uninit-pack, huge-vmalloc-opt-out").unwrap();
+        assert!(q.has(Quirk::UninitPack) && q.has(Quirk::HugeVmallocOptOut));
+        assert!(!q.has(Quirk::CompoundHugeVmalloc));
+        assert_eq!(q.to_string(), "huge-vmalloc-opt-out, uninit-pack");
         let e = Quirks::parse("no-such-quirk").unwrap_err();
-        assert!(e.starts_with("unknown quirk `no-such-quirk`"), "{e}");
+        assert!(
+            e.starts_with("unknown quirk `no-such-quirk`; valid quirks: huge-vmalloc-opt-out"),
+            "{e}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! PTEs (the `fail:` path). `vfree` undoes exactly that.
 
 use super::Core;
+use super::quirks::Quirk;
 use crate::kernel::Errno;
 use crate::machine::consts::{PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, page_align, round_up};
 use crate::machine::{Gfp, Prot};
@@ -43,13 +44,24 @@ pub(super) struct VmStruct {
     pub space: Space,
     /// `VM_FLUSH_RESET_PERMS`.
     pub flush_reset_perms: bool,
+    /// Backed by compound pages (`compound-huge-vmalloc`): freed one
+    /// `__free_pages(page, page_order)` per block.
+    pub compound: bool,
 }
 
 impl Core {
     /// The huge-page decision of `__vmalloc_node_range()`: the page shift to try
-    /// first for `size` bytes on every node (`NUMA_NO_NODE`).
+    /// first for `size` bytes on every node (`NUMA_NO_NODE`). Huge mappings are
+    /// opt-in (`VM_ALLOW_HUGE_VMAP`) since 559089e0a93d; with
+    /// `huge-vmalloc-opt-out` every caller gets them unless it passes
+    /// `VM_NO_HUGE_VMAP`, as in 5.18-rc1..rc3.
     fn vmalloc_shift(&self, size: u64, vm: VmFlags) -> u32 {
-        if !vm.allow_huge {
+        let wants_huge = if self.quirks.has(Quirk::HugeVmallocOptOut) {
+            !vm.no_huge
+        } else {
+            vm.allow_huge
+        };
+        if !wants_huge {
             return PAGE_SHIFT;
         }
         let size_per_node = size / self.m.nr_nodes() as u64;
@@ -87,6 +99,7 @@ impl Core {
                 page_order: shift - PAGE_SHIFT,
                 space,
                 flush_reset_perms: false,
+                compound: false,
             };
             if self.vmalloc_area_node(&mut area, zero) {
                 return Ok(area);
@@ -104,6 +117,7 @@ impl Core {
     /// `__vfree()` the area and fail.
     fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool) -> bool {
         let nr_small = (area.size / PAGE_SIZE) as usize;
+        area.compound = area.page_order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
         area.pages = self.vm_area_alloc_pages(zero, area.page_order, nr_small);
         if area.pages.len() != nr_small {
             // "vmalloc error: size %lu, page order %u, failed to allocate pages"
@@ -123,15 +137,22 @@ impl Core {
 
     /// `vm_area_alloc_pages()`: blocks of `order` until `nr_pages` small pages
     /// are there or the allocator fails; high-order blocks are split so each
-    /// subpage is an independent order-0 page (3b8000ae185c).
+    /// subpage is an independent order-0 page (3b8000ae185c). With
+    /// `compound-huge-vmalloc` they are allocated with `__GFP_COMP` instead
+    /// ("Compound pages required for remap_vmalloc_page") and not split, so
+    /// `vmalloc_to_page()` hands out tail pages.
     fn vm_area_alloc_pages(&mut self, zero: bool, order: u32, nr_pages: usize) -> Vec<u64> {
-        let gfp = Gfp { zero, comp: false };
+        let compound = order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
+        let gfp = Gfp {
+            zero,
+            comp: compound,
+        };
         let mut pages = Vec::with_capacity(nr_pages);
         while pages.len() < nr_pages {
             let Some(page) = self.m.alloc_pages_node(None, gfp, order) else {
                 break;
             };
-            if order > 0 {
+            if order > 0 && !compound {
                 self.m.split_page(page, order);
             }
             pages.extend(page..page + (1 << order));
@@ -155,7 +176,9 @@ impl Core {
     /// `__vunmap(addr, deallocate_pages = 1)`: `vm_remove_mappings()` (unmap,
     /// lazy free of the range, and for `VM_FLUSH_RESET_PERMS` the per-page
     /// direct-map reset with a purge of lazy areas), then every page back with
-    /// `__free_pages(page, 0)`.
+    /// `__free_pages(page, 0)` — or, for a compound area (before 3b8000ae185c),
+    /// `__free_pages(page, page_order)` once per block, which runs
+    /// `free_tail_pages_check()` on every tail.
     pub(super) fn vunmap(&mut self, area: VmStruct) {
         self.m.pgtables.unmap(area.addr, area.size);
         self.free_vmap_area_noflush(area.space, area.addr);
@@ -171,8 +194,14 @@ impl Core {
             (Some(super::Sabotage::LeakOnVfree), Some(_)) => pages = &pages[..pages.len() - 1],
             _ => {}
         }
-        for &page in pages {
-            self.m.__free_pages(page, 0);
+        if area.compound {
+            for block in pages.chunks(1 << area.page_order) {
+                self.m.__free_pages(block[0], area.page_order);
+            }
+        } else {
+            for &page in pages {
+                self.m.__free_pages(page, 0);
+            }
         }
     }
 }
