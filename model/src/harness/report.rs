@@ -162,6 +162,7 @@ fn pictures(trace: &Trace, quirks: Quirks, run: &Run, f: &Finding) -> String {
                 p.base,
                 pack_strip(k.as_ref(), p)
             );
+            drew_packs = true;
         }
         if let Some(page) = upto[at].page().and_then(|id| replayed.page(id.0)) {
             let dump = PageDump::capture(&k.machine().mm, page.0);
