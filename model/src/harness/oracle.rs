@@ -27,6 +27,7 @@ use crate::machine::Machine;
 use crate::machine::consts::PAGE_SIZE;
 use crate::machine::direct_map::DmapLevel;
 use crate::machine::frames::Content;
+use crate::machine::lazy::LazyArray;
 use crate::machine::pgtable::Level;
 
 /// Which oracle fired.
@@ -119,9 +120,9 @@ pub struct Invariants {
     wx_dmap: BTreeSet<(u64, DmapLevel)>,
     /// Executable leaves: va → (first pfn, pages).
     exec: BTreeMap<u64, (u64, u64)>,
-    /// pfn → the executable va mapping it (by pfn; empty until needed), and
-    /// further vas for frames mapped executable more than once.
-    rmap: Vec<u64>,
+    /// pfn → the executable va mapping it (0 for none; empty until needed),
+    /// and further vas for frames mapped executable more than once.
+    rmap: LazyArray<u64, 512>,
     rmap_more: BTreeMap<u64, Vec<u64>>,
     /// Liveness of each image at the last check.
     images_live: Vec<bool>,
@@ -129,9 +130,9 @@ pub struct Invariants {
     alias_reported: BTreeSet<u64>,
     /// Live regions and the frames each maps.
     regions: BTreeMap<Region, Vec<u64>>,
-    /// Frame → the start address of the region mapping it, 0 for none (by
-    /// pfn; empty until the first region).
-    owners: Vec<u64>,
+    /// Frame → the start address of the region mapping it, 0 for none
+    /// (empty until the first region).
+    owners: LazyArray<u64, 512>,
 }
 
 /// Collects findings for one kernel and op.
@@ -242,7 +243,7 @@ impl Invariants {
         let written = m.frames.take_written();
         let dmap_changes = m.dmap.take_changed();
         if self.rmap.is_empty() {
-            self.rmap = vec![0; m.nr_pages() as usize];
+            self.rmap = LazyArray::new(m.nr_pages() as usize);
         }
         let m = s.kernel.machine();
         // Executable pages (va) whose content, and whose alias, to check.
@@ -305,8 +306,8 @@ impl Invariants {
 
     /// The executable vas that map frame `pfn`.
     fn exec_vas(&self, pfn: u64, out: &mut Vec<u64>) {
-        match self.rmap.get(pfn as usize) {
-            Some(&va) if va != 0 => {
+        match (pfn < self.rmap.len() as u64).then(|| *self.rmap.get(pfn as usize)) {
+            Some(va) if va != 0 => {
                 out.push(va);
                 if let Some(more) = self.rmap_more.get(&pfn) {
                     out.extend(more);
@@ -371,17 +372,22 @@ impl Invariants {
     }
 
     fn rmap_add(&mut self, pfn: u64, va: u64) {
-        match self.rmap.get_mut(pfn as usize) {
-            Some(slot) if *slot == 0 => *slot = va,
-            Some(_) => self.rmap_more.entry(pfn).or_default().push(va),
-            None => {}
+        if pfn >= self.rmap.len() as u64 {
+            return;
+        }
+        let slot = self.rmap.get_mut(pfn as usize);
+        if *slot == 0 {
+            *slot = va;
+        } else {
+            self.rmap_more.entry(pfn).or_default().push(va);
         }
     }
 
     fn rmap_remove(&mut self, pfn: u64, va: u64) {
-        let Some(slot) = self.rmap.get_mut(pfn as usize) else {
+        if pfn >= self.rmap.len() as u64 {
             return;
-        };
+        }
+        let slot = self.rmap.get_mut(pfn as usize);
         if *slot == va {
             *slot = match self.rmap_more.get_mut(&pfn) {
                 Some(more) => {
@@ -471,7 +477,7 @@ impl Invariants {
         let k = &s.kernel;
         let m = k.machine();
         if self.owners.is_empty() {
-            self.owners = vec![0; m.nr_pages() as usize];
+            self.owners = LazyArray::new(m.nr_pages() as usize);
         }
         let now: BTreeSet<Region> = k.regions().into_iter().collect();
         let gone: Vec<Region> = self
@@ -482,8 +488,8 @@ impl Invariants {
             .collect();
         for r in gone {
             for pfn in self.regions.remove(&r).expect("listed") {
-                if self.owners[pfn as usize] == r.start {
-                    self.owners[pfn as usize] = 0;
+                if *self.owners.get(pfn as usize) == r.start {
+                    self.owners.set(pfn as usize, 0);
                 }
             }
         }
@@ -532,7 +538,7 @@ impl Invariants {
                 let hi = (leaf.va + leaf.level.size()).min(end);
                 for va in (expect..hi).step_by(PAGE_SIZE as usize) {
                     let pfn = leaf.pfn + (va - leaf.va) / PAGE_SIZE;
-                    let other = std::mem::replace(&mut self.owners[pfn as usize], r.start);
+                    let other = std::mem::replace(self.owners.get_mut(pfn as usize), r.start);
                     if other != 0 {
                         o.find(
                             Oracle::Overlap,
@@ -603,7 +609,7 @@ impl Invariants {
             for i in 0..pages {
                 let (va, pfn) = (leaf + i * PAGE_SIZE, pfn0 + i);
                 assert!(
-                    self.rmap[pfn as usize] == va
+                    *self.rmap.get(pfn as usize) == va
                         || self.rmap_more.get(&pfn).is_some_and(|v| v.contains(&va)),
                     "rmap drifted at {va:#x}"
                 );

@@ -12,14 +12,49 @@
 //! the `struct page` words exactly as the kernel makes it: `lru` linked into the
 //! list, `PageBuddy` in `_mapcount`, the order in `private` while free, and
 //! `LIST_POISON1/2` plus `private = 0` once taken off (`del_page_from_free_list`).
+//!
+//! The max-order blocks that boot puts at the tail of each order-10 list, in
+//! ascending order, stay implicit until taken ("untouched"): they never merge
+//! with anything (nothing merges past order 10), so the lists behave exactly as
+//! if they were there, and booting costs nothing. Only the `lru` words of a list
+//! end that would point at the first untouched block point at the list head
+//! instead — words nothing reads.
 
 use super::consts::{KDATA_START, MAX_ORDER};
+use super::lazy::LazyArray;
 use super::page::{
     LIST_POISON1, LIST_POISON2, Memmap, PAGE_BUDDY_MAPCOUNT_VALUE, W_LRU_NEXT, W_LRU_PREV, page_ptr,
 };
 
 const NONE: u32 = u32::MAX;
 const NOT_FREE: u8 = u8::MAX;
+
+/// Per-pfn `u32`s that read as [`NONE`] until written (stored plus one, so the
+/// lazy default 0 is `NONE`).
+#[derive(Clone)]
+struct Links(LazyArray<u32, 512>);
+
+impl Links {
+    fn get(&self, pfn: usize) -> u32 {
+        self.0.get(pfn).wrapping_sub(1)
+    }
+    fn set(&mut self, pfn: usize, v: u32) {
+        self.0.set(pfn, v.wrapping_add(1));
+    }
+}
+
+/// Per-pfn free-block orders, [`NOT_FREE`] until written (stored plus one).
+#[derive(Clone)]
+struct Orders(LazyArray<u8, 512>);
+
+impl Orders {
+    fn get(&self, pfn: usize) -> u8 {
+        self.0.get(pfn).wrapping_sub(1)
+    }
+    fn set(&mut self, pfn: usize, v: u8) {
+        self.0.set(pfn, v.wrapping_add(1));
+    }
+}
 
 /// The address of `zone->free_area[order].free_list[MIGRATE_UNMOVABLE]`, which
 /// the first and last free block's `lru` point at.
@@ -34,28 +69,39 @@ struct Zone {
     head: [u32; MAX_ORDER as usize],
     tail: [u32; MAX_ORDER as usize],
     nr_free: [u64; MAX_ORDER as usize],
+    /// The first max-order block boot freed that was never taken; every block
+    /// from here to `end_pfn` is free and implicitly at the tail of the
+    /// order-10 list.
+    untouched: u64,
+}
+
+const MAX_BLOCK: u64 = 1 << (MAX_ORDER - 1);
+
+impl Zone {
+    fn untouched_blocks(&self) -> u64 {
+        (self.end_pfn - self.untouched) / MAX_BLOCK
+    }
 }
 
 /// The free lists of every node.
 #[derive(Clone)]
 pub struct Buddy {
     zones: Vec<Zone>,
-    next: Vec<u32>,
-    prev: Vec<u32>,
+    next: Links,
+    prev: Links,
     /// The order of the free block that starts at this pfn, or `NOT_FREE`.
-    free_order: Vec<u8>,
+    free_order: Orders,
 }
 
 impl Buddy {
     /// Boot: every node's memory is handed to the allocator as max-order blocks,
     /// in ascending pfn order and to the tail (`__free_pages_core` uses
     /// `FPI_TO_TAIL`), so the first allocations come from low memory.
-    pub fn new(mm: &mut Memmap, nodes: usize) -> Self {
+    pub fn new(mm: &Memmap, nodes: usize) -> Self {
         let nr = mm.nr_pages();
         let per_node = nr / nodes as u64;
-        let max_block = 1u64 << (MAX_ORDER - 1);
         assert!(
-            per_node % max_block == 0,
+            per_node % MAX_BLOCK == 0,
             "node size must be a multiple of 4 MiB"
         );
         let zones = (0..nodes)
@@ -65,20 +111,15 @@ impl Buddy {
                 head: [NONE; MAX_ORDER as usize],
                 tail: [NONE; MAX_ORDER as usize],
                 nr_free: [0; MAX_ORDER as usize],
+                untouched: n as u64 * per_node,
             })
             .collect();
-        let mut b = Self {
+        Self {
             zones,
-            next: vec![NONE; nr as usize],
-            prev: vec![NONE; nr as usize],
-            free_order: vec![NOT_FREE; nr as usize],
-        };
-        let mut pfn = 0;
-        while pfn < nr {
-            b.add(mm, pfn, MAX_ORDER - 1, true);
-            pfn += max_block;
+            next: Links(LazyArray::new(nr as usize)),
+            prev: Links(LazyArray::new(nr as usize)),
+            free_order: Orders(LazyArray::new(nr as usize)),
         }
-        b
     }
 
     pub fn nr_nodes(&self) -> usize {
@@ -95,28 +136,23 @@ impl Buddy {
 
     /// Free pages of all orders on all nodes.
     pub fn nr_free_pages(&self) -> u64 {
-        self.zones
-            .iter()
-            .map(|z| {
-                z.nr_free
-                    .iter()
-                    .enumerate()
-                    .map(|(o, n)| n << o)
-                    .sum::<u64>()
-            })
-            .sum()
+        (0..MAX_ORDER).map(|o| self.nr_free(o) << o).sum()
     }
 
     /// Free blocks of `order` exactly.
     pub fn nr_free(&self, order: u32) -> u64 {
-        self.zones.iter().map(|z| z.nr_free[order as usize]).sum()
+        let implicit = |z: &Zone| if order == MAX_ORDER - 1 { z.untouched_blocks() } else { 0 };
+        self.zones.iter().map(|z| z.nr_free[order as usize] + implicit(z)).sum()
     }
 
     /// Is `pfn` inside a free block?
     pub fn is_free(&self, pfn: u64) -> bool {
+        if pfn >= self.zones[self.node_of(pfn)].untouched {
+            return true;
+        }
         (0..MAX_ORDER).any(|o| {
             let start = pfn & !((1u64 << o) - 1);
-            self.free_order[start as usize] == o as u8
+            self.free_order.get(start as usize) == o as u8
         })
     }
 
@@ -128,11 +164,21 @@ impl Buddy {
         for z in (0..n).map(|i| (nid + i) % n) {
             for current in order..MAX_ORDER {
                 let h = self.zones[z].head[current as usize];
-                if h == NONE {
+                let pfn = if h != NONE {
+                    self.del(mm, h as u64, current);
+                    h as u64
+                } else if current == MAX_ORDER - 1 && self.zones[z].untouched_blocks() > 0 {
+                    // The first block at the tail of the order-10 list: as if
+                    // del_page_from_free_list() took it.
+                    let pfn = self.zones[z].untouched;
+                    self.zones[z].untouched += MAX_BLOCK;
+                    let page = mm.page_mut(pfn);
+                    page.set_word(W_LRU_NEXT, LIST_POISON1);
+                    page.set_word(W_LRU_PREV, LIST_POISON2);
+                    pfn
+                } else {
                     continue;
-                }
-                let pfn = h as u64;
-                self.del(mm, pfn, current);
+                };
                 self.expand(mm, pfn, order, current);
                 return Some(pfn);
             }
@@ -151,7 +197,7 @@ impl Buddy {
     /// `page_is_buddy()`.
     fn is_buddy(&self, pfn: u64, buddy: u64, order: u32) -> bool {
         let z = &self.zones[self.node_of(pfn)];
-        buddy >= z.start_pfn && buddy < z.end_pfn && self.free_order[buddy as usize] == order as u8
+        buddy >= z.start_pfn && buddy < z.end_pfn && self.free_order.get(buddy as usize) == order as u8
     }
 
     /// `__free_one_page()`: merge with free buddies and put the block on a list.
@@ -204,24 +250,24 @@ impl Buddy {
         } else {
             (NONE, self.zones[node].head[o])
         };
-        self.prev[pfn as usize] = prev;
-        self.next[pfn as usize] = next;
+        self.prev.set(pfn as usize, prev);
+        self.next.set(pfn as usize, next);
         if prev == NONE {
             self.zones[node].head[o] = p;
         } else {
-            self.next[prev as usize] = p;
+            self.next.set(prev as usize, p);
             mm.page_mut(prev as u64)
                 .set_word(W_LRU_NEXT, page_ptr(pfn) + 8);
         }
         if next == NONE {
             self.zones[node].tail[o] = p;
         } else {
-            self.prev[next as usize] = p;
+            self.prev.set(next as usize, p);
             mm.page_mut(next as u64)
                 .set_word(W_LRU_PREV, page_ptr(pfn) + 8);
         }
         self.zones[node].nr_free[o] += 1;
-        self.free_order[pfn as usize] = order as u8;
+        self.free_order.set(pfn as usize, order as u8);
         let next_ptr = self.list_ptr(node, order, next);
         let prev_ptr = self.list_ptr(node, order, prev);
         let page = mm.page_mut(pfn);
@@ -236,26 +282,26 @@ impl Buddy {
     fn del(&mut self, mm: &mut Memmap, pfn: u64, order: u32) {
         let node = self.node_of(pfn);
         let o = order as usize;
-        debug_assert_eq!(self.free_order[pfn as usize], order as u8);
-        let (prev, next) = (self.prev[pfn as usize], self.next[pfn as usize]);
+        debug_assert_eq!(self.free_order.get(pfn as usize), order as u8);
+        let (prev, next) = (self.prev.get(pfn as usize), self.next.get(pfn as usize));
         if prev == NONE {
             self.zones[node].head[o] = next;
         } else {
-            self.next[prev as usize] = next;
+            self.next.set(prev as usize, next);
             let ptr = self.list_ptr(node, order, next);
             mm.page_mut(prev as u64).set_word(W_LRU_NEXT, ptr);
         }
         if next == NONE {
             self.zones[node].tail[o] = prev;
         } else {
-            self.prev[next as usize] = prev;
+            self.prev.set(next as usize, prev);
             let ptr = self.list_ptr(node, order, prev);
             mm.page_mut(next as u64).set_word(W_LRU_PREV, ptr);
         }
         self.zones[node].nr_free[o] -= 1;
-        self.free_order[pfn as usize] = NOT_FREE;
-        self.prev[pfn as usize] = NONE;
-        self.next[pfn as usize] = NONE;
+        self.free_order.set(pfn as usize, NOT_FREE);
+        self.prev.set(pfn as usize, NONE);
+        self.next.set(pfn as usize, NONE);
         let page = mm.page_mut(pfn);
         page.set_word(W_LRU_NEXT, LIST_POISON1);
         page.set_word(W_LRU_PREV, LIST_POISON2);
@@ -269,8 +315,8 @@ mod tests {
     use super::*;
 
     fn setup(pages: u64, nodes: usize) -> (Memmap, Buddy) {
-        let mut mm = Memmap::new(pages);
-        let b = Buddy::new(&mut mm, nodes);
+        let mm = Memmap::new(pages);
+        let b = Buddy::new(&mm, nodes);
         (mm, b)
     }
 
@@ -298,6 +344,7 @@ mod tests {
         // The order-0 buddy that expand() freed is PageBuddy with order 0.
         assert_eq!(mm.page(1).mapcount_raw(), PAGE_BUDDY_MAPCOUNT_VALUE);
         assert_eq!(mm.page(512).private(), 9);
+        assert!(b.is_free(1000) && !b.is_free(0));
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //! kernel; only `__GFP_ZERO` and explicit writes change contents.
 
 use super::consts::PAGE_SIZE;
+use super::lazy::LazyArray;
 
 const PS: usize = PAGE_SIZE as usize;
 
 /// What a frame holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Content {
     /// Boot garbage, never written since boot.
+    #[default]
     Boot,
     /// Every byte is this value.
     Fill(u8),
@@ -26,7 +28,7 @@ pub enum Content {
 /// The contents of all frames.
 #[derive(Clone)]
 pub struct Frames {
-    state: Vec<Content>,
+    state: LazyArray<Content, 512>,
     pool: Vec<Box<[u8; PS]>>,
     /// Buffers no frame uses any more, for reuse.
     spare: Vec<u32>,
@@ -53,7 +55,7 @@ fn splitmix64(x: u64) -> u64 {
 impl Frames {
     pub fn new(nr: u64) -> Self {
         Self {
-            state: vec![Content::Boot; nr as usize],
+            state: LazyArray::new(nr as usize),
             pool: Vec::new(),
             spare: Vec::new(),
             written: Vec::new(),
@@ -78,12 +80,12 @@ impl Frames {
     }
 
     pub fn content(&self, pfn: u64) -> Content {
-        self.state[pfn as usize]
+        *self.state.get(pfn as usize)
     }
 
     /// One byte of frame `pfn`.
     pub fn byte(&self, pfn: u64, off: usize) -> u8 {
-        match self.state[pfn as usize] {
+        match *self.state.get(pfn as usize) {
             Content::Boot => boot_byte(pfn, off),
             Content::Fill(b) => b,
             Content::Data(i) => self.pool[i as usize][off],
@@ -93,7 +95,7 @@ impl Frames {
     /// Copies `buf.len()` bytes from frame `pfn` at `off` (within the frame).
     pub fn read(&self, pfn: u64, off: usize, buf: &mut [u8]) {
         debug_assert!(off + buf.len() <= PS);
-        match self.state[pfn as usize] {
+        match *self.state.get(pfn as usize) {
             Content::Boot => {
                 for (i, b) in buf.iter_mut().enumerate() {
                     *b = boot_byte(pfn, off + i);
@@ -121,10 +123,10 @@ impl Frames {
         self.note_write(pfn);
         if len == PS {
             self.release(pfn);
-            self.state[pfn as usize] = Content::Fill(value);
+            self.state.set(pfn as usize, Content::Fill(value));
             return;
         }
-        if self.state[pfn as usize] == Content::Fill(value) {
+        if *self.state.get(pfn as usize) == Content::Fill(value) {
             return;
         }
         let buf = self.materialise(pfn);
@@ -138,7 +140,7 @@ impl Frames {
 
     /// Is every byte of `off..off+len` in frame `pfn` equal to `value`?
     pub fn all_equal(&self, pfn: u64, off: usize, len: usize, value: u8) -> bool {
-        match self.state[pfn as usize] {
+        match *self.state.get(pfn as usize) {
             Content::Fill(b) => b == value,
             Content::Boot => (off..off + len).all(|o| boot_byte(pfn, o) == value),
             Content::Data(i) => self.pool[i as usize][off..off + len]
@@ -148,7 +150,7 @@ impl Frames {
     }
 
     fn materialise(&mut self, pfn: u64) -> &mut [u8; PS] {
-        let slot = match self.state[pfn as usize] {
+        let slot = match *self.state.get(pfn as usize) {
             Content::Data(i) => i,
             old => {
                 let i = match self.spare.pop() {
@@ -168,7 +170,7 @@ impl Frames {
                     Content::Fill(v) => buf.fill(v),
                     Content::Data(_) => unreachable!(),
                 }
-                self.state[pfn as usize] = Content::Data(i);
+                self.state.set(pfn as usize, Content::Data(i));
                 i
             }
         };
@@ -176,7 +178,7 @@ impl Frames {
     }
 
     fn release(&mut self, pfn: u64) {
-        if let Content::Data(i) = self.state[pfn as usize] {
+        if let Content::Data(i) = *self.state.get(pfn as usize) {
             self.spare.push(i);
         }
     }

@@ -8,6 +8,7 @@ pub mod cpa;
 pub mod cpu;
 pub mod direct_map;
 pub mod frames;
+pub mod lazy;
 pub mod list;
 pub mod oops;
 pub mod page;
@@ -103,8 +104,8 @@ impl Machine {
     pub fn new(cfg: MachineConfig) -> Self {
         cfg.validate().expect("invalid machine config");
         let nr = cfg.nr_pages();
-        let mut mm = Memmap::new(nr);
-        let buddy = Buddy::new(&mut mm, cfg.nodes as usize);
+        let mm = Memmap::new(nr);
+        let buddy = Buddy::new(&mm, cfg.nodes as usize);
         let mut m = Self {
             cfg,
             mm,

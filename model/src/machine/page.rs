@@ -16,6 +16,7 @@
 //! overwrites compound metadata, exactly as in the kernel.
 
 use super::consts::{STRUCT_PAGE_SIZE, VMEMMAP_START};
+use super::lazy::LazyArray;
 
 /// `enum pageflags` bit numbers of v5.18 (x86-64, `CONFIG_MMU`).
 pub mod pg {
@@ -275,16 +276,17 @@ pub const fn page_ptr(pfn: u64) -> u64 {
 
 /// The memmap: every frame's `struct page`, addressable by pfn and by kernel
 /// virtual address (so that list pointers a driver writes resolve to words).
+/// Pages are in the boot state until first written ([`LazyArray`]).
 #[derive(Clone)]
 pub struct Memmap {
-    pages: Vec<Page>,
+    pages: LazyArray<Page, 64>,
 }
 
 impl Memmap {
     /// A memmap of `nr` pages in the boot state (all words zero, `_mapcount` -1).
     pub fn new(nr: u64) -> Self {
         Self {
-            pages: vec![Page::default(); nr as usize],
+            pages: LazyArray::new(nr as usize),
         }
     }
 
@@ -293,11 +295,11 @@ impl Memmap {
     }
 
     pub fn page(&self, pfn: u64) -> &Page {
-        &self.pages[pfn as usize]
+        self.pages.get(pfn as usize)
     }
 
     pub fn page_mut(&mut self, pfn: u64) -> &mut Page {
-        &mut self.pages[pfn as usize]
+        self.pages.get_mut(pfn as usize)
     }
 
     /// `page_to_pfn()` for a pointer that must be a `struct page *`: `None` if it

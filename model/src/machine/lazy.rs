@@ -1,0 +1,79 @@
+//! Per-pfn arrays that cost nothing until written: values are `T::default()`
+//! until a chunk of `N` of them is first written, and only then is the chunk
+//! allocated. A machine boots and drops in time proportional to the memory its
+//! input touched, not to its size — which is most of what a fuzz execution
+//! costs otherwise.
+
+/// `len` values of `T`, default until written, stored in chunks of `N`.
+#[derive(Clone, Debug)]
+pub struct LazyArray<T: Copy + Default, const N: usize> {
+    chunks: Vec<Option<Box<[T; N]>>>,
+    len: usize,
+    default: T,
+}
+
+impl<T: Copy + Default, const N: usize> Default for LazyArray<T, N> {
+    /// An empty array.
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
+    pub fn new(len: usize) -> Self {
+        Self {
+            chunks: vec![None; len.div_ceil(N)],
+            len,
+            default: T::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value at `i`.
+    pub fn get(&self, i: usize) -> &T {
+        assert!(i < self.len, "index {i} out of {}", self.len);
+        match &self.chunks[i / N] {
+            Some(c) => &c[i % N],
+            None => &self.default,
+        }
+    }
+
+    /// The value at `i`, for writing (allocates its chunk).
+    pub fn get_mut(&mut self, i: usize) -> &mut T {
+        assert!(i < self.len, "index {i} out of {}", self.len);
+        let d = self.default;
+        &mut self.chunks[i / N].get_or_insert_with(|| Box::new([d; N]))[i % N]
+    }
+
+    pub fn set(&mut self, i: usize, v: T) {
+        *self.get_mut(i) = v;
+    }
+
+    /// Chunks allocated so far (for reports and tests).
+    pub fn chunks_allocated(&self) -> usize {
+        self.chunks.iter().filter(|c| c.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_until_written_and_allocates_by_chunk() {
+        let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
+        assert_eq!(*a.get(999), 0);
+        assert_eq!(a.chunks_allocated(), 0);
+        a.set(130, 7);
+        assert_eq!(*a.get(130), 7);
+        assert_eq!(*a.get(131), 0);
+        assert_eq!(a.chunks_allocated(), 1);
+    }
+}
