@@ -158,10 +158,10 @@ fn errors_name_file_line_column_and_what_was_expected() {
 fn probe_offsets_past_the_largest_program_stay_printable() {
     use packmodel::harness::decode::Kind;
     use packmodel::harness::op::limits::MAX_PROG_LEN;
-    let mut data = vec![1, 0, 0, 0, Kind::ProgLoad.tag(), 255, 255];
+    let mut data = vec![1, 0, Kind::ProgLoad.tag(), 255, 255];
     data.extend((MAX_PROG_LEN - 1).to_le_bytes());
     data.extend([3, 0xff, 0xff, 0xff, 0xff]);
-    data.extend([Kind::ProgProbe.tag(), 0, 0, 200, 0xff, 0xff]);
+    data.extend([Kind::ProgProbe.tag(), 0, 200, 0xff, 0xff]);
     let input = decode(&data);
     assert!(matches!(input.ops[0], Op::ProgLoad { len, .. } if len == MAX_PROG_LEN));
     assert!(matches!(input.ops[1], Op::ProgProbe { .. }));

@@ -2,6 +2,7 @@
 //! (DESIGN §3): equal; both failed the same way; incomparable (a documented,
 //! legitimate difference); or divergent (a bug).
 
+use super::driver::Driver;
 use super::obs::Obs;
 use super::op::Op;
 use super::shadow::Shadow;
@@ -36,13 +37,42 @@ impl Comparison {
     }
 }
 
+/// What the harness knows independently of both kernels, to judge reads.
+pub struct Expect<'a> {
+    /// What every area must read back.
+    pub shadow: &'a Shadow,
+    /// What the driver stored in the pages it holds.
+    pub driver: &'a Driver,
+    /// Whether the live objects fit the generator's declared memory budget
+    /// ([`super::budget`]): an `ENOMEM` on one side is a divergence inside it
+    /// and incomparable outside it.
+    pub within_budget: bool,
+}
+
 /// Compares the reference's `r` with the optimised kernel's `o` for `op`.
-/// `shadow` holds what every area must read back; `within_budget` says whether
-/// the live objects fit the generator's declared memory budget
-/// ([`super::budget`]): an `ENOMEM` on one side is a divergence inside it and
-/// incomparable outside it.
-pub fn compare(op: &Op, r: &Obs, o: &Obs, shadow: &Shadow, within_budget: bool) -> Comparison {
+pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
     use Comparison::*;
+    let (shadow, within_budget) = (x.shadow, x.within_budget);
+    if let Op::PageIndex { page } = op {
+        match x.driver.page(*page).index {
+            None => {
+                return Incomparable {
+                    why: "page->index was never set by the driver: the page's last user left it",
+                    stop: false,
+                };
+            }
+            Some(v) => {
+                for (name, got) in [("reference", r), ("optimised", o)] {
+                    if *got != Obs::Word(v) && matches!(got, Obs::Word(_)) {
+                        return Divergent(format!(
+                            "page_index(pg{}) on the {name} kernel is {got}, but the driver set it to {v:#x}\n",
+                            page.0
+                        ));
+                    }
+                }
+            }
+        }
+    }
     match (r, o) {
         (Obs::Err(a), Obs::Err(b)) if a == b => BothFailedAlike,
         (Obs::Err(Errno::Enomem), Obs::Ok) | (Obs::Ok, Obs::Err(Errno::Enomem)) => {

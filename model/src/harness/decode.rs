@@ -1,12 +1,16 @@
 //! Fuzz input → ops (DESIGN §7). The decoder never fails: every byte string is a
 //! valid, disciplined op sequence.
 //!
-//! Layout: a format-version byte, a config byte, a 16-bit swarm mask, then ops.
-//! Each op is a `u8` tag (`tag % 32` picks a slot in [`KINDS`]; slots past the
-//! end are reserved for ops appended later and decode to nothing) followed by
-//! its arguments as fixed-width little-endian integers from
-//! `arbitrary::Unstructured` (zero when the input runs out), bounded here by
-//! `%`. Handles are `raw % live.len()`. At most [`MAX_OPS`] ops.
+//! Layout: a format-version byte, a config byte, a 16-bit swarm mask if the
+//! config byte asks for one, then ops. Each op is a `u8` tag (`tag % 32` picks a
+//! slot in [`KINDS`]; slots past the end are reserved for ops appended later and
+//! decode to nothing) followed by its arguments as fixed-width little-endian
+//! integers from `arbitrary::Unstructured` (zero when the input runs out),
+//! bounded here by `%`. Handles are one byte, `raw % live.len()` (never more
+//! than 256 objects live). At most [`MAX_OPS`] ops. The format is dense on
+//! purpose: libFuzzer grows inputs slowly, so short inputs must already say
+//! something (a missing size argument means `PMD_SIZE × nodes`, where huge
+//! mappings begin).
 //!
 //! Every numeric argument has an "exact" encoding, so that `packmodel encode`
 //! can turn any trace the parser accepts back into bytes.
@@ -89,6 +93,9 @@ pub const KINDS: [Kind; 26] = [
 /// Slots a tag selects from.
 pub const TAG_SLOTS: u8 = 32;
 
+/// The config-byte bit that says a 16-bit swarm mask follows.
+pub const SWARM_BIT: u8 = 1 << 4;
+
 impl Kind {
     /// The tag that selects this kind.
     pub fn tag(self) -> u8 {
@@ -163,7 +170,8 @@ pub struct Input {
 }
 
 /// The config byte: bit 0 nodes − 1, bits 1–2 memory (64, 16, 32, 128 MiB),
-/// bit 3 direct-map leaf (2M, 1G); bits 4–7 reserved.
+/// bit 3 direct-map leaf (2M, 1G), bit 4 a swarm mask follows; bits 5–7
+/// reserved.
 pub fn config_from_byte(b: u8) -> MachineConfig {
     MachineConfig {
         nodes: 1 + (b & 1),
@@ -191,8 +199,9 @@ pub fn config_to_byte(cfg: &MachineConfig) -> u8 {
 pub fn decode(data: &[u8]) -> Input {
     let mut u = Unstructured::new(data);
     let _version = r8(&mut u);
-    let config = config_from_byte(r8(&mut u));
-    let swarm = r16(&mut u);
+    let cfg = r8(&mut u);
+    let config = config_from_byte(cfg);
+    let swarm = if cfg & SWARM_BIT != 0 { r16(&mut u) } else { 0 };
     let mut g = Gen::new(config);
     while g.ops.len() < MAX_OPS && !u.is_empty() {
         let tag = r8(&mut u) % TAG_SLOTS;
@@ -282,7 +291,7 @@ impl Gen {
     }
 
     fn pick<T: Copy>(list: &[T], u: &mut Unstructured) -> Option<T> {
-        (!list.is_empty()).then(|| list[r16(u) as usize % list.len()])
+        (!list.is_empty()).then(|| list[r8(u) as usize % list.len()])
     }
 
     /// Generates one op of `kind` (or nothing, when the kind has no valid
@@ -359,10 +368,13 @@ impl Gen {
                 let Some((area, size)) = Self::pick(&self.areas, u) else {
                     return;
                 };
-                Op::VmallocToPage {
-                    area,
-                    off: r32(u) as u64 % size,
-                }
+                // A page index, 3 when the input has run out (the page of
+                // Nick Piggin's reproducer); 0xffff then any offset (exact).
+                let off = match r16(u) {
+                    0xffff => r32(u) as u64 % size,
+                    idx => (idx as u64 + 3) % size.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+                };
+                Op::VmallocToPage { area, off }
             }
             Kind::GetPage
             | Kind::PutPage
@@ -450,14 +462,15 @@ impl Gen {
         self.push(op);
     }
 
-    /// A vmalloc size: mostly small, often around `PMD_SIZE × nodes` where huge
-    /// mappings begin; 255 255 is any size (the exact encoding).
+    /// A vmalloc size: often around `PMD_SIZE × nodes` where huge mappings
+    /// begin (also when the input has run out), often small; 255 255 is any
+    /// size (the exact encoding).
     fn size(&self, u: &mut Unstructured) -> u64 {
         let huge = PMD_SIZE * self.nodes as u64;
         match r8(u) {
-            0..=95 => (1 + r8(u) as u64 % 32) * PAGE_SIZE,
-            96..=143 => huge * (1 + r8(u) as u64 % 2),
-            144..=191 => huge - PAGE_SIZE + (r8(u) as u64 % 3) * PAGE_SIZE,
+            0..=47 => huge * (1 + r8(u) as u64 % 2),
+            48..=95 => huge - PAGE_SIZE + (r8(u) as u64 % 3) * PAGE_SIZE,
+            96..=191 => (1 + r8(u) as u64 % 32) * PAGE_SIZE,
             192..=223 => PMD_SIZE * (1 + r8(u) as u64 % 4),
             224..=254 => 1 + r32(u) as u64 % (4 << 20),
             255 => match r8(u) {

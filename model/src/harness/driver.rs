@@ -21,6 +21,9 @@ pub struct DriverPage {
     pub on_list: bool,
     pub mapping_set: bool,
     pub reserved: bool,
+    /// What the driver last stored in `page->index`; until then the field is
+    /// whatever the page's last user left (the kernel never clears it).
+    pub index: Option<u64>,
 }
 
 /// The driver's view of every page handle and page it touches.
@@ -74,6 +77,7 @@ impl Driver {
             Op::GetPage { .. } => p.refs += 1,
             Op::PutPage { .. } => p.refs = p.refs.saturating_sub(1),
             Op::SetMapping { value, .. } => p.mapping_set = *value != 0,
+            Op::SetIndex { value, .. } => p.index = Some(*value),
             Op::ListAdd { .. } => p.on_list = true,
             Op::ListDel { .. } => p.on_list = false,
             Op::SetReserved { .. } => p.reserved = true,

@@ -41,6 +41,12 @@ impl W {
     fn u16(&mut self, v: usize) {
         self.0.extend((v as u16).to_le_bytes());
     }
+    /// A handle pick: one byte.
+    fn pick(&mut self, index: usize) -> Result<(), String> {
+        self.0
+            .push(u8::try_from(index).map_err(|_| "more than 256 objects live".to_string())?);
+        Ok(())
+    }
     fn u32(&mut self, v: u64) {
         self.0.extend((v as u32).to_le_bytes());
     }
@@ -57,7 +63,7 @@ pub fn encode(trace: &Trace) -> Result<Vec<u8>, EncodeError> {
             ),
         });
     }
-    let mut w = W(vec![FORMAT_VERSION, config_to_byte(&trace.config), 0, 0]);
+    let mut w = W(vec![FORMAT_VERSION, config_to_byte(&trace.config)]);
     let mut g = Gen::new(trace.config);
     for (i, op) in trace.ops.iter().enumerate() {
         let err = |msg: String| EncodeError {
@@ -116,9 +122,9 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             w.u8(huge | u8::from(flags.zero) << 2);
         }
         Op::Kvmalloc { size } => exact_size(w, *size),
-        Op::Vfree { area: a } => w.u16(area(*a)?),
+        Op::Vfree { area: a } => w.pick(area(*a)?)?,
         Op::Vwrite { area: a, off, data } => {
-            w.u16(area(*a)?);
+            w.pick(area(*a)?)?;
             w.u32(*off);
             w.u16(data.len() - 1);
             w.0.extend(data);
@@ -129,22 +135,23 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             value,
             len,
         } => {
-            w.u16(area(*a)?);
+            w.pick(area(*a)?)?;
             w.u32(*off);
             w.u8(*value);
             w.u32(*len as u64 - 1);
         }
         Op::Vread { area: a, off, len } => {
-            w.u16(area(*a)?);
+            w.pick(area(*a)?)?;
             w.u32(*off);
             w.u16(*len as usize - 1);
         }
         Op::VmallocToPage { area: a, off } => {
-            w.u16(area(*a)?);
+            w.pick(area(*a)?)?;
+            w.u16(0xffff);
             w.u32(*off);
         }
         Op::SetMapping { page: p, value } => {
-            w.u16(page(*p)?);
+            w.pick(page(*p)?)?;
             match *value {
                 0 => w.u8(0),
                 DRIVER_MAPPING => w.u8(1),
@@ -156,7 +163,7 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             }
         }
         Op::SetIndex { page: p, value } => {
-            w.u16(page(*p)?);
+            w.pick(page(*p)?)?;
             w.u8(u8::try_from(*value).map_err(|_| "an index above 255".to_string())?);
         }
         Op::GetPage { page: p }
@@ -169,7 +176,7 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
         | Op::PageCount { page: p }
         | Op::PageMapping { page: p }
         | Op::PageIndex { page: p }
-        | Op::PagePrivate { page: p } => w.u16(page(*p)?),
+        | Op::PagePrivate { page: p } => w.pick(page(*p)?)?,
         Op::ProgLoad { len, align, rand } => {
             exact_size(w, *len as u64);
             w.u8(align.trailing_zeros() as u8);
@@ -180,7 +187,7 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             w.u32(*rand as u64);
         }
         Op::ProgFree { prog } | Op::ProgRun { prog } => {
-            w.u16(index(&g.progs, *prog, "the program")?)
+            w.pick(index(&g.progs, *prog, "the program")?)?
         }
         Op::ProgProbe { prog, off } | Op::StaleProbe { prog, off } => {
             let list = if matches!(op, Op::ProgProbe { .. }) {
@@ -188,7 +195,7 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             } else {
                 &g.freed
             };
-            w.u16(index(list, *prog, "the program")?);
+            w.pick(index(list, *prog, "the program")?)?;
             w.u8(255);
             w.u8(255);
             w.u32((*off as i64 + limits::MAX_PROBE_OFF as i64) as u64);

@@ -3,7 +3,7 @@
 //! everything down, sweep, and return what happened.
 
 use super::budget::Budget;
-use super::compare::{Comparison, compare};
+use super::compare::{Comparison, Expect, compare};
 use super::decode::Gen;
 use super::obs::Obs;
 use super::op::{AreaId, Op};
@@ -75,14 +75,13 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
         steps: Vec::with_capacity(trace.ops.len()),
         findings: Vec::new(),
         stopped_comparing: None,
+        scope: Gen::new(trace.config),
     };
-    let mut scope = Gen::new(trace.config);
     for (i, op) in trace.ops.iter().enumerate() {
         x.step(i, op);
-        scope.push(op.clone());
     }
     x.sweep();
-    let teardown = teardown(&scope);
+    let teardown = teardown(&x.scope);
     for (j, op) in teardown.iter().enumerate() {
         x.step(trace.ops.len() + j, op);
     }
@@ -107,6 +106,8 @@ struct Runner {
     steps: Vec<RunStep>,
     findings: Vec<Finding>,
     stopped_comparing: Option<usize>,
+    /// Live objects and the driver's state, as the trace defines them.
+    scope: Gen,
 }
 
 impl Runner {
@@ -130,7 +131,12 @@ impl Runner {
             step.oopses.push(st.oopses);
         }
         if step.obs.len() == 2 && self.stopped_comparing.is_none() {
-            let c = compare(op, &step.obs[0], &step.obs[1], &self.shadow, within);
+            let expect = Expect {
+                shadow: &self.shadow,
+                driver: &self.scope.driver,
+                within_budget: within,
+            };
+            let c = compare(op, &step.obs[0], &step.obs[1], &expect);
             match &c {
                 Comparison::Divergent(msg) => self.findings.push(Finding {
                     op: Some(i),
@@ -144,6 +150,7 @@ impl Runner {
             step.cmp = Some(c);
         }
         self.shadow.observe(op);
+        self.scope.push(op.clone());
         self.steps.push(step);
     }
 

@@ -141,8 +141,17 @@ impl Buddy {
 
     /// Free blocks of `order` exactly.
     pub fn nr_free(&self, order: u32) -> u64 {
-        let implicit = |z: &Zone| if order == MAX_ORDER - 1 { z.untouched_blocks() } else { 0 };
-        self.zones.iter().map(|z| z.nr_free[order as usize] + implicit(z)).sum()
+        let implicit = |z: &Zone| {
+            if order == MAX_ORDER - 1 {
+                z.untouched_blocks()
+            } else {
+                0
+            }
+        };
+        self.zones
+            .iter()
+            .map(|z| z.nr_free[order as usize] + implicit(z))
+            .sum()
     }
 
     /// Is `pfn` inside a free block?
@@ -197,7 +206,9 @@ impl Buddy {
     /// `page_is_buddy()`.
     fn is_buddy(&self, pfn: u64, buddy: u64, order: u32) -> bool {
         let z = &self.zones[self.node_of(pfn)];
-        buddy >= z.start_pfn && buddy < z.end_pfn && self.free_order.get(buddy as usize) == order as u8
+        buddy >= z.start_pfn
+            && buddy < z.end_pfn
+            && self.free_order.get(buddy as usize) == order as u8
     }
 
     /// `__free_one_page()`: merge with free buddies and put the block on a list.
