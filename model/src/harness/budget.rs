@@ -43,7 +43,7 @@ impl Budget {
                 let huge = flags.huge == HugeHint::Allow;
                 self.charge_area(*size, huge)
             }
-            Op::Kvmalloc { size } => self.charge_area(*size, true),
+            Op::Kvmalloc { size, .. } => self.charge_area(*size, true),
             Op::Vfree { area: AreaId(i) } => {
                 self.charged -= std::mem::take(&mut self.areas[*i as usize])
             }
@@ -80,9 +80,9 @@ impl Budget {
         }
     }
 
-    /// Would `op` (a load that fails on purpose) fit?
-    pub fn fits_transient(&self, len: u32) -> bool {
-        self.charged + self.prog_charge(len) <= self.limit
+    /// Would programs of `lens` (a load that fails on purpose) fit?
+    pub fn fits_transient(&self, lens: &[u32]) -> bool {
+        self.charged + lens.iter().map(|&l| self.prog_charge(l)).sum::<u64>() <= self.limit
     }
 
     /// Is everything live within budget?

@@ -73,6 +73,20 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
             }
         }
     }
+    if let Op::PagePrivate { page } = op {
+        // The page allocator hands out pages with private == 0 (post_alloc_hook;
+        // since the 2026 fix also for split subpages): the driver's own value
+        // or 0 is the only right answer.
+        let want = x.driver.page(*page).private.unwrap_or(0);
+        for (name, got) in [("reference", r), ("optimised", o)] {
+            if matches!(got, Obs::Word(w) if *w != want) {
+                return Divergent(format!(
+                    "page_private(pg{}) on the {name} kernel is {got}, where it should be {want:#x}: a value the driver never stored\n",
+                    page.0
+                ));
+            }
+        }
+    }
     match (r, o) {
         (Obs::Err(a), Obs::Err(b)) if a == b => BothFailedAlike,
         (Obs::Err(Errno::Enomem), Obs::Ok) | (Obs::Ok, Obs::Err(Errno::Enomem)) => {

@@ -58,10 +58,12 @@ pub enum Kind {
     ProgRun,
     ProgProbe,
     StaleProbe,
+    ProgLoadSubprogsFail,
+    SetPagePrivate,
 }
 
 /// Tag slot → kind.
-pub const KINDS: [Kind; 26] = [
+pub const KINDS: [Kind; 28] = [
     Kind::Vmalloc,
     Kind::Kvmalloc,
     Kind::Vfree,
@@ -88,10 +90,15 @@ pub const KINDS: [Kind; 26] = [
     Kind::ProgRun,
     Kind::ProgProbe,
     Kind::StaleProbe,
+    Kind::ProgLoadSubprogsFail,
+    Kind::SetPagePrivate,
 ];
 
 /// Slots a tag selects from.
 pub const TAG_SLOTS: u8 = 32;
+
+/// `set_page_private`'s value is its byte XOR this (a missing byte: 0x2a).
+pub const PRIVATE_XOR: u8 = 0x2a;
 
 /// The config-byte bit that says a 16-bit swarm mask follows.
 pub const SWARM_BIT: u8 = 1 << 4;
@@ -115,12 +122,12 @@ impl Kind {
             Kind::Vread => 4,
             Kind::VmallocToPage => 5,
             Kind::GetPage | Kind::PutPage => 6,
-            Kind::SetMapping | Kind::SetIndex => 7,
+            Kind::SetMapping | Kind::SetIndex | Kind::SetPagePrivate => 7,
             Kind::ListAdd | Kind::ListDel | Kind::InitListHead => 8,
             Kind::SetReserved | Kind::ClearReserved => 9,
             Kind::PageCount | Kind::PageMapping | Kind::PageIndex | Kind::PagePrivate => 10,
             Kind::ProgLoad => 11,
-            Kind::ProgLoadFail => 12,
+            Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail => 12,
             Kind::ProgFree => 13,
             Kind::ProgRun | Kind::ProgProbe => 14,
             Kind::StaleProbe => 15,
@@ -156,6 +163,8 @@ impl Kind {
             Op::ProgRun { .. } => Kind::ProgRun,
             Op::ProgProbe { .. } => Kind::ProgProbe,
             Op::StaleProbe { .. } => Kind::StaleProbe,
+            Op::ProgLoadSubprogsFail { .. } => Kind::ProgLoadSubprogsFail,
+            Op::SetPagePrivate { .. } => Kind::SetPagePrivate,
         }
     }
 }
@@ -259,7 +268,7 @@ impl Gen {
     /// Records `op` and updates the scope.
     pub fn push(&mut self, op: Op) {
         match &op {
-            Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => {
+            Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } => {
                 self.areas.push((AreaId(self.next[0]), *size));
                 self.next[0] += 1;
             }
@@ -312,10 +321,14 @@ impl Gen {
                     flags: VmallocFlags {
                         huge,
                         zero: b & 4 != 0,
+                        nofail: b & 8 != 0,
                     },
                 }
             }
-            Kind::Kvmalloc => Op::Kvmalloc { size: self.size(u) },
+            Kind::Kvmalloc => Op::Kvmalloc {
+                size: self.size(u),
+                nofail: r8(u) & 1 != 0,
+            },
             Kind::Vfree => {
                 let Some((area, _)) = Self::pick(&self.areas, u) else {
                     return;
@@ -388,7 +401,8 @@ impl Gen {
             | Kind::PageCount
             | Kind::PageMapping
             | Kind::PageIndex
-            | Kind::PagePrivate => {
+            | Kind::PagePrivate
+            | Kind::SetPagePrivate => {
                 let Some(page) = Self::pick(&self.pages, u) else {
                     return;
                 };
@@ -413,6 +427,12 @@ impl Gen {
                     Kind::PageMapping => Op::PageMapping { page },
                     Kind::PageIndex => Op::PageIndex { page },
                     Kind::PagePrivate => Op::PagePrivate { page },
+                    // A missing value means 0x2a, so that short inputs store
+                    // something a later reader can tell from 0.
+                    Kind::SetPagePrivate => Op::SetPagePrivate {
+                        page,
+                        value: (r8(u) ^ PRIVATE_XOR) as u64,
+                    },
                     _ => return,
                 }
             }
@@ -428,6 +448,16 @@ impl Gen {
                 len: self.prog_len(u),
                 rand: r32(u),
             },
+            Kind::ProgLoadSubprogsFail => {
+                let n = 2 + r8(u) as usize % (limits::MAX_SUBPROGS - 1);
+                let lens = (0..n).map(|_| self.prog_len(u)).collect();
+                let fail = (r8(u) as usize % n) as u8;
+                Op::ProgLoadSubprogsFail {
+                    lens,
+                    fail,
+                    rand: r32(u),
+                }
+            }
             Kind::ProgFree => {
                 let Some((prog, _)) = Self::pick(&self.progs, u) else {
                     return;

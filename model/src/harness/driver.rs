@@ -24,6 +24,9 @@ pub struct DriverPage {
     /// What the driver last stored in `page->index`; until then the field is
     /// whatever the page's last user left (the kernel never clears it).
     pub index: Option<u64>,
+    /// What the driver last stored in `page->private`; until then the page
+    /// allocator promises 0.
+    pub private: Option<u64>,
 }
 
 /// The driver's view of every page handle and page it touches.
@@ -78,6 +81,7 @@ impl Driver {
             Op::PutPage { .. } => p.refs = p.refs.saturating_sub(1),
             Op::SetMapping { value, .. } => p.mapping_set = *value != 0,
             Op::SetIndex { value, .. } => p.index = Some(*value),
+            Op::SetPagePrivate { value, .. } => p.private = Some(*value),
             Op::ListAdd { .. } => p.on_list = true,
             Op::ListDel { .. } => p.on_list = false,
             Op::SetReserved { .. } => p.reserved = true,

@@ -119,9 +119,12 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
                 HugeHint::Allow => 1,
                 HugeHint::Forbid => 2,
             };
-            w.u8(huge | u8::from(flags.zero) << 2);
+            w.u8(huge | u8::from(flags.zero) << 2 | u8::from(flags.nofail) << 3);
         }
-        Op::Kvmalloc { size } => exact_size(w, *size),
+        Op::Kvmalloc { size, nofail } => {
+            exact_size(w, *size);
+            w.u8(u8::from(*nofail));
+        }
         Op::Vfree { area: a } => w.pick(area(*a)?)?,
         Op::Vwrite { area: a, off, data } => {
             w.pick(area(*a)?)?;
@@ -184,6 +187,21 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
         }
         Op::ProgLoadFail { len, rand } => {
             exact_size(w, *len as u64);
+            w.u32(*rand as u64);
+        }
+        Op::SetPagePrivate { page: p, value } => {
+            w.pick(page(*p)?)?;
+            w.u8(
+                u8::try_from(*value).map_err(|_| "a private value above 255".to_string())?
+                    ^ super::decode::PRIVATE_XOR,
+            );
+        }
+        Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+            w.u8((lens.len() - 2) as u8);
+            for l in lens {
+                exact_size(w, *l as u64);
+            }
+            w.u8(*fail);
             w.u32(*rand as u64);
         }
         Op::ProgFree { prog } | Op::ProgRun { prog } => {

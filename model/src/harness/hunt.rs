@@ -59,10 +59,21 @@ pub fn first_finding(t: &Trace, quirks: Quirks, oracle: Option<Oracle>) -> Optio
 }
 
 /// A fresh input: the current format, the default machine half of the time,
-/// swarm testing (a random mask of op kinds switched off) half of the time.
+/// swarm testing (a random mask of op kinds switched off) half of the time,
+/// and often many zero bytes, where arguments take the decoder's defaults as
+/// they do in libFuzzer's short inputs.
 fn generate(rng: &mut Rng) -> Vec<u8> {
     let len = 8 + rng.below(400) as usize;
-    let mut v = rng.bytes(len);
+    let zeros = rng.below(4);
+    let mut v: Vec<u8> = (0..len)
+        .map(|_| {
+            if rng.below(4) < zeros {
+                0
+            } else {
+                rng.next_u64() as u8
+            }
+        })
+        .collect();
     v[0] = FORMAT_VERSION;
     if rng.below(2) == 0 {
         v[1] &= super::decode::SWARM_BIT;

@@ -47,8 +47,8 @@ impl HandleKind {
 pub enum Op {
     /// `vN = vmalloc(size)` and its variants (`vzalloc`, `vmalloc_huge`, …).
     Vmalloc { size: u64, flags: VmallocFlags },
-    /// `vN = kvmalloc(size)`.
-    Kvmalloc { size: u64 },
+    /// `vN = kvmalloc(size[, __GFP_NOFAIL])`.
+    Kvmalloc { size: u64, nofail: bool },
     /// `vfree(vN)`.
     Vfree { area: AreaId },
     /// `vwrite(vN + off, "bytes")`.
@@ -106,6 +106,11 @@ pub enum Op {
     ProgProbe { prog: ProgId, off: i32 },
     /// `stale_probe(progN, ±off)`: a jump to where a freed program was.
     StaleProbe { prog: ProgId, off: i32 },
+    /// `bpf_prog_load_subprogs_fail(len, len, …, fail=k[, rand=…])`: a
+    /// multi-subprogram load whose extra JIT pass fails on subprogram `k`.
+    ProgLoadSubprogsFail { lens: Vec<u32>, fail: u8, rand: u32 },
+    /// `set_page_private(pgN, value)`.
+    SetPagePrivate { page: PageId, value: u64 },
 }
 
 /// The value drivers store in `page->mapping`: a pointer to their
@@ -138,7 +143,8 @@ impl Op {
             | Op::PageCount { page }
             | Op::PageMapping { page }
             | Op::PageIndex { page }
-            | Op::PagePrivate { page } => Some(page),
+            | Op::PagePrivate { page }
+            | Op::SetPagePrivate { page, .. } => Some(page),
             _ => None,
         }
     }
@@ -154,6 +160,8 @@ pub mod limits {
     pub const MAX_PROG_LEN: u32 = 8 << 20;
     /// Largest probe offset either way.
     pub const MAX_PROBE_OFF: i32 = 1 << 23;
+    /// Most subprograms of one multi-subprogram load.
+    pub const MAX_SUBPROGS: usize = 8;
 }
 
 /// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push
@@ -179,6 +187,12 @@ pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
         t[len - EPILOGUE.len()..].copy_from_slice(&EPILOGUE);
     }
     t
+}
+
+/// The text of subprogram `i` of a multi-subprogram load (never a live
+/// program's: the ids count down from the top).
+pub fn subprog_text(i: usize, len: u32) -> Vec<u8> {
+    prog_text(ProgId(u32::MAX - i as u32), len)
 }
 
 #[cfg(test)]

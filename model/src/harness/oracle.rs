@@ -14,7 +14,10 @@
 //! 4. alias coherence: no executable page has a writable direct-map alias;
 //! 5. no overlap: live areas, packs and program images are disjoint, virtually
 //!    and in the frames they map, and no mapped frame is free;
-//! 6. no leak: after the teardown every frame is free or was reported bad.
+//! 6. no leak: after the teardown every frame is free or was reported bad;
+//!
+//! and, where a new area's frames are walked for 5, that each comes as the page
+//! allocator promises (`page->private` 0): the "fresh page" oracle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -47,6 +50,10 @@ pub enum Oracle {
     Overlap,
     /// 6: frames neither free nor reported after everything was freed.
     Leak,
+    /// A page handed out carries state from its last user: `page->private`
+    /// is not 0, which `post_alloc_hook()` (and for split subpages, the 2026
+    /// fix in `free_pages_prepare()`) promises.
+    FreshPage,
     /// The two kernels disagree on what an op showed, or a read does not give
     /// back what was written.
     Differential,
@@ -63,13 +70,14 @@ impl Oracle {
             Oracle::AliasCoherence => "alias coherence",
             Oracle::Overlap => "overlap",
             Oracle::Leak => "leak",
+            Oracle::FreshPage => "fresh page",
             Oracle::Differential => "differential",
         }
     }
 }
 
 impl Oracle {
-    pub const ALL: [Oracle; 8] = [
+    pub const ALL: [Oracle; 9] = [
         Oracle::BadPageState,
         Oracle::Oops,
         Oracle::WriteXorExecute,
@@ -77,6 +85,7 @@ impl Oracle {
         Oracle::AliasCoherence,
         Oracle::Overlap,
         Oracle::Leak,
+        Oracle::FreshPage,
         Oracle::Differential,
     ];
 
@@ -451,12 +460,13 @@ impl Invariants {
         let off = buf.iter().position(|&b| b != 0xcc)?;
         let a = va + off as u64;
         let b = m.frames.byte(pfn, off);
-        let stale = images
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, s)| !s.live && s.image.text_byte(a) == Some(b));
+        let stale = images.iter().enumerate().rev().find(|(_, s)| {
+            !s.live && (s.image.text_byte(a) == Some(b) || s.image.header_range().contains(&a))
+        });
         let what = match stale {
+            Some((i, s)) if s.image.header_range().contains(&a) => {
+                format!("the stale header of freed prog{}", ids(i))
+            }
             Some((i, s)) => format!(
                 "stale code of freed prog{} (+{})",
                 ids(i),
@@ -544,6 +554,16 @@ impl Invariants {
                             Oracle::Overlap,
                             format!(
                                 "frame pfn {pfn:#x} is mapped at {other:016x} and by {:?} at {:016x}\n",
+                                r.kind, r.start
+                            ),
+                        );
+                    }
+                    let private = m.mm.page(pfn).private();
+                    if private != 0 {
+                        o.find(
+                            Oracle::FreshPage,
+                            format!(
+                                "{:?} at {:016x} was handed pfn {pfn:#x} with page->private = {private:#x}, left by the page's last user\n",
                                 r.kind, r.start
                             ),
                         );

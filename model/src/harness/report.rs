@@ -172,7 +172,9 @@ fn pictures(trace: &Trace, quirks: Quirks, run: &Run, f: &Finding) -> String {
         }
     }
     if drew_packs {
-        s.push_str("  (pack strips: 64 cells; # live chunks, + live and INT3, . INT3, ! bytes that are neither)\n");
+        s.push_str(
+            "  (pack strips: 64 cells; # live chunks, + live and INT3, . INT3, ! bytes that are neither, x unmapped)\n",
+        );
     }
     s
 }
@@ -184,9 +186,10 @@ fn pack_strip(k: &dyn Kernel, p: &PackView) -> String {
     let per_cell = chunks / 64;
     let mut page = [0u8; PAGE_SIZE as usize];
     let mut loaded = u64::MAX;
+    let mut mapped = true;
     (0..64)
         .map(|cell| {
-            let (mut live, mut dirty) = (0, false);
+            let (mut live, mut dirty, mut unmapped) = (0, false, false);
             for c in cell * per_cell..(cell + 1) * per_cell {
                 if p.bitmap[(c / 64) as usize] & (1 << (c % 64)) != 0 {
                     live += 1;
@@ -195,16 +198,21 @@ fn pack_strip(k: &dyn Kernel, p: &PackView) -> String {
                 let va = p.base + c * 64;
                 let pg = va / PAGE_SIZE;
                 if pg != loaded {
-                    match m.pgtables.vmalloc_to_pfn(va) {
-                        Some(pfn) => m.frames.read(pfn, 0, &mut page),
-                        None => page.fill(0),
-                    }
+                    mapped = match m.pgtables.vmalloc_to_pfn(va) {
+                        Some(pfn) => {
+                            m.frames.read(pfn, 0, &mut page);
+                            true
+                        }
+                        None => false,
+                    };
                     loaded = pg;
                 }
                 let o = (va % PAGE_SIZE) as usize;
-                dirty |= page[o..o + 64].iter().any(|&b| b != 0xcc);
+                unmapped |= !mapped;
+                dirty |= mapped && page[o..o + 64].iter().any(|&b| b != 0xcc);
             }
             match (dirty, live) {
+                _ if unmapped => 'x',
                 (true, _) => '!',
                 (false, 0) => '.',
                 (false, n) if n == per_cell => '#',

@@ -116,7 +116,8 @@ impl Runner {
     fn step(&mut self, i: usize, op: &Op) {
         self.budget.observe(op);
         let within = match op {
-            Op::ProgLoadFail { len, .. } => self.budget.fits_transient(*len),
+            Op::ProgLoadFail { len, .. } => self.budget.fits_transient(&[*len]),
+            Op::ProgLoadSubprogsFail { lens, .. } => self.budget.fits_transient(lens),
             _ => self.budget.within(),
         };
         let mut step = RunStep {

@@ -3,7 +3,7 @@
 //! caused collected with its observation.
 
 use super::obs::Obs;
-use super::op::{HandleKind, Op, ProgId, prog_text};
+use super::op::{HandleKind, Op, ProgId, prog_text, subprog_text};
 use crate::kernel::{Area, Kernel, KernelKind, PageRef, Prog, Quirks};
 use crate::machine::MachineConfig;
 use crate::machine::oops::Oops;
@@ -92,8 +92,8 @@ impl Session {
                 self.areas.push(r.ok());
                 r.map_or_else(Obs::Err, |_| Obs::Ok)
             }
-            Op::Kvmalloc { size } => {
-                let r = k.kvmalloc(*size);
+            Op::Kvmalloc { size, nofail } => {
+                let r = k.kvmalloc(*size, *nofail);
                 self.areas.push(r.ok());
                 r.map_or_else(Obs::Err, |_| Obs::Ok)
             }
@@ -151,6 +151,15 @@ impl Session {
             Op::ProgLoadFail { len, rand } => k
                 .bpf_prog_load_fail(*len, *rand)
                 .map_or_else(Obs::Err, |()| Obs::Ok),
+            Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+                let texts: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| subprog_text(i, l))
+                    .collect();
+                k.bpf_prog_load_subprogs_fail(&texts, *fail as usize, *rand)
+                    .map_or_else(Obs::Err, |()| Obs::Ok)
+            }
             Op::ProgFree { prog } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);
                 k.bpf_prog_free(p);
@@ -192,6 +201,7 @@ impl Session {
             Op::PageMapping { .. } => return Obs::Word(k.page_mapping(p)),
             Op::PageIndex { .. } => return Obs::Word(k.page_index(p)),
             Op::PagePrivate { .. } => return Obs::Word(k.page_private(p)),
+            Op::SetPagePrivate { value, .. } => k.set_page_private(p, *value),
             _ => unreachable!("not a page op: {op:?}"),
         }
         Obs::Ok

@@ -82,7 +82,8 @@ fn set_page(op: &mut Op, new: PageId) {
         | Op::PageCount { page }
         | Op::PageMapping { page }
         | Op::PageIndex { page }
-        | Op::PagePrivate { page } => *page = new,
+        | Op::PagePrivate { page }
+        | Op::SetPagePrivate { page, .. } => *page = new,
         _ => {}
     }
 }
@@ -90,16 +91,24 @@ fn set_page(op: &mut Op, new: PageId) {
 /// How big an op's arguments are; shrinking only ever lowers it, so it ends.
 fn weight(op: &Op) -> u64 {
     let flags = |f: &crate::kernel::VmallocFlags| {
-        u64::from(f.zero) + u64::from(f.huge != HugeHint::Default)
+        u64::from(f.zero) + u64::from(f.nofail) + u64::from(f.huge != HugeHint::Default)
     };
     match op {
         Op::Vmalloc { size, flags: f } => size + flags(f),
         // kvmalloc is plain vmalloc plus its huge-page opt-in: one heavier.
-        Op::Kvmalloc { size } => size + 1,
+        Op::Kvmalloc { size, nofail } => size + 1 + u64::from(*nofail),
         Op::Vwrite { off, data, .. } => off + data.len() as u64,
         Op::Vmemset { off, len, .. } | Op::Vread { off, len, .. } => off + *len as u64,
         Op::VmallocToPage { off, .. } => *off,
-        Op::SetMapping { value, .. } | Op::SetIndex { value, .. } => u64::from(*value != 0),
+        Op::SetMapping { value, .. }
+        | Op::SetIndex { value, .. }
+        | Op::SetPagePrivate { value, .. } => u64::from(*value != 0),
+        Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+            lens.iter().map(|&l| l as u64).sum::<u64>()
+                + lens.len() as u64
+                + *fail as u64
+                + u64::from(*rand != 0)
+        }
         Op::ProgLoad { len, align, rand } => *len as u64 + *align as u64 + u64::from(*rand != 0),
         Op::ProgLoadFail { len, rand } => *len as u64 + u64::from(*rand != 0),
         Op::ProgProbe { off, .. } | Op::StaleProbe { off, .. } => off.unsigned_abs() as u64,
@@ -126,25 +135,40 @@ fn simpler(op: &Op) -> Vec<Op> {
                     flags: *flags,
                 });
             }
-            let mut f = *flags;
-            f.zero = false;
-            push(Op::Vmalloc {
-                size: *size,
-                flags: f,
-            });
-            f.huge = HugeHint::Default;
-            push(Op::Vmalloc {
-                size: *size,
-                flags: f,
-            });
+            for f in [
+                crate::kernel::VmallocFlags {
+                    zero: false,
+                    ..*flags
+                },
+                crate::kernel::VmallocFlags {
+                    nofail: false,
+                    ..*flags
+                },
+                crate::kernel::VmallocFlags {
+                    huge: HugeHint::Default,
+                    ..*flags
+                },
+            ] {
+                push(Op::Vmalloc {
+                    size: *size,
+                    flags: f,
+                });
+            }
         }
-        Op::Kvmalloc { size } => {
+        Op::Kvmalloc { size, nofail } => {
             push(Op::Vmalloc {
                 size: *size,
                 flags: Default::default(),
             });
+            push(Op::Kvmalloc {
+                size: *size,
+                nofail: false,
+            });
             for s in sizes(*size) {
-                push(Op::Kvmalloc { size: s.max(1) });
+                push(Op::Kvmalloc {
+                    size: s.max(1),
+                    nofail: *nofail,
+                });
             }
         }
         Op::Vwrite { area, off, data } => {
@@ -228,6 +252,40 @@ fn simpler(op: &Op) -> Vec<Op> {
             }
             push(Op::ProgLoadFail { len: *len, rand: 0 });
         }
+        Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+            let n = lens.len();
+            if n > 2 {
+                let mut fewer = lens.clone();
+                fewer.remove(if (*fail as usize) < n - 1 { n - 1 } else { 0 });
+                let fail = if *fail as usize == n - 1 {
+                    fail - 1
+                } else {
+                    *fail
+                };
+                push(Op::ProgLoadSubprogsFail {
+                    lens: fewer,
+                    fail,
+                    rand: *rand,
+                });
+            }
+            push(Op::ProgLoadSubprogsFail {
+                lens: lens.iter().map(|_| 64).collect(),
+                fail: *fail,
+                rand: *rand,
+            });
+            if *fail > 0 {
+                push(Op::ProgLoadSubprogsFail {
+                    lens: lens.clone(),
+                    fail: fail - 1,
+                    rand: *rand,
+                });
+            }
+            push(Op::ProgLoadSubprogsFail {
+                lens: lens.clone(),
+                fail: *fail,
+                rand: 0,
+            });
+        }
         Op::ProgProbe { prog, off } => {
             for o in [0, off / 2] {
                 push(Op::ProgProbe {
@@ -282,6 +340,16 @@ pub fn shrink(t: &Trace, fires: &mut dyn FnMut(&Trace) -> bool) -> (Trace, usize
                 break;
             }
             chunk = chunk.div_ceil(2);
+        }
+        // Adjacent pairs that straddle the chunks above (a get_page/put_page).
+        let mut i = 0;
+        while i + 1 < s.best.ops.len() {
+            let config = s.best.config;
+            if remove_ops(&s.best.ops, &[i, i + 1]).is_some_and(|ops| s.try_ops(ops, config)) {
+                progress = true;
+            } else {
+                i += 1;
+            }
         }
         // Arguments.
         for i in 0..s.best.ops.len() {

@@ -118,6 +118,19 @@ fn area_at(area: AreaId, off: u64) -> String {
     }
 }
 
+/// `, __GFP_ZERO | __GFP_NOFAIL` (empty when neither).
+fn gfp_text(zero: bool, nofail: bool) -> String {
+    let flags: Vec<&str> = [(zero, "__GFP_ZERO"), (nofail, "__GFP_NOFAIL")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", flags.join(" | "))
+    }
+}
+
 /// The text of one op without its `name =` part.
 pub struct OpText<'a>(pub &'a Op);
 
@@ -128,26 +141,23 @@ impl fmt::Display for OpText<'_> {
         match self.0 {
             Op::Vmalloc { size, flags } => {
                 let size = fmt_size(*size);
-                match (flags.huge, flags.zero) {
-                    (HugeHint::Default, false) => write!(f, "vmalloc({size})"),
-                    (HugeHint::Default, true) => write!(f, "vzalloc({size})"),
-                    (HugeHint::Allow, z) => {
-                        write!(
-                            f,
-                            "vmalloc_huge({size}{})",
-                            if z { ", __GFP_ZERO" } else { "" }
-                        )
-                    }
-                    (HugeHint::Forbid, z) => {
-                        write!(
-                            f,
-                            "vmalloc_no_huge({size}{})",
-                            if z { ", __GFP_ZERO" } else { "" }
-                        )
-                    }
+                let gfp = gfp_text(flags.zero, flags.nofail);
+                match (flags.huge, flags.zero, flags.nofail) {
+                    (HugeHint::Default, false, false) => write!(f, "vmalloc({size})"),
+                    (HugeHint::Default, true, false) => write!(f, "vzalloc({size})"),
+                    (HugeHint::Default, _, _) => write!(f, "__vmalloc({size}{gfp})"),
+                    (HugeHint::Allow, _, _) => write!(f, "vmalloc_huge({size}{gfp})"),
+                    (HugeHint::Forbid, _, _) => write!(f, "vmalloc_no_huge({size}{gfp})"),
                 }
             }
-            Op::Kvmalloc { size } => write!(f, "kvmalloc({})", fmt_size(*size)),
+            Op::Kvmalloc { size, nofail } => {
+                write!(
+                    f,
+                    "kvmalloc({}{})",
+                    fmt_size(*size),
+                    gfp_text(false, *nofail)
+                )
+            }
             Op::Vfree { area } => write!(f, "vfree(v{})", area.0),
             Op::Vwrite { area, off, data } => {
                 let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
@@ -203,6 +213,20 @@ impl fmt::Display for OpText<'_> {
             Op::ProgRun { prog: p } => write!(f, "bpf_prog_run({})", prog(p)),
             Op::ProgProbe { prog: p, off } => write!(f, "bpf_prog_probe({}, {off:+})", prog(p)),
             Op::StaleProbe { prog: p, off } => write!(f, "stale_probe({}, {off:+})", prog(p)),
+            Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+                f.write_str("bpf_prog_load_subprogs_fail(")?;
+                for l in lens {
+                    write!(f, "{l}, ")?;
+                }
+                write!(f, "fail={fail}")?;
+                if *rand != 0 {
+                    write!(f, ", rand={rand:#x}")?;
+                }
+                f.write_str(")")
+            }
+            Op::SetPagePrivate { page, value } => {
+                write!(f, "set_page_private({}, {value:#x})", pg(page))
+            }
         }
     }
 }
@@ -792,7 +816,7 @@ impl Parser {
             (Some(kind), name) => {
                 self.bind(name, kind);
                 match &op {
-                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size } => {
+                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } => {
                         self.scope.areas.push(AreaState {
                             size: *size,
                             freed_line: None,
@@ -811,27 +835,50 @@ impl Parser {
     }
 
     fn call(&mut self, l: &mut Line, func: &str, fcol: u32) -> Result<Op, LineErr> {
-        let vmalloc =
-            |l: &mut Line, p: &Self, huge: HugeHint, zero_fixed: bool| -> Result<Op, LineErr> {
-                let size = p.size(l)?;
-                let mut zero = zero_fixed;
-                if huge != HugeHint::Default && l.eat(',') {
-                    l.keyword("__GFP_ZERO")?;
-                    zero = true;
-                }
-                Ok(Op::Vmalloc {
-                    size,
-                    flags: VmallocFlags { huge, zero },
-                })
+        let vmalloc = |l: &mut Line,
+                       p: &Self,
+                       huge: HugeHint,
+                       zero: bool,
+                       gfp: bool|
+         -> Result<Op, LineErr> {
+            let size = p.size(l)?;
+            let (z, nofail) = if gfp && l.eat(',') {
+                gfp_flags(l, true)?
+            } else {
+                (false, false)
             };
+            Ok(Op::Vmalloc {
+                size,
+                flags: VmallocFlags {
+                    huge,
+                    zero: zero || z,
+                    nofail,
+                },
+            })
+        };
         Ok(match func {
-            "vmalloc" => vmalloc(l, self, HugeHint::Default, false)?,
-            "vzalloc" => vmalloc(l, self, HugeHint::Default, true)?,
-            "vmalloc_huge" => vmalloc(l, self, HugeHint::Allow, false)?,
-            "vmalloc_no_huge" => vmalloc(l, self, HugeHint::Forbid, false)?,
-            "kvmalloc" => Op::Kvmalloc {
-                size: self.size(l)?,
-            },
+            "vmalloc" => vmalloc(l, self, HugeHint::Default, false, false)?,
+            "vzalloc" => vmalloc(l, self, HugeHint::Default, true, false)?,
+            "__vmalloc" => {
+                let size = self.size(l)?;
+                l.punct(',')?;
+                let (zero, nofail) = gfp_flags(l, true)?;
+                Op::Vmalloc {
+                    size,
+                    flags: VmallocFlags {
+                        huge: HugeHint::Default,
+                        zero,
+                        nofail,
+                    },
+                }
+            }
+            "vmalloc_huge" => vmalloc(l, self, HugeHint::Allow, false, true)?,
+            "vmalloc_no_huge" => vmalloc(l, self, HugeHint::Forbid, false, true)?,
+            "kvmalloc" => {
+                let size = self.size(l)?;
+                let nofail = l.eat(',') && gfp_flags(l, false)?.1;
+                Op::Kvmalloc { size, nofail }
+            }
             "vfree" => {
                 let (area, _, _) = self.live_area(l)?;
                 self.scope.areas[area.0 as usize].freed_line = Some(self.current_line());
@@ -930,6 +977,47 @@ impl Parser {
             "page_private" => Op::PagePrivate {
                 page: self.live_page(l)?,
             },
+            "set_page_private" => {
+                let page = self.live_page(l)?;
+                l.punct(',')?;
+                Op::SetPagePrivate {
+                    page,
+                    value: l.number("a value")?,
+                }
+            }
+            "bpf_prog_load_subprogs_fail" => {
+                let mut lens = Vec::new();
+                while matches!(l.peek(), Some(Tok::Num(_))) {
+                    lens.push(
+                        l.number_in("a subprogram length", 1, limits::MAX_PROG_LEN as u64)? as u32,
+                    );
+                    l.punct(',')?;
+                }
+                l.pos -= 1;
+                let col = l.col();
+                let o = self.options(l, &["fail", "rand"])?;
+                let n = lens.len();
+                if !(2..=limits::MAX_SUBPROGS).contains(&n) {
+                    return Err((
+                        fcol,
+                        format!(
+                            "expected 2 to {} subprogram lengths, found {n}",
+                            limits::MAX_SUBPROGS
+                        ),
+                    ));
+                }
+                let fail = *o
+                    .get("fail")
+                    .ok_or((col, "expected `fail=K`".to_string()))?;
+                if fail as usize >= n {
+                    return Err((col, format!("expected `fail` below {n}, found {fail}")));
+                }
+                Op::ProgLoadSubprogsFail {
+                    lens,
+                    fail: fail as u8,
+                    rand: rand_opt(&o, col)?,
+                }
+            }
             "bpf_prog_load" => {
                 let len = l.number_in("a program length", 1, limits::MAX_PROG_LEN as u64)? as u32;
                 let col = l.col();
@@ -987,6 +1075,31 @@ impl Parser {
     /// The source line being parsed (the next op's line).
     fn current_line(&self) -> u32 {
         self.line_no
+    }
+}
+
+/// `FLAG (| FLAG)*` of `GFP_KERNEL`, `__GFP_NOFAIL` and (if `zero`)
+/// `__GFP_ZERO`: (zero, nofail).
+fn gfp_flags(l: &mut Line, zero: bool) -> Result<(bool, bool), LineErr> {
+    let mut out = (false, false);
+    loop {
+        let col = l.col();
+        match l.ident("a GFP flag")? {
+            "GFP_KERNEL" => {}
+            "__GFP_NOFAIL" => out.1 = true,
+            "__GFP_ZERO" if zero => out.0 = true,
+            f => {
+                let allowed = if zero {
+                    "`GFP_KERNEL`, `__GFP_ZERO` or `__GFP_NOFAIL`"
+                } else {
+                    "`GFP_KERNEL` or `__GFP_NOFAIL`"
+                };
+                return Err((col, format!("expected {allowed}, found `{f}`")));
+            }
+        }
+        if !l.eat('|') {
+            return Ok(out);
+        }
     }
 }
 

@@ -52,6 +52,10 @@ pub struct VmallocFlags {
     pub huge: HugeHint,
     /// `__GFP_ZERO` (`vzalloc()`).
     pub zero: bool,
+    /// `__GFP_NOFAIL`: the allocation may not fail. (When memory really runs
+    /// out the kernel would loop in the OOM killer; the model returns
+    /// `-ENOMEM`.)
+    pub nofail: bool,
 }
 
 /// A kernel's handle for a vmalloc area it handed out.
@@ -108,8 +112,8 @@ pub trait Kernel {
     fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno>;
     /// `kvmalloc()`'s vmalloc fallback (the `kmalloc` attempt is taken to have
     /// failed, as it does for large sizes under fragmentation or
-    /// `__GFP_NORETRY`).
-    fn kvmalloc(&mut self, size: u64) -> Result<Area, Errno>;
+    /// `__GFP_NORETRY`), with or without `__GFP_NOFAIL`.
+    fn kvmalloc(&mut self, size: u64, nofail: bool) -> Result<Area, Errno>;
     /// `vfree()`.
     fn vfree(&mut self, area: Area);
     /// The address `vmalloc()` returned.
@@ -190,6 +194,10 @@ pub trait Kernel {
     fn page_private(&self, page: PageRef) -> u64 {
         self.machine().mm.page(page.0).private()
     }
+    /// `set_page_private(page, value)`.
+    fn set_page_private(&mut self, page: PageRef, value: u64) {
+        self.machine_mut().mm.page_mut(page.0).set_private(value)
+    }
 
     // ---- BPF side -----------------------------------------------------------
 
@@ -203,6 +211,18 @@ pub trait Kernel {
     fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno>;
     /// Unloads a program (`bpf_jit_free`).
     fn bpf_prog_free(&mut self, prog: Prog);
+    /// `jit_subprogs()` for a program whose subprograms have `texts`, where
+    /// the extra pass (the one that finalises each subprogram) fails on
+    /// subprogram `fail`: the ones before it are finalised, it is freed on the
+    /// JIT's error path, and `out_free:` frees every other one with
+    /// `bpf_jit_free()` — including those never finalised. `rand` plays
+    /// `get_random_u32()` for the first, then one more per subprogram.
+    fn bpf_prog_load_subprogs_fail(
+        &mut self,
+        texts: &[Vec<u8>],
+        fail: usize,
+        rand: u32,
+    ) -> Result<(), Errno>;
 
     /// Every program image this kernel ever made, by [`Prog`] index.
     fn images(&self) -> &[ImageSlot];

@@ -96,6 +96,10 @@ pub struct Machine {
     oopses: Vec<Oops>,
     leaked: Vec<(u64, u32)>,
     pub stats: MachineStats,
+    /// `free_pages_prepare()` clears `page->private` (the 2026 fix, "mm/
+    /// page_alloc: clear page->private in free_pages_prepare()"); the
+    /// optimised kernel's `split-keeps-private` quirk turns it off.
+    pub free_clears_private: bool,
 }
 
 impl Machine {
@@ -117,6 +121,7 @@ impl Machine {
             oopses: Vec::new(),
             leaked: Vec::new(),
             stats: MachineStats::default(),
+            free_clears_private: true,
         };
         m.init_list_head(list::DRIVER_LIST)
             .expect("driver list head is in kernel data");

@@ -190,8 +190,12 @@ impl Machine {
         if bad > 0 {
             return false;
         }
+        let clear_private = self.free_clears_private;
         let page = self.mm.page_mut(pfn);
         page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
+        if clear_private {
+            page.set_private(0);
+        }
         true
     }
 

@@ -12,7 +12,7 @@
 //! `text_poke_set` (fe736565efb7) and only then clears its chunks; an empty pack
 //! is released at once, as in the kernel (no empty pack is cached).
 
-use super::pack::{self, FreeOutcome, PackSource};
+use super::pack::{self, PackSource};
 use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
@@ -34,6 +34,7 @@ impl Core {
         let vm = VmFlags {
             allow_huge: true,
             no_huge: false,
+            nofail: false,
         };
         let mut area = self
             .vmalloc_node_range(size, Space::Modules, false, vm)
@@ -75,11 +76,7 @@ impl PackSource for Core {
 
     /// `module_memfree(pack->ptr)`.
     fn free_pack(&mut self, base: u64, _size: u64) {
-        let area = self
-            .pack_areas
-            .remove(&base)
-            .expect("releasing a pack that has no backing");
-        self.vunmap(area);
+        self.module_memfree(base);
     }
 }
 
@@ -102,30 +99,26 @@ impl Optimised {
     /// the caller, who read the RO header).
     fn bpf_prog_pack_free(&mut self, ptr: u64, size: u64) {
         if size > self.packs.pack_size() {
-            // module_memfree(ptr)
-            match self.core.oversize.remove(&ptr) {
-                Some(area) => self.core.vunmap(area),
-                None => self.core.m.oops(Oops::Warn {
-                    function: "__vunmap",
-                    message: format!("Trying to vfree() nonexistent vm area ({ptr:#x})"),
-                }),
-            }
+            self.core.module_memfree(ptr);
             return;
         }
-        // ea2babac63d4: the pack whose range holds ptr.
-        let Some((slot, base)) = self.packs.find(ptr) else {
+        let Some((slot, base)) = self.find_pack(ptr) else {
             self.core.m.oops(Oops::Warn {
                 function: "bpf_prog_pack_free",
                 message: "bpf_prog_pack bug".to_string(),
             });
             return;
         };
-        // bpf_arch_text_invalidate(): INT3 over the range before its bits clear.
-        if self
-            .core
-            .m
-            .text_poke_set(ptr, 0xcc, size as usize)
-            .is_none()
+        // bpf_arch_text_invalidate() (fe736565efb7, with text_poke_set() of
+        // aadd1b678ebe): INT3 over the range before its bits clear. With
+        // `no-invalidate-on-free` the bits are just cleared, as in 5.18, and
+        // the old code stays executable until the space is reused.
+        if !self.core.quirks.has(Quirk::NoInvalidateOnFree)
+            && self
+                .core
+                .m
+                .text_poke_set(ptr, 0xcc, size as usize)
+                .is_none()
         {
             self.core.m.oops(Oops::Warn {
                 function: "bpf_prog_pack_free",
@@ -134,11 +127,23 @@ impl Optimised {
         }
         let pos = (ptr - base) >> pack::CHUNK_SHIFT;
         let nbits = pack::size_to_nbits(size);
-        let (_, outcome) = self.packs.free_bits(slot, pos, nbits, &mut self.core);
-        debug_assert!(matches!(
-            outcome,
-            FreeOutcome::Freed | FreeOutcome::PackReleased { .. }
-        ));
+        self.packs.free_bits(slot, pos, nbits, &mut self.core);
+    }
+
+    /// The pack a chunk at `ptr` belongs to: since ea2babac63d4, the pack whose
+    /// range holds it. With `pack-mask-lookup` it is found as 57631054fae6 did,
+    /// `ptr & ~(BPF_PROG_PACK_SIZE - 1)` and an equality match on the pack's
+    /// address — which misses a pack that is only PMD-aligned, as packs of
+    /// `PMD_SIZE × 2` on two nodes are (96805674e562 and ea2babac63d4 fixed it).
+    fn find_pack(&self, ptr: u64) -> Option<(u32, u64)> {
+        if self.core.quirks.has(Quirk::PackMaskLookup) {
+            let pack_ptr = ptr & !(self.packs.pack_size() - 1);
+            self.packs
+                .find(pack_ptr)
+                .filter(|&(_, base)| base == pack_ptr)
+        } else {
+            self.packs.find(ptr)
+        }
     }
 
     /// `bpf_jit_binary_pack_alloc(proglen, …, alignment, …)`: the RO header, the
@@ -195,15 +200,86 @@ impl Optimised {
     }
 
     /// The x86 JIT's error path (`out_image:`): copy the size into the RO
-    /// header (676b2daabaf9), then `bpf_jit_binary_pack_free()`.
+    /// header (676b2daabaf9), then `bpf_jit_binary_pack_free()`, which reads it
+    /// back. With `unset-ro-size` the copy is missing, so the free uses
+    /// whatever the RO header held — INT3 from the fill (a "size" larger than a
+    /// pack: `module_memfree()` of a chunk), or a freed program's header.
+    fn jit_error_free(&mut self, ro: u64, rw: &[u8]) {
+        if !self.core.quirks.has(Quirk::UnsetRoSize) {
+            // A chunk of a pack freed under the allocator is unmapped: the
+            // BUG_ON in text_poke is already an oops.
+            let _ = self.core.m.text_poke_copy(ro, &rw[..4]);
+        }
+        self.jit_binary_pack_free(ro);
+    }
+
+    /// The JIT fails on a program before finalising it.
     pub(super) fn jit_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {
         let (ro, rw, _) = self.jit_binary_pack_alloc(len as u64, 1, rand)?;
-        self.core
-            .m
-            .text_poke_copy(ro, &rw[..4])
-            .expect("the header was just allocated");
-        self.jit_binary_pack_free(ro);
+        self.jit_error_free(ro, &rw);
         Ok(())
+    }
+
+    /// `jit_subprogs()` with a failing extra pass: the first pass allocates a
+    /// binary for every subprogram and JITs it into the RW buffer, keeping it
+    /// unfinalised (`jit_data`); the extra pass finalises subprograms
+    /// `0..fail` and fails on `fail` (the error path frees it); `out_free:`
+    /// calls `bpf_jit_free()` on every other one.
+    pub(super) fn jit_subprogs_fail(
+        &mut self,
+        texts: &[Vec<u8>],
+        fail: usize,
+        rand: u32,
+    ) -> Result<(), Errno> {
+        let mut subs: Vec<(u64, Vec<u8>, u64)> = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            match self.jit_binary_pack_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
+                Ok((ro, mut rw, image)) => {
+                    rw[image as usize..image as usize + text.len()].copy_from_slice(text);
+                    subs.push((ro, rw, image));
+                }
+                Err(e) => {
+                    for (ro, rw, image) in subs {
+                        self.jit_free_unfinalised(ro, &rw, ro + image);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for (ro, rw, _) in &subs[..fail] {
+            let _ = self.core.m.text_poke_copy(*ro, rw);
+        }
+        let (ro, rw, _) = &subs[fail];
+        self.jit_error_free(*ro, rw);
+        for (i, (ro, rw, image)) in subs.iter().enumerate() {
+            match i.cmp(&fail) {
+                std::cmp::Ordering::Less => self.jit_binary_pack_free(*ro),
+                std::cmp::Ordering::Equal => {}
+                std::cmp::Ordering::Greater => self.jit_free_unfinalised(*ro, rw, ro + image),
+            }
+        }
+        Ok(())
+    }
+
+    /// `bpf_jit_free()` of a subprogram the extra pass never finalised. Since
+    /// 1d5f82d9dd47 x86's `bpf_jit_free()` finalises it first and frees it by
+    /// its chunk. Before (`unfinalized-free-mask`), `use_bpf_prog_pack` was
+    /// still false, so the generic `bpf_jit_free()` took the header as
+    /// `bpf_func & PAGE_MASK` and `bpf_jit_binary_free()`d it: a
+    /// `module_memfree()` of that page — the whole pack, when the subprogram
+    /// sits in the pack's first page, while other programs live in it
+    /// (CVE-2022-50168).
+    fn jit_free_unfinalised(&mut self, ro: u64, rw: &[u8], func: u64) {
+        if self.core.quirks.has(Quirk::UnfinalizedFreeMask) {
+            let hdr = func & !(PAGE_SIZE - 1);
+            let mut size = [0u8; 4];
+            if self.core.m.read(hdr, &mut size).is_ok() {
+                self.core.module_memfree(hdr);
+            }
+            return;
+        }
+        let _ = self.core.m.text_poke_copy(ro, rw);
+        self.jit_binary_pack_free(ro);
     }
 
     /// `bpf_jit_free()`: the header is `bpf_func & BPF_PROG_CHUNK_MASK`.

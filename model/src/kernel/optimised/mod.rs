@@ -95,6 +95,24 @@ impl Core {
         self.lazy_pages = 0;
     }
 
+    /// `module_memfree(addr)`: `vfree()` of the module area that starts at
+    /// `addr` — a pack's backing or an oversize program's area; anything else
+    /// is "Trying to vfree() nonexistent vm area".
+    fn module_memfree(&mut self, addr: u64) {
+        if let Some(area) = self
+            .pack_areas
+            .remove(&addr)
+            .or_else(|| self.oversize.remove(&addr))
+        {
+            self.vunmap(area);
+        } else {
+            self.m.oops(crate::machine::oops::Oops::Warn {
+                function: "__vunmap",
+                message: format!("Trying to vfree() nonexistent vm area ({addr:#x})"),
+            });
+        }
+    }
+
     fn space(&mut self, space: Space) -> &mut VmapSpace {
         match space {
             Space::Vmalloc => &mut self.vmalloc_space,
@@ -122,7 +140,8 @@ impl Optimised {
     /// Boots the machine with `quirks`; packs are `PMD_SIZE × nodes`
     /// (ea2babac63d4).
     pub fn new(cfg: MachineConfig, quirks: Quirks) -> Self {
-        let m = Machine::new(cfg);
+        let mut m = Machine::new(cfg);
+        m.free_clears_private = !quirks.has(quirks::Quirk::SplitKeepsPrivate);
         let pack_size = PMD_SIZE * cfg.nodes as u64;
         let max_packs = (m.nr_pages() * PAGE_SIZE / pack_size) as usize + 1;
         Self {
@@ -176,6 +195,7 @@ impl Kernel for Optimised {
         let vm = VmFlags {
             allow_huge: flags.huge == super::HugeHint::Allow,
             no_huge: flags.huge == super::HugeHint::Forbid,
+            nofail: flags.nofail,
         };
         let r = self
             .core
@@ -184,10 +204,11 @@ impl Kernel for Optimised {
     }
 
     /// `kvmalloc()`'s vmalloc fallback with `VM_ALLOW_HUGE_VMAP` (9becb6889130).
-    fn kvmalloc(&mut self, size: u64) -> Result<Area, Errno> {
+    fn kvmalloc(&mut self, size: u64, nofail: bool) -> Result<Area, Errno> {
         let vm = VmFlags {
             allow_huge: true,
             no_huge: false,
+            nofail,
         };
         let r = self
             .core
@@ -219,6 +240,15 @@ impl Kernel for Optimised {
 
     fn bpf_prog_free(&mut self, prog: Prog) {
         self.jit_free(prog)
+    }
+
+    fn bpf_prog_load_subprogs_fail(
+        &mut self,
+        texts: &[Vec<u8>],
+        fail: usize,
+        rand: u32,
+    ) -> Result<(), Errno> {
+        self.jit_subprogs_fail(texts, fail, rand)
     }
 
     fn images(&self) -> &[ImageSlot] {

@@ -18,6 +18,22 @@ pub enum Quirk {
     /// A new pack (and an oversize program's area) is made RO+X without being
     /// filled with INT3.
     UninitPack,
+    /// A freed program's chunks are not overwritten with INT3.
+    NoInvalidateOnFree,
+    /// The JIT error path frees with the size read from an RO header that
+    /// finalize never wrote.
+    UnsetRoSize,
+    /// Freeing an unfinalised subprogram finds its header with `PAGE_MASK`
+    /// and frees it as a whole JIT binary.
+    UnfinalizedFreeMask,
+    /// A free finds its pack by masking with the pack size.
+    PackMaskLookup,
+    /// A `__GFP_NOFAIL` huge vmalloc that falls back to order-0 pages still
+    /// maps PMD leaves.
+    FallbackMappedAsPmd,
+    /// Freed pages keep `page->private`, so `split_page()` hands it to the
+    /// next user.
+    SplitKeepsPrivate,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -56,6 +72,48 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "5.18-rc1..5.18 (fixed in 5.19, 5.18.y)",
         fixed_by: "d88bb5eed04c",
         symptom: "a new pack is executable with whatever its pages held: stale data runs as code",
+    },
+    QuirkInfo {
+        quirk: Quirk::NoInvalidateOnFree,
+        name: "no-invalidate-on-free",
+        versions: "5.18 (fixed in 5.19)",
+        fixed_by: "aadd1b678ebe, fe736565efb7",
+        symptom: "freed chunks keep their code, RO+X: a stale jump, or one past a smaller program reusing the space, runs old code",
+    },
+    QuirkInfo {
+        quirk: Quirk::UnsetRoSize,
+        name: "unset-ro-size",
+        versions: "5.18-rc1 window",
+        fixed_by: "676b2daabaf9",
+        symptom: "the JIT error path frees with a size read from an RO header finalize never wrote: \"Trying to vfree() nonexistent vm area\", chunks leak, or a neighbour's are freed",
+    },
+    QuirkInfo {
+        quirk: Quirk::UnfinalizedFreeMask,
+        name: "unfinalized-free-mask",
+        versions: "5.18.0–5.18.17, 5.19.0–5.19.1",
+        fixed_by: "1d5f82d9dd47 (CVE-2022-50168)",
+        symptom: "a failed multi-subprogram load frees an unfinalised subprogram by its PAGE_MASK header: the whole pack, while other programs live in it",
+    },
+    QuirkInfo {
+        quirk: Quirk::PackMaskLookup,
+        name: "pack-mask-lookup",
+        versions: "5.18-rc1 window (fully fixed in 6.0)",
+        fixed_by: "96805674e562, ea2babac63d4",
+        symptom: "with 2 nodes a pack is 4 MiB but only PMD-aligned; a free that finds its pack by masking misses it: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
+    },
+    QuirkInfo {
+        quirk: Quirk::FallbackMappedAsPmd,
+        name: "fallback-mapped-as-pmd",
+        versions: "6.x until 2024",
+        fixed_by: "\"mm/vmalloc: fix page mapping if vm_area_alloc_pages() with high order fallback to order 0\" (2024)",
+        symptom: "a __GFP_NOFAIL huge vmalloc that falls back to order-0 pages still maps PMD leaves: it reads and writes frames it does not own",
+    },
+    QuirkInfo {
+        quirk: Quirk::SplitKeepsPrivate,
+        name: "split-keeps-private",
+        versions: "5.18-rc4 (3b8000ae185c) until 2026",
+        fixed_by: "\"mm/page_alloc: clear page->private in free_pages_prepare()\" (2026)",
+        symptom: "split_page() subpages keep a stale page->private from their last user, which the next user sees",
     },
 ];
 

@@ -12,7 +12,9 @@
 use super::Core;
 use super::quirks::Quirk;
 use crate::kernel::Errno;
-use crate::machine::consts::{PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, page_align, round_up};
+use crate::machine::consts::{
+    PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SHIFT, PMD_SIZE, page_align, round_up,
+};
 use crate::machine::{Gfp, Prot};
 
 /// Which range an area lives in.
@@ -29,6 +31,8 @@ pub(super) struct VmFlags {
     pub allow_huge: bool,
     /// `VM_NO_HUGE_VMAP` (only meaningful before 559089e0a93d).
     pub no_huge: bool,
+    /// `__GFP_NOFAIL` in the caller's gfp mask.
+    pub nofail: bool,
 }
 
 /// A `vm_struct`.
@@ -101,7 +105,7 @@ impl Core {
                 flush_reset_perms: false,
                 compound: false,
             };
-            if self.vmalloc_area_node(&mut area, zero) {
+            if self.vmalloc_area_node(&mut area, zero, vm.nofail) {
                 return Ok(area);
             }
             // fail: retry with small pages.
@@ -115,10 +119,11 @@ impl Core {
 
     /// `__vmalloc_area_node()`: get the pages and map them; on a shortfall,
     /// `__vfree()` the area and fail.
-    fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool) -> bool {
+    fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool, nofail: bool) -> bool {
         let nr_small = (area.size / PAGE_SIZE) as usize;
         area.compound = area.page_order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
-        area.pages = self.vm_area_alloc_pages(zero, area.page_order, nr_small);
+        let (pages, fell_back) = self.vm_area_alloc_pages(zero, nofail, area.page_order, nr_small);
+        area.pages = pages;
         if area.pages.len() != nr_small {
             // "vmalloc error: size %lu, page order %u, failed to allocate pages"
             let failed = std::mem::replace(
@@ -131,6 +136,13 @@ impl Core {
             self.vunmap(failed);
             return false;
         }
+        if fell_back && !self.quirks.has(Quirk::FallbackMappedAsPmd) {
+            // The 2024 fix ("mm/vmalloc: fix page mapping if
+            // vm_area_alloc_pages() with high order fallback to order 0"): an
+            // area that fell back is mapped page by page.
+            area.page_order = 0;
+            area.compound = false;
+        }
         self.vmap_pages_range(area);
         true
     }
@@ -140,16 +152,32 @@ impl Core {
     /// subpage is an independent order-0 page (3b8000ae185c). With
     /// `compound-huge-vmalloc` they are allocated with `__GFP_COMP` instead
     /// ("Compound pages required for remap_vmalloc_page") and not split, so
-    /// `vmalloc_to_page()` hands out tail pages.
-    fn vm_area_alloc_pages(&mut self, zero: bool, order: u32, nr_pages: usize) -> Vec<u64> {
-        let compound = order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
-        let gfp = Gfp {
-            zero,
-            comp: compound,
-        };
+    /// `vmalloc_to_page()` hands out tail pages. A `__GFP_NOFAIL` caller whose
+    /// high-order allocation fails falls back to order 0 here (as 6.x does);
+    /// the second result says whether it did.
+    fn vm_area_alloc_pages(
+        &mut self,
+        zero: bool,
+        nofail: bool,
+        order: u32,
+        nr_pages: usize,
+    ) -> (Vec<u64>, bool) {
+        let mut order = order;
+        let mut fell_back = false;
         let mut pages = Vec::with_capacity(nr_pages);
         while pages.len() < nr_pages {
+            let compound = order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
+            let gfp = Gfp {
+                zero,
+                comp: compound,
+            };
             let Some(page) = self.m.alloc_pages_node(None, gfp, order) else {
+                if nofail && order > 0 {
+                    // "fall back to the zero order allocations"
+                    order = 0;
+                    fell_back = true;
+                    continue;
+                }
                 break;
             };
             if order > 0 && !compound {
@@ -157,18 +185,33 @@ impl Core {
             }
             pages.extend(page..page + (1 << order));
         }
-        pages
+        (pages, fell_back)
     }
 
-    /// `vmap_pages_range()`: PMD leaves for an order-9 area, PTEs otherwise.
+    /// `vmap_pages_range(addr, end, prot, pages, page_shift)`: with
+    /// `page_shift` PMD each group of 512 pages is mapped as the physically
+    /// contiguous range that starts at its first page (`vmap_range_noflush`):
+    /// by a PMD leaf when that frame is PMD-aligned, by 512 PTEs for consecutive
+    /// frames otherwise. Right for an order-9 block; for order-0 fallback pages
+    /// (`fallback-mapped-as-pmd`) it maps frames the area does not own.
     fn vmap_pages_range(&mut self, area: &VmStruct) {
         let step = 1usize << area.page_order;
+        let nr = self.m.nr_pages();
         for (i, chunk) in area.pages.chunks(step).enumerate() {
             let va = area.addr + (i * step) as u64 * PAGE_SIZE;
             if area.page_order == 0 {
                 self.m.pgtables.map_pte(va, chunk[0], Prot::PAGE_KERNEL);
-            } else {
+            } else if chunk[0] % PAGES_PER_PMD == 0 {
                 self.m.pgtables.map_pmd(va, chunk[0], Prot::PAGE_KERNEL);
+            } else {
+                for j in 0..PAGES_PER_PMD {
+                    let pfn = chunk[0] + j;
+                    if pfn < nr {
+                        self.m
+                            .pgtables
+                            .map_pte(va + j * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
+                    }
+                }
             }
         }
     }

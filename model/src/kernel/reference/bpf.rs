@@ -74,6 +74,53 @@ impl Reference {
         Ok(())
     }
 
+    /// `jit_subprogs()` with a failing extra pass, before `bpf_prog_pack`: the
+    /// first pass allocates and JITs every subprogram into its own RW
+    /// `module_alloc`; the extra pass locks subprograms `0..fail` RO+X and fails
+    /// on `fail`, which `bpf_jit_binary_free()`s itself; `out_free:` then
+    /// `bpf_jit_free()`s the others, finding each header with `PAGE_MASK` —
+    /// right here, since every image starts in the first page of its own area.
+    pub(super) fn jit_subprogs_fail(
+        &mut self,
+        texts: &[Vec<u8>],
+        fail: usize,
+        rand: u32,
+    ) -> Result<(), Errno> {
+        let mut bins = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            match self.jit_binary_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
+                Ok(bin) => {
+                    self.m
+                        .write(bin.image, text)
+                        .expect("JIT image is writable");
+                    bins.push(bin);
+                }
+                Err(e) => {
+                    for bin in bins {
+                        self.vfree_area(bin.area);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for (i, mut bin) in bins.into_iter().enumerate() {
+            if i < fail {
+                // bpf_jit_binary_lock_ro(); bpf_jit_free() later frees it.
+                bin.area.flush_reset_perms = true;
+                let pages = bin.area.size / PAGE_SIZE;
+                self.m
+                    .set_memory_ro(bin.area.addr, pages)
+                    .expect("image is mapped");
+                self.m
+                    .set_memory_x(bin.area.addr, pages)
+                    .expect("image is mapped");
+            }
+            debug_assert_eq!(bin.image & !(PAGE_SIZE - 1), bin.area.addr);
+            self.vfree_area(bin.area);
+        }
+        Ok(())
+    }
+
     /// `bpf_jit_free()` → `bpf_jit_binary_free()` → `module_memfree()`.
     pub(super) fn jit_free(&mut self, prog: Prog) {
         let area = self.prog_areas[prog.0 as usize]

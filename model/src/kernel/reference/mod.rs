@@ -146,8 +146,14 @@ impl Kernel for Reference {
         Ok(self.new_area(area))
     }
 
-    fn kvmalloc(&mut self, size: u64) -> Result<Area, Errno> {
-        self.vmalloc(size, VmallocFlags::default())
+    fn kvmalloc(&mut self, size: u64, nofail: bool) -> Result<Area, Errno> {
+        self.vmalloc(
+            size,
+            VmallocFlags {
+                nofail,
+                ..Default::default()
+            },
+        )
     }
 
     fn vfree(&mut self, area: Area) {
@@ -171,6 +177,15 @@ impl Kernel for Reference {
 
     fn bpf_prog_free(&mut self, prog: Prog) {
         self.jit_free(prog)
+    }
+
+    fn bpf_prog_load_subprogs_fail(
+        &mut self,
+        texts: &[Vec<u8>],
+        fail: usize,
+        rand: u32,
+    ) -> Result<(), Errno> {
+        self.jit_subprogs_fail(texts, fail, rand)
     }
 
     fn images(&self) -> &[ImageSlot] {
