@@ -3,9 +3,11 @@
 //! snapshot, plain assertions that the quirked run is a bug and the fixed run is
 //! clean, so that a snapshot accepted by mistake cannot hide a lost regression.
 
+use packmodel::harness::oracle::Oracle;
 use packmodel::harness::report::render;
 use packmodel::harness::run::run;
-use packmodel::harness::trace::parse;
+use packmodel::harness::trace::{Trace, parse};
+use packmodel::kernel::optimised::quirks::QUIRKS;
 use packmodel::kernel::{KernelKind, Quirks};
 
 const BOTH: [KernelKind; 2] = [KernelKind::Reference, KernelKind::Optimised];
@@ -35,6 +37,44 @@ fn regressions() {
     });
 }
 
+/// A regression trace and its own quirks.
+struct Regression {
+    name: String,
+    trace: Trace,
+    own: Quirks,
+}
+
+impl Regression {
+    /// Every `corpus/regressions/*.trace`, sorted by name.
+    fn all() -> Vec<Regression> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "trace"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|path| {
+                let name = path.display().to_string();
+                let trace = parse(&name, &std::fs::read_to_string(path).unwrap()).unwrap();
+                let own = Quirks::from_names(&trace.quirks).unwrap();
+                Regression { name, trace, own }
+            })
+            .collect()
+    }
+
+    /// (oracle, kernel, op) of every finding under `quirks`.
+    fn findings(&self, quirks: Quirks) -> Vec<(Oracle, &'static str, Option<usize>)> {
+        run(&self.trace, &BOTH, quirks)
+            .findings
+            .iter()
+            .map(|f| (f.oracle, f.kernel, f.op))
+            .collect()
+    }
+}
+
 /// Quirks don't interfere: with any other quirk switched on as well, every
 /// regression still reports its own verdict — the oracle, kernel and op of its
 /// first finding — unless the added quirk already tripped that same oracle
@@ -42,35 +82,16 @@ fn regressions() {
 /// `uninit-pack`, for one, fires at the first program load of any trace).
 #[test]
 fn each_regression_keeps_its_verdict_with_any_other_quirk() {
-    use packmodel::kernel::optimised::quirks::QUIRKS;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
     let mut pairs = 0;
-    for path in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "trace"))
-    {
-        let name = path.display().to_string();
-        let t = parse(&name, &std::fs::read_to_string(path).unwrap()).unwrap();
-        let own = Quirks::from_names(&t.quirks).unwrap();
-        let findings = |q: Quirks| -> Vec<_> {
-            run(&t, &BOTH, q)
-                .findings
-                .iter()
-                .map(|f| (f.oracle, f.kernel, f.op))
-                .collect()
-        };
-        let expected = findings(own)[0];
-        for other in QUIRKS.iter().filter(|i| !own.has(i.quirk)) {
-            let got = findings(own.with(other.quirk));
+    for r in Regression::all() {
+        let expected = r.findings(r.own)[0];
+        for other in QUIRKS.iter().filter(|i| !r.own.has(i.quirk)) {
+            let got = r.findings(r.own.with(other.quirk));
             let masked = got.iter().any(|f| f.0 == expected.0 && f.2 < expected.2);
             assert!(
                 got.contains(&expected) || masked,
-                "{name} with {} as well: {expected:?} is gone; first findings now {:?}",
+                "{} with {} as well: {expected:?} is gone; first findings now {:?}",
+                r.name,
                 other.name,
                 &got[..got.len().min(3)]
             );
@@ -78,4 +99,28 @@ fn each_regression_keeps_its_verdict_with_any_other_quirk() {
         }
     }
     assert!(pairs >= 9 * 7, "{pairs} combinations checked");
+}
+
+/// No quirk is found under a different quirk set: a regression's own verdict
+/// (oracle, kernel and op of its first finding) never appears when only some
+/// other quirk is switched on, nor on the fixed kernel.
+#[test]
+fn no_regression_verdict_appears_under_another_quirk_alone() {
+    for r in Regression::all() {
+        let expected = r.findings(r.own)[0];
+        assert!(
+            r.findings(Quirks::NONE).is_empty(),
+            "{} on the fixed kernel",
+            r.name
+        );
+        for other in QUIRKS.iter().filter(|i| !r.own.has(i.quirk)) {
+            let got = r.findings(Quirks::NONE.with(other.quirk));
+            assert!(
+                !got.contains(&expected),
+                "{}'s verdict {expected:?} appears with only {} on",
+                r.name,
+                other.name
+            );
+        }
+    }
 }

@@ -3,33 +3,19 @@
 
 use packmodel::harness::decode::decode;
 use packmodel::harness::op::Op;
+use packmodel::harness::rng::Rng;
 use packmodel::harness::trace::{Trace, parse};
 
 /// SplitMix64: a seeded stream of test inputs, the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = (self.next() % max as u64) as usize;
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 #[test]
 fn print_then_parse_is_identity_on_decoded_inputs() {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut total_ops = 0;
     let mut kinds = std::collections::BTreeSet::new();
     for i in 0..3000 {
-        let data = rng.bytes(if i % 10 == 0 { 4000 } else { 600 });
+        let len = rng.below(if i % 10 == 0 { 4000 } else { 600 }) as usize;
+        let data = rng.bytes(len);
         let input = decode(&data);
         let quirks = if i % 3 == 0 {
             vec!["some-quirk".to_string(), "other".to_string()]

@@ -339,19 +339,7 @@ fn cmd_encode(path: &Path, out: &Path, force: bool) -> Result<u8, Usage> {
             e.op.map_or(1, |i| t.lines[i])
         ))
     })?;
-    let mut f = if force {
-        std::fs::File::create(out)
-    } else {
-        std::fs::File::create_new(out)
-    }
-    .map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
-            " (use --force to overwrite)"
-        } else {
-            ""
-        };
-        Usage(format!("{}: cannot write: {e}{hint}", out.display()))
-    })?;
+    let mut f = create(out, force)?;
     f.write_all(&bytes)
         .map_err(|e| Usage(format!("{}: cannot write: {e}", out.display())))?;
     Ok(0)

@@ -113,6 +113,29 @@ pub enum Op {
     SetPagePrivate { page: PageId, value: u64 },
 }
 
+/// The `page` field of every page op (by reference, as `$op` is borrowed).
+macro_rules! page_field {
+    ($op:expr) => {
+        match $op {
+            Op::GetPage { page }
+            | Op::PutPage { page }
+            | Op::SetMapping { page, .. }
+            | Op::SetIndex { page, .. }
+            | Op::ListAdd { page }
+            | Op::ListDel { page }
+            | Op::InitListHead { page }
+            | Op::SetReserved { page }
+            | Op::ClearReserved { page }
+            | Op::PageCount { page }
+            | Op::PageMapping { page }
+            | Op::PageIndex { page }
+            | Op::PagePrivate { page }
+            | Op::SetPagePrivate { page, .. } => Some(page),
+            _ => None,
+        }
+    };
+}
+
 /// The value drivers store in `page->mapping`: a pointer to their
 /// `address_space`, as `fb_deferred_io_fault()` does.
 pub const DRIVER_MAPPING: u64 = 0xffff_8880_0a5c_0e18;
@@ -130,23 +153,12 @@ impl Op {
 
     /// The page this op acts on, if it is a page op.
     pub fn page(&self) -> Option<PageId> {
-        match *self {
-            Op::GetPage { page }
-            | Op::PutPage { page }
-            | Op::SetMapping { page, .. }
-            | Op::SetIndex { page, .. }
-            | Op::ListAdd { page }
-            | Op::ListDel { page }
-            | Op::InitListHead { page }
-            | Op::SetReserved { page }
-            | Op::ClearReserved { page }
-            | Op::PageCount { page }
-            | Op::PageMapping { page }
-            | Op::PageIndex { page }
-            | Op::PagePrivate { page }
-            | Op::SetPagePrivate { page, .. } => Some(page),
-            _ => None,
-        }
+        page_field!(self).copied()
+    }
+
+    /// The page this op acts on, for renaming it.
+    pub fn page_mut(&mut self) -> Option<&mut PageId> {
+        page_field!(self)
     }
 }
 

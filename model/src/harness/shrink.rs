@@ -59,33 +59,12 @@ fn remap(op: &Op, f: impl Fn(HandleKind, u32) -> Option<u32>) -> Option<Op> {
         | Op::ProgProbe { prog, .. }
         | Op::StaleProbe { prog, .. } => *prog = g(*prog)?,
         other => {
-            if let Some(page) = other.page() {
-                let new = p(page)?;
-                set_page(other, new);
+            if let Some(page) = other.page_mut() {
+                *page = p(*page)?;
             }
         }
     }
     Some(op)
-}
-
-fn set_page(op: &mut Op, new: PageId) {
-    match op {
-        Op::GetPage { page }
-        | Op::PutPage { page }
-        | Op::SetMapping { page, .. }
-        | Op::SetIndex { page, .. }
-        | Op::ListAdd { page }
-        | Op::ListDel { page }
-        | Op::InitListHead { page }
-        | Op::SetReserved { page }
-        | Op::ClearReserved { page }
-        | Op::PageCount { page }
-        | Op::PageMapping { page }
-        | Op::PageIndex { page }
-        | Op::PagePrivate { page }
-        | Op::SetPagePrivate { page, .. } => *page = new,
-        _ => {}
-    }
 }
 
 /// How big an op's arguments are; shrinking only ever lowers it, so it ends.
