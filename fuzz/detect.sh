@@ -43,9 +43,13 @@ for q in "$@"; do
             > "$work/fuzz.log" 2>&1 || true
         t1=$(now)
         if grep -q "deadly signal" "$work/fuzz.log"; then
-            grep -m1 -o 'number_of_executed_units: [0-9]*' "$work/fuzz.log" | awk '{print $2}' >> "$work/fe"
+            execs=$(grep -m1 -o 'number_of_executed_units: [0-9]*' "$work/fuzz.log" | awk '{print $2}' || true)
+            # Without final stats, the last progress line before the crash.
+            [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$work/fuzz.log" | tail -1 | tr -d '#' || true)
+            echo "${execs:-0}" >> "$work/fe"
             echo "$t1 - $t0" | bc -l >> "$work/fs"
-            grep -m1 -o 'found by the [a-zA-Z^ -]* oracle' "$work/fuzz.log" | sed 's/found by the //; s/ oracle//' >> "$work/fo"
+            oracle=$(grep -m1 -o 'found by the [a-zA-Z^ -]* oracle' "$work/fuzz.log" | sed 's/found by the //; s/ oracle//' || true)
+            echo "${oracle:-?}" >> "$work/fo"
         else
             echo "not found" >> "$work/fo"
         fi
@@ -58,6 +62,7 @@ for q in "$@"; do
         else
             echo "not found" >> "$work/ho"
         fi
+        echo "$q seed $s: fuzz $(tail -1 "$work/fo") $(tail -1 "$work/fe" 2>/dev/null), hunt $(tail -1 "$work/ho")" >&2
     done
     fe=$( [ -s "$work/fe" ] && median < "$work/fe" || echo "—")
     fs=$( [ -s "$work/fs" ] && median < "$work/fs" | xargs printf '%.2f' || echo "—")

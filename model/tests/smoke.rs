@@ -71,3 +71,20 @@ fn trace_parser_target_holds_on_seeded_inputs() {
         trace_parser(&data);
     }
 }
+
+/// With every quirk on at once, generated inputs find bugs but never panic the
+/// model: the kernels must survive the states their historical bugs lead to.
+#[test]
+fn all_quirks_together_never_panic_the_model() {
+    use packmodel::kernel::optimised::quirks::QUIRKS;
+    let all = QUIRKS.iter().fold(Quirks::NONE, |q, i| q.with(i.quirk));
+    let mut rng = Rng::new(0xa11);
+    let mut found = 0;
+    for _ in 0..1000 {
+        let len = 1 + rng.below(900) as usize;
+        let input = decode(&rng.bytes(len));
+        let t = Trace::new(vec![], input.config, input.ops);
+        found += usize::from(!run(&t, &[KernelKind::Reference, KernelKind::Optimised], all).is_clean());
+    }
+    assert!(found > 100, "the quirks show ({found} of 1000 inputs)");
+}

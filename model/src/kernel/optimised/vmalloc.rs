@@ -13,7 +13,7 @@ use super::Core;
 use super::quirks::Quirk;
 use crate::kernel::Errno;
 use crate::machine::consts::{
-    PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SHIFT, PMD_SIZE, page_align, round_up,
+    PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_ORDER, PMD_SHIFT, PMD_SIZE, page_align, round_up,
 };
 use crate::machine::{Gfp, Prot};
 
@@ -48,9 +48,10 @@ pub(super) struct VmStruct {
     pub space: Space,
     /// `VM_FLUSH_RESET_PERMS`.
     pub flush_reset_perms: bool,
-    /// Backed by compound pages (`compound-huge-vmalloc`): freed one
-    /// `__free_pages(page, page_order)` per block.
-    pub compound: bool,
+    /// How many of `pages`, from the first, came in compound blocks
+    /// (`compound-huge-vmalloc`): those are freed one `__free_pages(page, 9)`
+    /// per block, the rest (order-0 fallback pages) one by one.
+    pub compound_pages: usize,
 }
 
 impl Core {
@@ -103,7 +104,7 @@ impl Core {
                 page_order: shift - PAGE_SHIFT,
                 space,
                 flush_reset_perms: false,
-                compound: false,
+                compound_pages: 0,
             };
             if self.vmalloc_area_node(&mut area, zero, vm.nofail) {
                 return Ok(area);
@@ -121,8 +122,11 @@ impl Core {
     /// `__vfree()` the area and fail.
     fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool, nofail: bool) -> bool {
         let nr_small = (area.size / PAGE_SIZE) as usize;
-        area.compound = area.page_order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
-        let (pages, fell_back) = self.vm_area_alloc_pages(zero, nofail, area.page_order, nr_small);
+        let (pages, high) = self.vm_area_alloc_pages(zero, nofail, area.page_order, nr_small);
+        let fell_back = area.page_order > 0 && high < pages.len();
+        if area.page_order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc) {
+            area.compound_pages = high;
+        }
         area.pages = pages;
         if area.pages.len() != nr_small {
             // "vmalloc error: size %lu, page order %u, failed to allocate pages"
@@ -141,7 +145,6 @@ impl Core {
             // vm_area_alloc_pages() with high order fallback to order 0"): an
             // area that fell back is mapped page by page.
             area.page_order = 0;
-            area.compound = false;
         }
         self.vmap_pages_range(area);
         true
@@ -154,16 +157,16 @@ impl Core {
     /// ("Compound pages required for remap_vmalloc_page") and not split, so
     /// `vmalloc_to_page()` hands out tail pages. A `__GFP_NOFAIL` caller whose
     /// high-order allocation fails falls back to order 0 here (as 6.x does);
-    /// the second result says whether it did.
+    /// the second result is how many of the pages came in high-order blocks.
     fn vm_area_alloc_pages(
         &mut self,
         zero: bool,
         nofail: bool,
         order: u32,
         nr_pages: usize,
-    ) -> (Vec<u64>, bool) {
+    ) -> (Vec<u64>, usize) {
         let mut order = order;
-        let mut fell_back = false;
+        let mut high = 0;
         let mut pages = Vec::with_capacity(nr_pages);
         while pages.len() < nr_pages {
             let compound = order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
@@ -175,7 +178,6 @@ impl Core {
                 if nofail && order > 0 {
                     // "fall back to the zero order allocations"
                     order = 0;
-                    fell_back = true;
                     continue;
                 }
                 break;
@@ -184,8 +186,11 @@ impl Core {
                 self.m.split_page(page, order);
             }
             pages.extend(page..page + (1 << order));
+            if order > 0 {
+                high = pages.len();
+            }
         }
-        (pages, fell_back)
+        (pages, high)
     }
 
     /// `vmap_pages_range(addr, end, prot, pages, page_shift)`: with
@@ -237,14 +242,12 @@ impl Core {
             (Some(super::Sabotage::LeakOnVfree), Some(_)) => pages = &pages[..pages.len() - 1],
             _ => {}
         }
-        if area.compound {
-            for block in pages.chunks(1 << area.page_order) {
-                self.m.__free_pages(block[0], area.page_order);
-            }
-        } else {
-            for &page in pages {
-                self.m.__free_pages(page, 0);
-            }
+        let (compound, single) = pages.split_at(area.compound_pages.min(pages.len()));
+        for block in compound.chunks(1 << PMD_ORDER) {
+            self.m.__free_pages(block[0], PMD_ORDER);
+        }
+        for &page in single {
+            self.m.__free_pages(page, 0);
         }
     }
 }
