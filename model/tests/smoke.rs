@@ -84,7 +84,8 @@ fn all_quirks_together_never_panic_the_model() {
         let len = 1 + rng.below(900) as usize;
         let input = decode(&rng.bytes(len));
         let t = Trace::new(vec![], input.config, input.ops);
-        found += usize::from(!run(&t, &[KernelKind::Reference, KernelKind::Optimised], all).is_clean());
+        found +=
+            usize::from(!run(&t, &[KernelKind::Reference, KernelKind::Optimised], all).is_clean());
     }
     assert!(found > 100, "the quirks show ({found} of 1000 inputs)");
 }
