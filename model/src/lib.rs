@@ -10,6 +10,7 @@
 //! - [`harness`]: ops, traces, runs, oracles and reports;
 //! - the `packmodel` binary and the fuzz targets are thin front ends.
 
+pub mod bench;
 pub mod harness;
 pub mod kernel;
 pub mod machine;

@@ -89,3 +89,29 @@ fn all_quirks_together_never_panic_the_model() {
     }
     assert!(found > 100, "the quirks show ({found} of 1000 inputs)");
 }
+
+/// The `pack_concurrent` seed corpus passes its oracles under plain
+/// `cargo test` (each input a few times: the threads interleave differently).
+#[test]
+fn pack_concurrent_corpus_passes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/pack_concurrent");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "{} inputs in {}",
+        files.len(),
+        dir.display()
+    );
+    for f in &files {
+        let input = packmodel::bench::concurrent::decode(&std::fs::read(f).unwrap());
+        for _ in 0..20 {
+            if let Err(e) = packmodel::bench::concurrent::check(&input) {
+                panic!("{}: {e}", f.display());
+            }
+        }
+    }
+}

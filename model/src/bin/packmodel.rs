@@ -87,6 +87,33 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Measure: `bench alloc` (the lock-free chunk allocator against the
+    /// kernel's mutex + first-fit design).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// The lock-free chunk allocator against a kernel-style baseline (one
+    /// mutex, first-fit `bitmap_find_next_zero_area`) on the `mixed`
+    /// (1 and 2 threads), `near-full` and `packing` workloads.
+    Alloc {
+        /// Print one JSON object (`cases`: name, threads, lockfree_ops_per_sec,
+        /// baseline_ops_per_sec, ratio; lockfree_packs and baseline_packs for
+        /// `packing`).
+        #[arg(long)]
+        json: bool,
+        /// A run about a hundred times shorter (for a quick look; the figures
+        /// are noisier).
+        #[arg(long)]
+        quick: bool,
+        /// Seed of the workloads (the same seed makes the same programs).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn oracle_name(s: &str) -> Result<packmodel::harness::oracle::Oracle, String> {
@@ -134,6 +161,26 @@ fn main() -> ExitCode {
             out.as_deref(),
             force,
         ),
+        Cmd::Bench {
+            what: BenchCmd::Alloc { json, quick, seed },
+        } => {
+            use packmodel::bench::alloc::{AllocOptions, run};
+            let mut opts = if quick {
+                AllocOptions::quick()
+            } else {
+                AllocOptions::default()
+            };
+            if let Some(seed) = seed {
+                opts.seed = seed;
+            }
+            let report = run(&opts);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{report}");
+            }
+            Ok(0)
+        }
         Cmd::Quirks => {
             print!("{}", quirks_table());
             Ok(0)

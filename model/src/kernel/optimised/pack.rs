@@ -27,11 +27,16 @@
 //!   slot, and the search goes in slot order rather than list insertion order.
 //!   (The kernel appends to its list, so the orders agree until a released pack
 //!   leaves a hole that a later pack fills.)
-//! - **A summary level.** One bit per bitmap word says "this word is all ones";
-//!   the search skips full words with it. It is a hint: only the CAS on the real
-//!   word decides. A candidate run is also checked from its end, so the search
-//!   jumps past the highest set bit in it and never looks at words in between
-//!   that could not start a run anyway.
+//! - **A summary level.** Four bits per bitmap word, its *room*: whether the
+//!   word has a run of at least 1, 4, 16 or 64 clear bits ([`ROOM`]). A run of
+//!   `n` chunks spans at most two words unless it covers a whole one, so it
+//!   meets a word with a clear run of `min(64, ⌈n/2⌉)`; the search skips to the
+//!   first word whose room says it has the largest [`ROOM`] step below that
+//!   (the run can start no earlier than the word before it), and skips full
+//!   words when looking for a clear bit. The summary is a hint: only the CAS
+//!   on the real word decides. A candidate run is also checked from its end, so
+//!   the search jumps past the highest set bit in it and never looks at words
+//!   in between that could not start a run anyway.
 //!
 //! For a single thread everything is deterministic and equal to the kernel's
 //! first fit (modulo the slot order above).
@@ -88,16 +93,17 @@
 //!    reads after claiming is the base of the pack it claimed in, and a pack is
 //!    never released under an owner of a chunk — unless a wrong-size free
 //!    cleared that owner's bits, the kernel's own bug, which is modelled.
-//! 4. at quiescence, each summary bit equals "word is all ones", every live pack
-//!    has a chunk in use, and a free slot has `used == DEAD` and an empty bitmap
+//! 4. at quiescence, each word's summary equals its room, every live pack has a
+//!    chunk in use, and a free slot has `used == DEAD` and an empty bitmap
 //!    ([`PackAlloc::check_consistency`]).
 //!
-//! The summary converges (4) because the thread whose write flips a word between
-//! full and not full then loops: read the word, set or clear its summary bit with
-//! an RMW, re-read the word, until the re-read equals the value it acted on. Every
-//! write to a summary word is an RMW (`AcqRel`), so the last RMW on a bit is
-//! ordered after the write that made the word's final fullness and its re-read
-//! sees that (or a later) value.
+//! The summary converges (4) because the thread whose write changes a word's
+//! room then loops: read the word, write its room into the summary with an RMW,
+//! re-read the word, until the re-read equals the value it acted on. Every
+//! write to a summary word is an RMW (`AcqRel`), so the last RMW on a word's
+//! room is ordered after the last write that changed that room, its re-read
+//! sees that (or a later) value, and it stopped only on a value with the final
+//! room.
 //!
 //! # Orderings
 //!
@@ -178,8 +184,10 @@ struct Slot {
     base: AtomicU64,
     /// One bit per chunk.
     bitmap: Box<[AtomicU64]>,
-    /// Summary: bit `w` set iff bitmap word `w` is all ones.
-    full: Box<[AtomicU64]>,
+    /// Summary: bits `4w..4w + 4` of the summary words (16 bitmap words per
+    /// summary word) are the [`room`] of bitmap word `w`; bits past the bitmap
+    /// are 0.
+    summary: Box<[AtomicU64]>,
 }
 
 impl Slot {
@@ -188,8 +196,8 @@ impl Slot {
             used: AtomicU64::new(DEAD),
             base: AtomicU64::new(0),
             bitmap: (0..words).map(|_| AtomicU64::new(0)).collect(),
-            full: (0..words.div_ceil(WORD as usize))
-                .map(|_| AtomicU64::new(0))
+            summary: (0..words.div_ceil(PER))
+                .map(|i| AtomicU64::new(summary_of(i, words, |_| 0)))
                 .collect(),
         }
     }
@@ -378,18 +386,13 @@ impl PackAlloc {
                 }
                 bases.push((s.base.load(Acquire), i));
             }
-            for (w, &v) in words.iter().enumerate() {
-                let bit = s.full[w / WORD as usize].load(Acquire) >> (w % WORD as usize) & 1;
-                if (bit == 1) != (v == u64::MAX) {
+            for (j, f) in s.summary.iter().enumerate() {
+                let (got, want) = (f.load(Acquire), summary_of(j, words.len(), |w| words[w]));
+                if got != want {
                     return Err(format!(
-                        "slot {i}: summary bit {bit} for word {w} = {v:#018x}"
+                        "slot {i}: summary word {j} is {got:#018x}, the words' room {want:#018x}"
                     ));
                 }
-            }
-            let last = words.len() % WORD as usize;
-            let tail = s.full.last().map_or(0, |f| f.load(Acquire)) & !below(last as u64);
-            if last != 0 && tail != 0 {
-                return Err(format!("slot {i}: summary bits past the bitmap: {tail:#x}"));
             }
         }
         bases.sort_unstable();
@@ -433,9 +436,9 @@ impl PackAlloc {
         for (w, word) in s.bitmap.iter().enumerate() {
             word.store(word_mask(w, 0, nbits), Relaxed);
         }
-        let full_words = nbits / WORD;
-        for (i, f) in s.full.iter().enumerate() {
-            f.swap(word_mask(i, 0, full_words), AcqRel);
+        let words = s.bitmap.len();
+        for (i, f) in s.summary.iter().enumerate() {
+            f.swap(summary_of(i, words, |w| word_mask(w, 0, nbits)), AcqRel);
         }
         s.base.store(base, Relaxed);
         // Publishes the above (release) and makes the slot live, keeping any
@@ -454,8 +457,9 @@ impl PackAlloc {
         // Fails if someone reserved or pinned since; they will try again.
         s.used.compare_exchange(0, DEAD, AcqRel, Relaxed).ok()?;
         let base = s.base.load(Relaxed);
-        for f in s.full.iter() {
-            f.swap(0, AcqRel);
+        let words = s.bitmap.len();
+        for (i, f) in s.summary.iter().enumerate() {
+            f.swap(summary_of(i, words, |_| 0), AcqRel);
         }
         src.free_pack(base, self.pack_size);
         Some(base)
@@ -524,9 +528,24 @@ impl PackAlloc {
     /// `pos >= start` with bits `pos..pos + nbits` clear, as far as a racy read
     /// tells. A candidate run is checked from its end: past its highest set
     /// bit, so words that cannot hold the run are skipped without a look.
+    /// Before that, words that the summary says cannot hold part of the run
+    /// are skipped (see the module doc).
     fn find_area(&self, s: &Slot, start: u64, nbits: u64) -> Option<u64> {
+        if nbits <= WORD {
+            return find_short(s, start, nbits);
+        }
+        let level = level_for(nbits);
         let mut pos = start;
         loop {
+            if level > 0 {
+                // The run meets a word with this much room: it starts in that
+                // word or the one before.
+                let w = (pos / WORD) as usize;
+                let r = next_with_room(s, w, level)?;
+                if r > w + 1 {
+                    pos = (r as u64 - 1) * WORD;
+                }
+            }
             pos = self.next_zero(s, pos)?;
             let end = pos + nbits;
             if end > self.chunks {
@@ -547,7 +566,7 @@ impl PackAlloc {
         let mut w = (pos / WORD) as usize;
         let mut v = s.bitmap[w].load(Relaxed) | below(pos % WORD);
         while v == u64::MAX {
-            w = next_not_full(s, w + 1)?;
+            w = next_with_room(s, w + 1, 0)?;
             v = s.bitmap[w].load(Relaxed);
         }
         Some(w as u64 * WORD + u64::from(v.trailing_ones()))
@@ -571,13 +590,13 @@ impl PackAlloc {
                     return Err((restart, lost));
                 }
                 // Acquire: the chunks' previous owner freed them before us.
-                match word.compare_exchange(cur, cur | mask, AcqRel, Relaxed) {
+                match claim_cas(word, cur, cur | mask) {
                     Ok(_) => break,
                     Err(now) => cur = now,
                 }
             }
-            if cur | mask == u64::MAX {
-                sync_full(s, w);
+            if room(cur) != room(cur | mask) {
+                sync_room(s, w);
             }
         }
         Ok(())
@@ -591,8 +610,8 @@ impl PackAlloc {
             // Release: our use of the chunks happens before their next owner's.
             let old = s.bitmap[w].fetch_and(!mask, AcqRel);
             cleared += u64::from((old & mask).count_ones());
-            if old == u64::MAX {
-                sync_full(s, w);
+            if room(old) != room(old & !mask) {
+                sync_room(s, w);
             }
         }
         cleared
@@ -606,6 +625,27 @@ impl PackAlloc {
             nbits: nbits as u32,
         }
     }
+}
+
+/// The claim's compare-and-swap of a bitmap word from `cur` to `new`.
+#[cfg(not(feature = "broken-cas"))]
+fn claim_cas(word: &AtomicU64, cur: u64, new: u64) -> Result<u64, u64> {
+    word.compare_exchange(cur, new, AcqRel, Relaxed)
+}
+
+/// The claim's compare-and-swap, broken on purpose (test-only feature
+/// `broken-cas`): a load, a compare and a store, so that another thread's
+/// claim between the load and the store is overwritten and two allocations
+/// can get the same chunks. The loom models must catch this.
+#[cfg(feature = "broken-cas")]
+fn claim_cas(word: &AtomicU64, cur: u64, new: u64) -> Result<u64, u64> {
+    use crate::sync::atomic::Ordering::Release;
+    let now = word.load(Acquire);
+    if now != cur {
+        return Err(now);
+    }
+    word.store(new, Release);
+    Ok(now)
 }
 
 /// Bits `0..n` of a word (`n <= 64`).
@@ -638,34 +678,117 @@ fn last_set(s: &Slot, from: u64, to: u64) -> Option<u64> {
     })
 }
 
-/// The first word at or after `from` that the summary does not mark full.
-fn next_not_full(s: &Slot, from: usize) -> Option<usize> {
-    let per = WORD as usize;
+/// Runs of clear bits the summary records per word: bit `k` of a word's room
+/// says it has a run of at least `ROOM[k]` clear bits.
+pub const ROOM: [u32; 4] = [1, 4, 16, 64];
+/// Bitmap words per summary word (4 bits each).
+const PER: usize = 16;
+/// Bit 0 of every word's room in a summary word.
+const ROOM0: u64 = 0x1111_1111_1111_1111;
+
+/// The room of a bitmap word: bit `k` set iff it has a run of at least
+/// `ROOM[k]` clear bits.
+fn room(v: u64) -> u64 {
+    let free = !v;
+    // Bit i of `run` set iff bits i..i + 2^j are clear, for j = 1, 2, 3, 4.
+    let mut run = free & (free >> 1);
+    run &= run >> 2;
+    let four = run != 0;
+    run &= run >> 4;
+    run &= run >> 8;
+    let sixteen = run != 0;
+    u64::from(free != 0) | u64::from(four) << 1 | u64::from(sixteen) << 2 | u64::from(v == 0) << 3
+}
+
+/// Summary word `i` of a bitmap of `words` words, word `w` being `word(w)`.
+fn summary_of(i: usize, words: usize, word: impl Fn(usize) -> u64) -> u64 {
+    let ws = i * PER..((i + 1) * PER).min(words);
+    ws.map(|w| room(word(w)) << (4 * (w % PER)))
+        .fold(0, |a, b| a | b)
+}
+
+/// The room level a run of `nbits` must meet in some word: the largest `k`
+/// with `ROOM[k] <= min(64, ⌈nbits / 2⌉)`.
+fn level_for(nbits: u64) -> usize {
+    let half = nbits.div_ceil(2).min(WORD);
+    ROOM.iter()
+        .rposition(|&r| u64::from(r) <= half)
+        .unwrap_or(0)
+}
+
+/// The first word at or after `from` whose room has bit `level`, as the
+/// summary says.
+fn next_with_room(s: &Slot, from: usize, level: usize) -> Option<usize> {
     if from >= s.bitmap.len() {
         return None;
     }
-    let mut i = from / per;
-    let mut bits = s.full[i].load(Relaxed) | below((from % per) as u64);
-    while bits == u64::MAX {
+    let sel = ROOM0 << level;
+    let mut i = from / PER;
+    let mut bits = s.summary[i].load(Relaxed) & sel & !below(4 * (from % PER) as u64);
+    while bits == 0 {
         i += 1;
-        bits = s.full.get(i)?.load(Relaxed);
+        bits = s.summary.get(i)?.load(Relaxed) & sel;
     }
-    let w = i * per + bits.trailing_ones() as usize;
+    let w = i * PER + bits.trailing_zeros() as usize / 4;
     (w < s.bitmap.len()).then_some(w)
 }
 
-/// Brings word `w`'s summary bit in line after our write flipped the word
-/// between full and not full: set or clear it for the value read, re-read, and
-/// repeat until the word did not change meanwhile.
-fn sync_full(s: &Slot, w: usize) {
-    let (f, bit) = (&s.full[w / WORD as usize], 1 << (w % WORD as usize));
+/// `bitmap_find_next_zero_area` for a run of `nbits <= 64`, which lies in
+/// one word or straddles two: a word at a time, with [`run_starts`] for the
+/// runs inside it and its clear top bits plus the next word's clear bottom
+/// bits for the one across; words the summary says have too little room are
+/// skipped.
+fn find_short(s: &Slot, start: u64, nbits: u64) -> Option<u64> {
+    let words = s.bitmap.len();
+    let level = level_for(nbits);
+    let mut w = (start / WORD) as usize;
+    let mut before = below(start % WORD);
+    while w < words {
+        // The run meets a word with this much room: it starts there or in the
+        // word before.
+        let r = next_with_room(s, w, level)?;
+        if r > w + 1 {
+            (w, before) = (r - 1, 0);
+        }
+        let v = s.bitmap[w].load(Relaxed) | before;
+        let starts = run_starts(!v, nbits);
+        if starts != 0 {
+            return Some(w as u64 * WORD + u64::from(starts.trailing_zeros()));
+        }
+        let top = u64::from(v.leading_zeros());
+        if top > 0 && w + 1 < words {
+            let next = s.bitmap[w + 1].load(Relaxed);
+            if top + u64::from(next.trailing_zeros()) >= nbits {
+                return Some((w as u64 + 1) * WORD - top);
+            }
+        }
+        (w, before) = (w + 1, 0);
+    }
+    None
+}
+
+/// Bit `i` set iff bits `i..i + n` of `free` are all set (`1 <= n <= 64`).
+fn run_starts(free: u64, n: u64) -> u64 {
+    let (mut run, mut len) = (free, 1);
+    while len < n {
+        let step = len.min(n - len);
+        run &= run >> step;
+        len += step;
+    }
+    run
+}
+
+/// Brings word `w`'s room in the summary in line after our write changed it:
+/// write the room of the value read (an RMW every time), re-read, and repeat
+/// until the word did not change meanwhile.
+fn sync_room(s: &Slot, w: usize) {
+    let (f, shift) = (&s.summary[w / PER], 4 * (w % PER));
     loop {
         let v = s.bitmap[w].load(Acquire);
-        if v == u64::MAX {
-            f.fetch_or(bit, AcqRel);
-        } else {
-            f.fetch_and(!bit, AcqRel);
-        }
+        let want = room(v) << shift;
+        let set = |old: u64| Some(old & !(0xf << shift) | want);
+        // Always Ok: `set` never declines.
+        let _ = f.fetch_update(AcqRel, Acquire, set);
         if s.bitmap[w].load(Acquire) == v {
             return;
         }
@@ -999,17 +1122,81 @@ mod tests {
         // Someone takes chunk 200 behind the search's back, paying for it.
         s.used.fetch_add(1, AcqRel);
         s.bitmap[3].fetch_or(1 << 8, AcqRel);
+        sync_room(s, 3);
         let before = s.words();
         assert_eq!(pa.claim(s, 10, 300), Err((201, 0)));
         assert_eq!(s.words(), before);
         ok(&pa);
         // A run that fills word 1 and then conflicts: the summary follows.
         s.bitmap[2].fetch_or(1, AcqRel);
+        sync_room(s, 2);
         s.used.fetch_add(1, AcqRel);
         assert_eq!(pa.claim(s, 64, 65), Err((129, 0)));
         assert_eq!(s.words(), pa.snapshot()[0].words);
         ok(&pa);
         assert_eq!(pa.alloc(65 * 64, &mut src).unwrap().pos, 1);
+        ok(&pa);
+    }
+
+    #[test]
+    fn run_starts_finds_runs() {
+        assert_eq!(run_starts(0, 1), 0);
+        assert_eq!(run_starts(u64::MAX, 64), 1);
+        assert_eq!(run_starts(u64::MAX, 63), 0b11);
+        assert_eq!(run_starts(0b1110_0111, 3), 0b0010_0001);
+        assert_eq!(run_starts(0b1110_0111, 4), 0);
+        assert_eq!(run_starts(0xf << 60, 4), 1 << 60);
+        for n in 1..=64 {
+            let want = if n <= 40 { below(41 - n) << 10 } else { 0 };
+            assert_eq!(run_starts(below(50) & !below(10), n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn room_and_levels() {
+        assert_eq!(room(0), 0b1111);
+        assert_eq!(room(u64::MAX), 0);
+        assert_eq!(room(!1), 0b0001);
+        assert_eq!(room(!0b1111), 0b0011);
+        assert_eq!(room(!(0xffff << 48)), 0b0111);
+        assert_eq!(room(!(0x7fff << 49)), 0b0011, "15 clear bits at the top");
+        // Runs of 4 at every offset, including the top of the word.
+        for i in 0..=60 {
+            assert_eq!(room(!(0b1111 << i)), 0b0011, "{i}");
+            assert_eq!(room(!(0b111 << i)) & 0b10, 0, "{i}");
+        }
+        let levels: Vec<usize> = [1, 2, 3, 7, 8, 31, 32, 127, 128, 5000]
+            .iter()
+            .map(|&n| level_for(n))
+            .collect();
+        assert_eq!(levels, [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]);
+        assert_eq!(summary_of(0, 1, |_| 0), 0xf);
+        assert_eq!(summary_of(1, 17, |w| if w == 16 { u64::MAX } else { 0 }), 0);
+        assert_eq!(summary_of(0, 17, |_| 0), u64::MAX);
+    }
+
+    #[test]
+    fn summary_skips_words_without_room() {
+        // Every word has a 3-chunk hole except word 300, which has 20: a
+        // 20-chunk run goes there, a 4-chunk one nowhere, single chunks into
+        // the first hole.
+        let (pa, mut src) = setup(2 * MIB, 1);
+        let all: Vec<Chunk> = (0..32768)
+            .map(|_| pa.alloc(64, &mut src).unwrap())
+            .collect();
+        for w in 0..512 {
+            let len = if w == 300 { 20 } else { 3 };
+            for c in &all[w * 64 + 30..w * 64 + 30 + len] {
+                pa.free(*c, &mut src);
+            }
+        }
+        ok(&pa);
+        let big = pa.alloc(20 * 64, &mut src).unwrap();
+        assert_eq!(big.pos, 300 * 64 + 30);
+        ok(&pa);
+        assert_eq!(pa.alloc(4 * 64, &mut src), None);
+        assert_eq!(pa.alloc(3 * 64, &mut src).unwrap().pos, 30);
+        assert_eq!(pa.alloc(64, &mut src).unwrap().pos, 64 + 30);
         ok(&pa);
     }
 
@@ -1245,222 +1432,5 @@ mod tests {
     #[test]
     fn threads_share_multi_word_packs() {
         stress(32 * KIB, 4, 4, 100_000, 2 * KIB);
-    }
-}
-
-/// Model checks of the races the protocol is about, under `--cfg loom`.
-#[cfg(all(test, loom))]
-mod loom_tests {
-    use super::*;
-    use loom::sync::Arc;
-    use loom::thread;
-    // Plain std atomics: bookkeeping of the test itself, not modelled.
-    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
-
-    const BASE: u64 = 0x1000_0000_0000;
-
-    /// Hands out fresh bases and counts live packs. Only called under the
-    /// allocator's slow-path lock, so a plain counter does.
-    #[derive(Default)]
-    struct Counts {
-        made: AtomicUsize,
-        live: AtomicUsize,
-    }
-
-    struct Src(std::sync::Arc<Counts>, u64);
-
-    impl PackSource for Src {
-        fn alloc_pack(&mut self, size: u64) -> Option<u64> {
-            assert_eq!(size, self.1);
-            self.0.live.fetch_add(1, SeqCst);
-            Some(BASE + self.0.made.fetch_add(1, SeqCst) as u64 * size)
-        }
-        fn free_pack(&mut self, _base: u64, size: u64) {
-            assert_eq!(size, self.1);
-            self.0.live.fetch_sub(1, SeqCst);
-        }
-    }
-
-    struct World {
-        pa: PackAlloc,
-        counts: std::sync::Arc<Counts>,
-        owners: Vec<AtomicU32>,
-    }
-
-    impl World {
-        fn new(pack_size: u64, slots: usize) -> Arc<World> {
-            let pa = PackAlloc::new(pack_size, slots);
-            let n = slots * pa.chunks_per_pack() as usize;
-            Arc::new(World {
-                pa,
-                counts: Default::default(),
-                owners: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            })
-        }
-
-        fn src(&self) -> Src {
-            Src(self.counts.clone(), self.pa.pack_size())
-        }
-
-        fn own(&self, c: Chunk, from: u32, to: u32) {
-            let at = c.slot as usize * self.pa.chunks_per_pack() as usize + c.pos as usize;
-            for o in &self.owners[at..at + c.nbits as usize] {
-                assert_eq!(o.swap(to, SeqCst), from, "chunk {c:?} changed hands");
-            }
-        }
-
-        /// Allocates, checks the chunk is ours and inside the pack in its slot.
-        fn alloc(&self, size: u64, me: u32) -> Option<Chunk> {
-            let c = self.pa.alloc(size, &mut self.src())?;
-            let base = c.addr - u64::from(c.pos) * CHUNK_SIZE;
-            assert_eq!(self.pa.base(c.slot), Some(base));
-            assert_eq!(self.pa.find(c.addr), Some((c.slot, base)));
-            self.own(c, 0, me);
-            Some(c)
-        }
-
-        fn free(&self, c: Chunk, me: u32) {
-            self.own(c, me, 0);
-            let (n, _) = self
-                .pa
-                .free_bits(c.slot, c.pos.into(), c.nbits.into(), &mut self.src());
-            assert_eq!(n, u64::from(c.nbits));
-        }
-
-        fn check_empty(&self) {
-            if let Err(e) = self.pa.check_consistency() {
-                panic!("{e}");
-            }
-            assert_eq!(self.pa.live_packs(), 0);
-            assert_eq!(self.counts.live.load(SeqCst), 0);
-        }
-    }
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(3);
-        }
-        b.check(f);
-    }
-
-    /// Two allocations race for the same chunk and the same new pack.
-    #[test]
-    fn concurrent_allocs() {
-        model(|| {
-            let w = World::new(4096, 2);
-            let w2 = w.clone();
-            let t = thread::spawn(move || {
-                let c = w2.alloc(64, 2).unwrap();
-                w2.free(c, 2);
-            });
-            let c = w.alloc(64, 1).unwrap();
-            w.free(c, 1);
-            t.join().unwrap();
-            w.check_empty();
-        });
-    }
-
-    /// The last free of a pack races an allocation into it.
-    #[test]
-    fn last_free_vs_alloc() {
-        model(|| {
-            let w = World::new(4096, 2);
-            let c = w.alloc(64, 1).unwrap();
-            let w2 = w.clone();
-            let t = thread::spawn(move || {
-                let d = w2.alloc(128, 2).unwrap();
-                w2.free(d, 2);
-            });
-            w.free(c, 1);
-            t.join().unwrap();
-            w.check_empty();
-        });
-    }
-
-    /// Runs straddling a word boundary collide: claims are rolled back.
-    #[test]
-    fn straddling_claims_collide() {
-        model(|| {
-            let w = World::new(8192, 1);
-            let first = w.alloc(64 * 60, 1).unwrap();
-            let w2 = w.clone();
-            let t = thread::spawn(move || {
-                if let Some(d) = w2.alloc(64 * 40, 2) {
-                    w2.free(d, 2);
-                }
-            });
-            let c = w.alloc(64 * 30, 1);
-            t.join().unwrap();
-            w.free(first, 1);
-            if let Some(c) = c {
-                w.free(c, 1);
-            }
-            w.check_empty();
-        });
-    }
-
-    /// A pack is released and made again while another allocation backs off
-    /// from its slot: the back-off's increment survives the re-install.
-    #[test]
-    fn release_and_reinstall_vs_alloc() {
-        model(|| {
-            let w = World::new(4096, 2);
-            let c = w.alloc(64, 1).unwrap();
-            let w2 = w.clone();
-            let t = thread::spawn(move || {
-                let e = w2.alloc(64, 2).unwrap();
-                w2.free(e, 2);
-            });
-            w.free(c, 1);
-            let d = w.alloc(64, 1).unwrap();
-            w.free(d, 1);
-            t.join().unwrap();
-            w.check_empty();
-        });
-    }
-
-    /// A word filled by one thread while another empties it: the summary bit
-    /// ends up matching the word.
-    #[test]
-    fn summary_converges() {
-        model(|| {
-            let w = World::new(8192, 1);
-            let keep = w.alloc(64 * 64, 1).unwrap();
-            let a = w.alloc(64 * 63, 1).unwrap();
-            let w2 = w.clone();
-            let t = thread::spawn(move || w2.alloc(64, 2).unwrap());
-            w.free(a, 1);
-            let b = t.join().unwrap();
-            if let Err(e) = w.pa.check_consistency() {
-                panic!("{e}");
-            }
-            w.free(b, 2);
-            w.free(keep, 1);
-            w.check_empty();
-        });
-    }
-
-    /// A wrong-size free (the whole pack) races an allocation that may be
-    /// claiming across a word boundary: counts stay equal to the bitmap.
-    #[test]
-    fn wrong_size_free_vs_alloc() {
-        model(|| {
-            let w = World::new(8192, 1);
-            let a = w.alloc(64 * 60, 1).unwrap();
-            let w2 = w.clone();
-            let t = thread::spawn(move || w2.pa.alloc(64 * 10, &mut w2.src()));
-            let (n, _) = w.pa.free_bits(a.slot, 0, u64::MAX, &mut w.src());
-            assert!((60..=70).contains(&n));
-            let x = t.join().unwrap();
-            if let Err(e) = w.pa.check_consistency() {
-                panic!("{e}");
-            }
-            if let Some(x) = x {
-                w.pa.free_bits(x.slot, 0, u64::MAX, &mut w.src());
-            }
-            assert_eq!(w.pa.live_packs(), 0);
-            w.check_empty();
-        });
     }
 }

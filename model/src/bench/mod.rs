@@ -1,0 +1,15 @@
+//! Measurements and concurrency checks of the lock-free chunk allocator
+//! ([`crate::kernel::optimised::pack`]):
+//!
+//! - [`baseline`]: the kernel's `bpf_prog_pack` allocator as it is — one mutex
+//!   around plain bitmaps and a first-fit linear search — written for
+//!   comparison;
+//! - [`alloc`]: the workloads that compare the two (`packmodel bench alloc`,
+//!   the criterion benchmarks in `benches/alloc.rs`);
+//! - [`concurrent`]: real threads against one allocator, with an ownership and
+//!   memory oracle and a linearizability check (the `pack_concurrent` fuzz
+//!   target).
+
+pub mod alloc;
+pub mod baseline;
+pub mod concurrent;
