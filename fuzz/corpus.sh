@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Grow a committed corpus the hygienic way: fuzz into a scratch directory
+# (never into corpus/ or fuzz/corpus), then let `cargo fuzz cmin` keep the
+# smallest set of inputs that covers everything both had, and write that back
+# into corpus/<target>/. Crashes land in the scratch directory's artifacts,
+# never in the repository.
+#
+#   fuzz/corpus.sh grow TARGET [SECONDS] [JOBS]   # default 600 s, 1 job
+#
+# Then review and commit: `git status corpus/`, and accept the new lines of
+# snapshots/corpus-decoding.snap (`cargo insta test --review --test corpus`).
+# trace_parser's seeds are corpus/examples/ (text traces, written by hand),
+# which this script does not touch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "${1:-}" = grow ] && [ -n "${2:-}" ] || {
+    echo "usage: fuzz/corpus.sh grow TARGET [SECONDS] [JOBS]" >&2
+    exit 2
+}
+target=$2
+seconds=${3:-600}
+jobs=${4:-1}
+committed=corpus/$target
+[ -d "$committed" ] || { echo "fuzz/corpus.sh: $committed: no such corpus" >&2; exit 2; }
+[ "$target" != trace_parser ] || { echo "fuzz/corpus.sh: trace_parser's corpus is corpus/examples (hand-written)" >&2; exit 2; }
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/new" "$scratch/min" "$scratch/artifacts"
+
+# 1. Fuzz from the committed corpus into the scratch one (the first directory
+#    receives new inputs; the committed one is only read).
+cargo fuzz run "$target" -s none --no-trace-compares "$scratch/new" "$committed" -- \
+    -max_total_time="$seconds" -jobs="$jobs" -workers="$jobs" \
+    -artifact_prefix="$scratch/artifacts/" -print_final_stats=1 || {
+    echo "fuzz/corpus.sh: the run found something: see $scratch/artifacts (kept)" >&2
+    trap - EXIT
+    exit 1
+}
+# 2. Minimise committed + new together (cmin works in place on its directory).
+cp "$committed"/* "$scratch/new"/ 2>/dev/null || true
+cargo fuzz cmin "$target" -s none --no-trace-compares "$scratch/new" -- \
+    -artifact_prefix="$scratch/artifacts/"
+# 3. Write the minimised set back. Named inputs (the encodings of
+#    corpus/examples/, and any a developer named by hand) are curated seeds and
+#    stay even if cmin finds them redundant; inputs named by their SHA-1 are
+#    campaign additions and stay only if cmin kept them.
+before=$(ls "$committed" | wc -l)
+find "$committed" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
+for f in "$scratch/new"/*; do
+    dup=0
+    for c in "$committed"/*; do
+        if cmp -s "$f" "$c"; then dup=1; break; fi
+    done
+    [ $dup = 1 ] || cp "$f" "$committed/$(sha1sum < "$f" | cut -c1-40)"
+done
+echo "corpus/$target: $before inputs before, $(ls "$committed" | wc -l) after cmin"
