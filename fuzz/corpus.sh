@@ -31,8 +31,12 @@ mkdir -p "$scratch/new" "$scratch/min" "$scratch/artifacts"
 
 # 1. Fuzz from the committed corpus into the scratch one (the first directory
 #    receives new inputs; the committed one is only read).
+# With JOBS > 1, libFuzzer's fork of N workers (each logs to fuzz-N.log in the
+# current directory, which .gitignore keeps out).
+parallel=()
+[ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")
 cargo fuzz run "$target" -s none --no-trace-compares "$scratch/new" "$committed" -- \
-    -max_total_time="$seconds" -jobs="$jobs" -workers="$jobs" \
+    -max_total_time="$seconds" "${parallel[@]}" \
     -artifact_prefix="$scratch/artifacts/" -print_final_stats=1 || {
     echo "fuzz/corpus.sh: the run found something: see $scratch/artifacts (kept)" >&2
     trap - EXIT
