@@ -1,11 +1,16 @@
-//! Measurements and concurrency checks of the lock-free chunk allocator
-//! ([`crate::kernel::optimised::pack`]):
+//! Measurements: of the lock-free chunk allocator
+//! ([`crate::kernel::optimised::pack`]) and its concurrency checks, and of the
+//! harness itself:
 //!
 //! - [`baseline`]: the kernel's `bpf_prog_pack` allocator as it is — one mutex
 //!   around plain bitmaps and a first-fit linear search — written for
 //!   comparison;
 //! - [`alloc`]: the workloads that compare the two (`packmodel bench alloc`,
 //!   the criterion benchmarks in `benches/alloc.rs`);
+//! - [`frag`]: direct-map fragmentation, reference vs 4 KiB and 2 MiB packs
+//!   (`packmodel frag`);
+//! - [`harness`]: executions per second of the differential harness
+//!   (`packmodel bench harness`);
 //! - [`concurrent`]: real threads against one allocator, with an ownership and
 //!   memory oracle and a linearizability check (the `pack_concurrent` fuzz
 //!   target).
@@ -13,3 +18,5 @@
 pub mod alloc;
 pub mod baseline;
 pub mod concurrent;
+pub mod frag;
+pub mod harness;

@@ -87,6 +87,25 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Direct-map fragmentation of one BPF workload on three configurations:
+    /// `reference` (a module_alloc per program), `pack-4k` and `pack-2m`.
+    Frag {
+        /// Programs loaded over the run.
+        #[arg(long, default_value_t = 10_000)]
+        programs: usize,
+        /// Seed of the workload.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object keyed by configuration.
+        #[arg(long)]
+        json: bool,
+        /// Also write a plot of DirectMap4k over the run (SVG).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Overwrite `--svg` if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Measure: `bench alloc` (the lock-free chunk allocator against the
     /// kernel's mutex + first-fit design).
     Bench {
@@ -113,6 +132,27 @@ enum BenchCmd {
         /// Seed of the workloads (the same seed makes the same programs).
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Executions per second of the differential harness, in process and
+    /// single-threaded, on the seed corpus and on generated inputs of the
+    /// fuzzer's typical size.
+    Harness {
+        /// Print one JSON object (execs_per_sec, ops_per_sec, inputs,
+        /// peak_rss_bytes, and the same per input set).
+        #[arg(long)]
+        json: bool,
+        /// The seed corpus (fuzz input files).
+        #[arg(long, default_value = "corpus/differential")]
+        corpus: PathBuf,
+        /// Passes over all inputs.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Generated inputs besides the corpus.
+        #[arg(long, default_value_t = 200)]
+        generated: usize,
+        /// Seed of the generated inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -181,6 +221,23 @@ fn main() -> ExitCode {
             }
             Ok(0)
         }
+        Cmd::Bench {
+            what:
+                BenchCmd::Harness {
+                    json,
+                    corpus,
+                    rounds,
+                    generated,
+                    seed,
+                },
+        } => cmd_bench_harness(json, &corpus, rounds, generated, seed),
+        Cmd::Frag {
+            programs,
+            seed,
+            json,
+            svg,
+            force,
+        } => cmd_frag(programs, seed, json, svg.as_deref(), force),
         Cmd::Quirks => {
             print!("{}", quirks_table());
             Ok(0)
@@ -375,6 +432,73 @@ fn cmd_hunt(
         None => print!("\n--- trace ---\n{text}"),
     }
     Ok(1)
+}
+
+fn cmd_bench_harness(
+    json: bool,
+    dir: &Path,
+    rounds: usize,
+    generated: usize,
+    seed: u64,
+) -> Result<u8, Usage> {
+    use packmodel::bench::harness::{HarnessOptions, bench};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Usage(format!("{}: cannot read: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let corpus = files
+        .iter()
+        .map(|f| std::fs::read(f).map_err(|e| Usage(format!("{}: cannot read: {e}", f.display()))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = HarnessOptions {
+        rounds,
+        generated,
+        seed,
+        ..HarnessOptions::default()
+    };
+    let report = bench(&corpus, &opts);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    Ok(0)
+}
+
+fn cmd_frag(
+    programs: usize,
+    seed: u64,
+    json: bool,
+    svg: Option<&Path>,
+    force: bool,
+) -> Result<u8, Usage> {
+    use packmodel::bench::frag::{FragOptions, frag, render, svg as plot, to_json};
+    if programs == 0 {
+        return Err(Usage("--programs: expected at least 1".to_string()));
+    }
+    let opts = FragOptions {
+        programs,
+        seed,
+        ..FragOptions::default()
+    };
+    // Refuse to overwrite before the run, not after it.
+    let file = svg.map(|p| create(p, force)).transpose()?;
+    let results = frag(&opts);
+    if json {
+        println!("{}", to_json(&opts, &results));
+    } else {
+        print!("{}", render(&opts, &results));
+    }
+    if let (Some(mut f), Some(p)) = (file, svg) {
+        f.write_all(plot(&opts, &results).as_bytes())
+            .map_err(|e| Usage(format!("{}: cannot write: {e}", p.display())))?;
+        if !json {
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(0)
 }
 
 fn cmd_encode(path: &Path, out: &Path, force: bool) -> Result<u8, Usage> {

@@ -140,9 +140,21 @@ impl Optimised {
     /// Boots the machine with `quirks`; packs are `PMD_SIZE × nodes`
     /// (ea2babac63d4).
     pub fn new(cfg: MachineConfig, quirks: Quirks) -> Self {
+        Self::with_pack_size(cfg, quirks, PMD_SIZE * cfg.nodes as u64)
+    }
+
+    /// Boots with packs of `pack_size` bytes (a multiple of `PAGE_SIZE`).
+    /// `PAGE_SIZE` is what x86 really ran in v5.18 final and v5.19: once
+    /// 559089e0a93d made huge vmalloc opt-in, the probe `module_alloc()` of
+    /// ef078600eec2 never came back huge and `bpf_prog_pack_size` fell back
+    /// to `PAGE_SIZE` (one 4 KiB page on a PTE per pack, 64 chunks).
+    pub fn with_pack_size(cfg: MachineConfig, quirks: Quirks, pack_size: u64) -> Self {
+        assert!(
+            pack_size >= PAGE_SIZE && pack_size.is_multiple_of(PAGE_SIZE),
+            "pack size {pack_size:#x} is not a multiple of PAGE_SIZE"
+        );
         let mut m = Machine::new(cfg);
         m.free_clears_private = !quirks.has(quirks::Quirk::SplitKeepsPrivate);
-        let pack_size = PMD_SIZE * cfg.nodes as u64;
         let max_packs = (m.nr_pages() * PAGE_SIZE / pack_size) as usize + 1;
         Self {
             core: Core {
