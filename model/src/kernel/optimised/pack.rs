@@ -1285,8 +1285,9 @@ mod tests {
         let mut rng = XorShift(seed);
         let mut live: Vec<Chunk> = Vec::new();
         for op in 0..ops / SCALE {
-            // Phases of growth and of shrinking, so that packs come and go.
-            let grow = if op / 500 % 2 == 0 { 70 } else { 30 };
+            // Phases of growth and of shrinking, so that packs come and go
+            // (shorter phases for the shorter runs under miri).
+            let grow = if op / (500 / SCALE) % 2 == 0 { 70 } else { 30 };
             if live.is_empty() || rng.below(100) < grow {
                 let size = match rng.below(100) {
                     0..70 => 1 + rng.below(512),
@@ -1349,8 +1350,11 @@ mod tests {
             }
         }
         assert_eq!(src.allocs - src.frees, pa.live_packs());
-        // The phases made packs come and go.
-        assert!(src.frees >= 2, "only {} packs released", src.frees);
+        // The phases made packs come and go (too few ops under miri to be
+        // sure of it).
+        if SCALE == 1 {
+            assert!(src.frees >= 2, "only {} packs released", src.frees);
+        }
     }
 
     #[test]
