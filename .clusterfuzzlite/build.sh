@@ -22,12 +22,13 @@ cd "$root/fuzz"
 
 # The image sets SANITIZER (address, undefined, memory, coverage); outside it,
 # or with "none", build without one, which works on stable.
+# (Release is cargo-fuzz's default; the image's scripts pass -O as well.)
 case "${SANITIZER:-none}" in
     none) flags=(-s none --no-trace-compares) ;;
-    *) flags=() ;;
+    *) flags=(-O) ;;
 esac
 targets=$(cargo fuzz list)
-cargo fuzz build -O "${flags[@]}"
+cargo fuzz build "${flags[@]}"
 
 built="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 for t in $targets; do
