@@ -150,7 +150,7 @@ impl Optimised {
     /// to `PAGE_SIZE` (one 4 KiB page on a PTE per pack, 64 chunks).
     pub fn with_pack_size(cfg: MachineConfig, quirks: Quirks, pack_size: u64) -> Self {
         assert!(
-            pack_size >= PAGE_SIZE && pack_size.is_multiple_of(PAGE_SIZE),
+            pack_size >= PAGE_SIZE && pack_size % PAGE_SIZE == 0,
             "pack size {pack_size:#x} is not a multiple of PAGE_SIZE"
         );
         let mut m = Machine::new(cfg);
