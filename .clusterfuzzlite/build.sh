@@ -38,7 +38,11 @@ for t in $targets; do
     [ "$t" = trace_parser ] && corpus="$root/corpus/examples"
     if [ -d "$corpus" ]; then
         rm -f "$OUT/${t}_seed_corpus.zip"
-        (cd "$corpus" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./*)
+        if command -v zip >/dev/null 2>&1; then
+            (cd "$corpus" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./*)
+        else
+            python3 -m zipfile -c "$OUT/${t}_seed_corpus.zip" "$corpus"/*
+        fi
     fi
 done
 echo "built into $OUT: $(echo $targets)"
