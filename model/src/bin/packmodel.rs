@@ -334,6 +334,20 @@ fn create(out: &Path, force: bool) -> Result<std::fs::File, Usage> {
     })
 }
 
+/// The contents of the files in `dir` that `keep` accepts, in name order.
+fn read_corpus(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<Vec<u8>>, Usage> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Usage(format!("{}: cannot read: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| keep(p))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read(f).map_err(|e| Usage(format!("{}: cannot read: {e}", f.display()))))
+        .collect()
+}
+
 fn cmd_hunt(
     quirks: &str,
     seconds: f64,
@@ -352,21 +366,10 @@ fn cmd_hunt(
             out.display()
         )));
     }
-    let mut inputs = Vec::new();
-    if let Some(dir) = corpus {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Usage(format!("{}: cannot read: {e}", dir.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "bin"))
-            .collect();
-        files.sort();
-        for f in files {
-            inputs.push(
-                std::fs::read(&f)
-                    .map_err(|e| Usage(format!("{}: cannot read: {e}", f.display())))?,
-            );
-        }
-    }
+    let inputs = match corpus {
+        Some(dir) => read_corpus(dir, |p| p.extension().is_some_and(|x| x == "bin"))?,
+        None => Vec::new(),
+    };
     let opts = HuntOptions {
         quirks,
         seed,
@@ -442,16 +445,7 @@ fn cmd_bench_harness(
     seed: u64,
 ) -> Result<u8, Usage> {
     use packmodel::bench::harness::{HarnessOptions, bench};
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Usage(format!("{}: cannot read: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let corpus = files
-        .iter()
-        .map(|f| std::fs::read(f).map_err(|e| Usage(format!("{}: cannot read: {e}", f.display()))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let corpus = read_corpus(dir, |p| p.is_file())?;
     let opts = HarnessOptions {
         rounds,
         generated,
