@@ -27,7 +27,7 @@ use std::sync::Mutex as StdMutex;
 
 use loom::sync::Arc;
 use loom::thread;
-use packmodel::kernel::optimised::pack::{CHUNK_SIZE, Chunk, PackAlloc, PackSource};
+use packmodel::kernel::optimised::pack::{CHUNK_SIZE, Chunk, FreeOutcome, PackAlloc, PackSource};
 
 /// Where the source's packs start. Bases are never reused, so that a stale
 /// base is told apart from a live one.
@@ -154,10 +154,13 @@ impl World {
             );
             *log.held.get_mut(&base).unwrap() -= 1;
         }
-        let (n, _) = self
+        let (n, outcome) = self
             .pa
             .free_bits(c.slot, c.pos.into(), c.nbits.into(), &mut self.src());
         assert_eq!(n, u64::from(c.nbits), "{c:?}: bits were not all set");
+        if let FreeOutcome::PackReleased { base: b } = outcome {
+            assert_eq!(b, base, "free of {c:?} released another pack");
+        }
     }
 
     fn consistent(&self) {
@@ -384,6 +387,29 @@ fn release_and_reinstall_vs_alloc() {
         w.free(c, 1);
         let d = w.alloc(64, 1).unwrap();
         w.free(d, 1);
+        t.join().unwrap();
+        w.check_empty();
+    });
+}
+
+/// The last free of a pack races the same pack being emptied, released, made
+/// again in the same slot and emptied once more by another thread: the first
+/// freer, having brought `used` to 0 of the old pack, must not release the
+/// new one (an ABA on the slot; found by the `pack_concurrent` fuzz target).
+#[test]
+fn stale_release_vs_reinstall() {
+    model(|| {
+        let w = World::new(4096, 1);
+        let c = w.alloc(64, 1).unwrap();
+        let w2 = w.clone();
+        let t = thread::spawn(move || {
+            for _ in 0..2 {
+                if let Some(d) = w2.alloc(64, 2) {
+                    w2.free(d, 2);
+                }
+            }
+        });
+        w.free(c, 1);
         t.join().unwrap();
         w.check_empty();
     });

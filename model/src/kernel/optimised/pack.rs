@@ -43,9 +43,12 @@
 //!
 //! # Protocol
 //!
-//! Each slot has a `used` counter whose top bit is `DEAD`: set while the slot
-//! holds no pack. Its low bits count chunks *paid for*: every bit set in the
-//! bitmap was paid for by a reservation, and is refunded by whoever clears it.
+//! Each slot has a `used` word: its top bit is `DEAD`, set while the slot
+//! holds no pack; the next [`GEN_BITS`] bits are the slot's *generation*,
+//! bumped by every release; the low [`COUNT_BITS`] bits, its *count*, count
+//! chunks *paid for*: every bit set in the bitmap was paid for by a
+//! reservation, and is refunded by whoever clears it. "`used` = 0" below means
+//! a live slot with count 0 (any generation).
 //!
 //! - **Reserve, then claim.** An allocator first adds `nbits` to `used`
 //!   (`fetch_add`). If the value it added to had `DEAD`, it backs off
@@ -68,22 +71,32 @@
 //!   kernel `pack_mutex` serialises those.)
 //! - **Release.** Whoever brings `used` to exactly 0 by a subtraction (a freer,
 //!   an allocator giving back, a back-off) tries to release: under the mutex it
-//!   does `compare_exchange(used, 0, DEAD)`, and only if that succeeds it calls
+//!   does `compare_exchange(v, DEAD | next generation)`, where `v` is the exact
+//!   word its subtraction left, and only if that succeeds it calls
 //!   [`PackSource::free_pack`] and resets the summary. A failed CAS means someone
-//!   reserved or pinned meanwhile; that someone will try again when it subtracts.
+//!   reserved or pinned meanwhile, or released the pack; whoever brings the
+//!   count to 0 next will try again. The generation in `v` is what makes this
+//!   safe: between the subtraction and the mutex, another thread may release
+//!   the pack, install a new one in the slot and empty that too, so that the
+//!   count is 0 again; comparing the count alone, the late releaser would then
+//!   free the *new* pack, which its emptier meant to release (an ABA on the
+//!   slot, found by the `pack_concurrent` fuzz target and kept as the loom
+//!   model `stale_release_vs_reinstall`). The generation wraps after
+//!   2^[`GEN_BITS`] releases of one slot; an ABA then needs exactly that many
+//!   releases to pass while one thread waits for the mutex.
 //!   (So under concurrency a free that empties a pack may report
 //!   [`FreeOutcome::Freed`] and leave the release to an allocation that then
 //!   took nothing; sequentially the outcome is the kernel's.)
 //! - **Install** (under the mutex, in a slot with `DEAD`): zero the bitmap, set
 //!   bits `0..nbits`, write the summary and the base, then clear `DEAD` and add
-//!   `nbits` in one `fetch_sub(DEAD - nbits)`, so that increments from allocators
-//!   that saw `DEAD` and have not yet backed off are kept and net out when they
-//!   subtract.
+//!   `nbits` in one `fetch_sub(DEAD - nbits)` (the generation is kept), so that
+//!   increments from allocators that saw `DEAD` and have not yet backed off are
+//!   kept and net out when they subtract.
 //!
 //! Invariants (`pending` = reservations and pins not yet given back, bits cleared
 //! but not yet refunded, back-off increments not yet subtracted):
 //!
-//! 1. `used & !DEAD = popcount(bitmap) + pending`, hence `used = 0` implies an
+//! 1. count = `popcount(bitmap) + pending`, hence `used = 0` implies an
 //!    empty bitmap and nobody holding a reservation, a pin or a claim;
 //! 2. after the release CAS puts `DEAD` in, every later reservation or pin sees
 //!    `DEAD` and touches nothing but `used`, so the bitmap, summary and base of a
@@ -94,7 +107,7 @@
 //!    never released under an owner of a chunk — unless a wrong-size free
 //!    cleared that owner's bits, the kernel's own bug, which is modelled.
 //! 4. at quiescence, each word's summary equals its room, every live pack has a
-//!    chunk in use, and a free slot has `used == DEAD` and an empty bitmap
+//!    chunk in use, and a free slot has count 0 and an empty bitmap
 //!    ([`PackAlloc::check_consistency`]).
 //!
 //! The summary converges (4) because the thread whose write changes a word's
@@ -129,8 +142,27 @@ pub const CHUNK_SIZE: u64 = 1 << CHUNK_SHIFT;
 
 /// Bits in a bitmap word and in a summary word.
 const WORD: u64 = u64::BITS as u64;
-/// Flag in a slot's `used` counter: the slot holds no pack.
+/// Flag in a slot's `used` word: the slot holds no pack.
 const DEAD: u64 = 1 << 63;
+/// Bits of a slot's count (the low bits of `used`). The count never exceeds
+/// the chunks of a pack (at most 2^24, see [`PackAlloc::new`]) times the
+/// threads plus one, so 40 bits hold it for 65,535 threads.
+pub const COUNT_BITS: u32 = 40;
+/// Bits of a slot's generation (between the count and `DEAD`).
+pub const GEN_BITS: u32 = 63 - COUNT_BITS;
+const COUNT: u64 = (1 << COUNT_BITS) - 1;
+const GEN: u64 = DEAD - 1 - COUNT;
+
+/// The count of a `used` word.
+fn count(used: u64) -> u64 {
+    used & COUNT
+}
+
+/// The `used` word that releases a slot whose word was `used`: `DEAD`, count
+/// 0, the generation after `used`'s (wrapping).
+fn released(used: u64) -> u64 {
+    DEAD | ((used & GEN).wrapping_add(COUNT + 1) & GEN)
+}
 
 /// `BPF_PROG_SIZE_TO_NBITS`: chunks for `size` bytes.
 pub fn size_to_nbits(size: u64) -> u64 {
@@ -178,7 +210,8 @@ pub struct PackSnapshot {
 
 /// One pack slot: `struct bpf_prog_pack` with its bitmap preallocated.
 struct Slot {
-    /// Chunks paid for, plus `DEAD` while the slot holds no pack.
+    /// Chunks paid for (the count), the generation, and `DEAD` while the
+    /// slot holds no pack.
     used: AtomicU64,
     /// The pack's base address; meaningful while `used` has no `DEAD`.
     base: AtomicU64,
@@ -237,10 +270,7 @@ impl PackAlloc {
             "pack size {pack_size:#x} is not a positive multiple of 4 KiB"
         );
         let chunks = pack_size >> CHUNK_SHIFT;
-        assert!(
-            u32::try_from(chunks).is_ok(),
-            "pack size {pack_size:#x} too large"
-        );
+        assert!(chunks <= 1 << 24, "pack size {pack_size:#x} too large");
         assert!(u32::try_from(max_packs).is_ok(), "too many packs");
         let words = (chunks / WORD) as usize;
         PackAlloc {
@@ -355,7 +385,7 @@ impl PackAlloc {
     /// exact when quiescent).
     pub fn used_chunks(&self) -> u64 {
         let counts = self.slots.iter().map(|s| s.used.load(Acquire));
-        counts.filter(|u| u & DEAD == 0).sum()
+        counts.filter(|u| u & DEAD == 0).map(count).sum()
     }
 
     /// Checks, for a quiescent allocator: summary bits against the bitmap,
@@ -368,18 +398,19 @@ impl PackAlloc {
             let words = s.words();
             let pop: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
             if used & DEAD != 0 {
-                if used != DEAD {
+                if count(used) != 0 {
                     return Err(format!(
-                        "slot {i}: free slot has used = DEAD + {}",
-                        used & !DEAD
+                        "slot {i}: free slot has a count of {}",
+                        count(used)
                     ));
                 }
                 if pop != 0 {
                     return Err(format!("slot {i}: free slot has {pop} chunks set"));
                 }
             } else {
+                let used = count(used);
                 if used != pop {
-                    return Err(format!("slot {i}: used = {used} but {pop} chunks set"));
+                    return Err(format!("slot {i}: count = {used} but {pop} chunks set"));
                 }
                 if used == 0 {
                     return Err(format!("slot {i}: live pack with no chunk in use"));
@@ -446,16 +477,23 @@ impl PackAlloc {
         s.used.fetch_sub(DEAD - nbits, AcqRel);
     }
 
-    /// Subtracts `n` from the slot's `used`; if that made it 0, tries to
+    /// Subtracts `n` from the slot's count; if that made `used` 0, tries to
     /// release the pack. Returns the released pack's base.
     fn give_back(&self, idx: usize, n: u64, src: &mut dyn PackSource, lock: Lock) -> Option<u64> {
-        if self.slots[idx].used.fetch_sub(n, AcqRel) != n {
+        let s = &self.slots[idx];
+        let prev = s.used.fetch_sub(n, AcqRel);
+        debug_assert!(count(prev) >= n, "slot {idx}: count {prev:#x} below {n}");
+        let left = prev - n;
+        if left & (DEAD | COUNT) != 0 {
             return None;
         }
         let _guard = (lock == Lock::Take).then(|| self.lock());
-        let s = &self.slots[idx];
-        // Fails if someone reserved or pinned since; they will try again.
-        s.used.compare_exchange(0, DEAD, AcqRel, Relaxed).ok()?;
+        // Fails if someone reserved or pinned since (they will try again), or
+        // if the pack we emptied was released, even if a new pack in this
+        // slot is now empty too (its generation differs; see the module doc).
+        s.used
+            .compare_exchange(left, released(left), AcqRel, Relaxed)
+            .ok()?;
         let base = s.base.load(Relaxed);
         let words = s.bitmap.len();
         for (i, f) in s.summary.iter().enumerate() {
@@ -485,7 +523,7 @@ impl PackAlloc {
         // threads' transient reservations and pins, so the slow path's retry
         // (lock held) does not trust it: a nearly full pack is not passed over
         // for a new one just because someone was freeing into it.
-        if used & DEAD != 0 || (lock == Lock::Take && used + nbits > self.chunks) {
+        if used & DEAD != 0 || (lock == Lock::Take && count(used) + nbits > self.chunks) {
             return None;
         }
         // Acquire: if the slot is live we see its install (base, bitmap).
@@ -1112,6 +1150,43 @@ mod tests {
         );
         ok(&pa);
         assert_eq!(PackAlloc::new(4096, 0).alloc(1, &mut src), None);
+    }
+
+    #[test]
+    fn generations_wrap_within_their_bits() {
+        assert_eq!(released(0), DEAD | (COUNT + 1));
+        assert_eq!(released(GEN), DEAD, "the last generation wraps to 0");
+        assert_eq!(released(DEAD | GEN), DEAD);
+        let live = GEN - (COUNT + 1);
+        assert_eq!(released(live), DEAD | GEN);
+        assert_eq!(count(DEAD | GEN | 7), 7);
+    }
+
+    /// A release bumps the slot's generation and a pack installed later in
+    /// the slot keeps it (the race it guards is the loom model
+    /// `stale_release_vs_reinstall`).
+    #[test]
+    fn release_bumps_the_generation() {
+        let (pa, mut src) = setup(4096, 1);
+        let used = |pa: &PackAlloc| pa.slots[0].used.load(Relaxed);
+        assert_eq!(used(&pa), DEAD);
+        let a = pa.alloc(64, &mut src).unwrap();
+        assert_eq!(used(&pa), 1);
+        assert!(matches!(
+            pa.free(a, &mut src),
+            FreeOutcome::PackReleased { .. }
+        ));
+        assert_eq!(used(&pa), DEAD | (COUNT + 1));
+        let b = pa.alloc(128, &mut src).unwrap();
+        assert_eq!(used(&pa), (COUNT + 1) | 2);
+        assert_eq!(pa.used_chunks(), 2);
+        ok(&pa);
+        assert!(matches!(
+            pa.free(b, &mut src),
+            FreeOutcome::PackReleased { .. }
+        ));
+        assert_eq!(used(&pa), DEAD | (2 * (COUNT + 1)));
+        ok(&pa);
     }
 
     #[test]
