@@ -2,7 +2,9 @@
 //! order in which the trace created them (`v0`, `pg0`, `prog0`), never by
 //! address. The same ops come from text traces and from fuzz bytes.
 
-use crate::kernel::VmallocFlags;
+use std::cell::RefCell;
+
+use crate::kernel::{Text, VmallocFlags};
 
 /// The n-th vmalloc area the trace created (`v<n>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,18 +181,35 @@ pub mod limits {
 /// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push
 /// rbp; mov rbp,rsp`, a body of odd bytes, `leave; ret`), different for every
 /// program, and never 0xCC, so that INT3 padding and text cannot be confused.
-pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
+///
+/// Each kernel of a run loads the same program in turn, so the last text made
+/// is kept (per thread) and handed out again.
+pub fn prog_text(id: ProgId, len: u32) -> Text {
+    thread_local! {
+        static LAST: RefCell<Option<(ProgId, u32, Text)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((i, l, t)) if *i == id && *l == len => t.clone(),
+        _ => {
+            let t: Text = make_text(id, len).into();
+            *last = Some((id, len, t.clone()));
+            t
+        }
+    })
+}
+
+fn make_text(id: ProgId, len: u32) -> Vec<u8> {
     const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
     const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
     let len = len as usize;
-    let mut t = Vec::with_capacity(len + 8);
+    let mut t = vec![0; len.next_multiple_of(8)];
     let mut x = 0x243f_6a88_85a3_08d3u64 ^ ((id.0 as u64) << 32);
-    while t.len() < len {
+    for word in t.chunks_exact_mut(8) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // Odd bytes only: never 0xcc, and no per-byte branch.
-        t.extend((x | 0x0101_0101_0101_0101).to_le_bytes());
+        word.copy_from_slice(&(x | 0x0101_0101_0101_0101).to_le_bytes());
     }
     t.truncate(len);
     let p = PROLOGUE.len().min(len);
@@ -204,7 +223,7 @@ pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
 /// The text of subprogram `i` of a multi-subprogram load (never a live
 /// program's: the ids count down from the top).
 pub fn subprog_text(i: usize, len: u32) -> Vec<u8> {
-    prog_text(ProgId(u32::MAX - i as u32), len)
+    make_text(ProgId(u32::MAX - i as u32), len)
 }
 
 #[cfg(test)]
@@ -218,7 +237,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(&a[..9], &b[..9]);
         assert_eq!(&a[298..], &[0xc9, 0xc3]);
-        assert!(a.iter().chain(&b).all(|&x| x != 0xcc));
-        assert_eq!(prog_text(ProgId(0), 3), vec![0x0f, 0x1f, 0x44]);
+        assert!(a.iter().chain(b.iter()).all(|&x| x != 0xcc));
+        assert_eq!(&prog_text(ProgId(0), 3)[..], &[0x0f, 0x1f, 0x44]);
+        assert_eq!(prog_text(ProgId(1), 300), b, "the kept text is the same");
+        assert_eq!(&prog_text(ProgId(1), 299)[..297], &b[..297]);
     }
 }

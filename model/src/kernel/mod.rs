@@ -14,7 +14,7 @@ use crate::machine::oops::Fault;
 use crate::machine::{Machine, MachineConfig};
 
 pub use optimised::quirks::Quirks;
-pub use probe::{Image, ImageSlot, Landing};
+pub use probe::{Image, ImageSlot, Landing, Text};
 
 /// An error a kernel call returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -205,7 +205,7 @@ pub trait Kernel {
     /// making it executable. `align` is the JIT's image alignment (a power of
     /// two ≤ 8) and `rand` stands for `get_random_u32()` in the choice of the
     /// random start.
-    fn bpf_prog_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno>;
+    fn bpf_prog_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno>;
     /// The JIT error path: allocate the binary for a `len`-byte program, fail
     /// before finalising, free it.
     fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno>;

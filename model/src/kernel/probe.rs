@@ -12,6 +12,9 @@ use super::Prog;
 use crate::machine::Machine;
 use crate::machine::oops::FaultCause;
 
+/// A program's text, shared rather than copied.
+pub type Text = std::sync::Arc<[u8]>;
+
 /// What a loaded program looks like in executable memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
@@ -22,8 +25,9 @@ pub struct Image {
     pub header_len: u64,
     /// Where the text starts (the header's end plus the random lead-in hole).
     pub text_start: u64,
-    /// The program text as the JIT produced it.
-    pub text: Vec<u8>,
+    /// The program text as the JIT produced it (shared with the caller and
+    /// the other kernel: a program may be megabytes).
+    pub text: Text,
     /// Bytes the allocation spans, from `header` (chunks or pages).
     pub alloc_size: u64,
 }

@@ -231,6 +231,62 @@ impl Buddy {
         self.add(mm, pfn, order, to_tail);
     }
 
+    /// What `free_one_page(pfn + i, 0)` for `i` in `0..2^order`, in that order,
+    /// leaves behind, without the per-page list traffic — `__vunmap` freeing
+    /// a huge area's split pages one by one. `pfn` is aligned to `2^order`,
+    /// `order < MAX_ORDER - 1`, and none of the pages is free.
+    ///
+    /// Freeing page `i` merges it with the free blocks below it inside the
+    /// run, over the trailing ones of `i`, so that before each free the pages
+    /// below form one block per set bit of `i`. Hence, for each order
+    /// `j < order`, the blocks added to the order-`j` list on the way are those
+    /// starting at multiples of `2^(j+1)`, each taken off again by a later
+    /// merge before the next is added: the list ends as it began, except
+    /// that the `lru` word of its head (for an add at the head) or tail (at the
+    /// tail) that the add and the del rewrote now points at the list head. An
+    /// add goes to the tail (`buddy_merge_likely`) when the block's higher
+    /// buddy is free: inside the run that is when bit `j + 1` of its offset is
+    /// set; for `j + 1 = order`, the block beyond the run decides. Every even
+    /// page was once a block head and was deleted (`LIST_POISON`, `_mapcount`
+    /// -1, `private` 0); odd pages were never on a list. The last free then
+    /// merges the whole run and goes on like `free_one_page(pfn, order)`.
+    pub fn free_run_ascending(&mut self, mm: &mut Memmap, pfn: u64, order: u32) {
+        debug_assert!(order < MAX_ORDER - 1 && pfn % (1 << order) == 0);
+        debug_assert!((pfn..pfn + (1 << order)).all(|p| !self.is_free(p)));
+        let node = self.node_of(pfn);
+        for j in 0..order {
+            let o = j as usize;
+            let (head, tail) = (self.zones[node].head[o], self.zones[node].tail[o]);
+            let adds = 1u64 << (order - j - 1);
+            let (to_head, to_tail) = if j + 1 == order {
+                if self.buddy_merge_likely(pfn, j) {
+                    (0, 1)
+                } else {
+                    (1, 0)
+                }
+            } else {
+                // Offsets m * 2^(j+1): odd m have bit j + 1 set.
+                (adds - adds / 2, adds / 2)
+            };
+            if to_head > 0 && head != NONE {
+                mm.page_mut(head as u64)
+                    .set_word(W_LRU_PREV, free_list_addr(node, j));
+            }
+            if to_tail > 0 && tail != NONE {
+                mm.page_mut(tail as u64)
+                    .set_word(W_LRU_NEXT, free_list_addr(node, j));
+            }
+        }
+        for p in (pfn..pfn + (1 << order)).step_by(2) {
+            let page = mm.page_mut(p);
+            page.set_word(W_LRU_NEXT, LIST_POISON1);
+            page.set_word(W_LRU_PREV, LIST_POISON2);
+            page.set_mapcount_raw(-1);
+            page.set_private(0);
+        }
+        self.free_one_page(mm, pfn, order);
+    }
+
     /// `buddy_merge_likely()`: is the buddy of the next order up free, so that
     /// this block is likely to merge soon? Then it goes to the tail.
     fn buddy_merge_likely(&self, pfn: u64, order: u32) -> bool {
@@ -367,6 +423,96 @@ mod tests {
         b.free_one_page(&mut mm, c, 0);
         assert_eq!(b.rmqueue(&mut mm, 0, 0), Some(c));
         assert_ne!(a, c);
+    }
+
+    /// Every page's words, and each list's blocks, tail and count.
+    type State = (Vec<[u64; 8]>, Vec<Vec<(u64, u32)>>);
+
+    /// Everything a free leaves behind.
+    fn state(mm: &Memmap, b: &Buddy) -> State {
+        let words = (0..mm.nr_pages()).map(|p| mm.page(p).words()).collect();
+        let mut lists = Vec::new();
+        for z in &b.zones {
+            for o in 0..MAX_ORDER {
+                let mut l = Vec::new();
+                let mut p = z.head[o as usize];
+                while p != NONE {
+                    l.push((p as u64, u32::from(b.free_order.get(p as usize))));
+                    assert!(l.len() <= mm.nr_pages() as usize, "list loops");
+                    p = b.next.get(p as usize);
+                }
+                lists.push(l);
+                lists.push(vec![(
+                    z.tail[o as usize] as u64,
+                    z.nr_free[o as usize] as u32,
+                )]);
+            }
+            lists.push(vec![(z.untouched, 0)]);
+        }
+        (words, lists)
+    }
+
+    /// `free_run_ascending` against page-by-page frees, over buddy states
+    /// scattered by random allocations and frees, with scribbled `lru` words
+    /// on free pages (which the list traffic rewrites).
+    #[test]
+    fn run_free_equals_page_by_page_frees() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut merged_on = 0;
+        for case in 0..60 {
+            let (mut mm, mut b) = setup(4096, 1 + (case % 2) as usize);
+            let mut held: Vec<(u64, u32)> = Vec::new();
+            for _ in 0..rnd(40) {
+                if !held.is_empty() && rnd(3) == 0 {
+                    let (p, o) = held.swap_remove(rnd(held.len() as u64) as usize);
+                    b.free_one_page(&mut mm, p, o);
+                } else {
+                    let o = rnd(6) as u32;
+                    if let Some(p) = b.rmqueue(&mut mm, o, rnd(2) as usize % b.nr_nodes()) {
+                        held.push((p, o));
+                    }
+                }
+            }
+            // Scribble on the free blocks' `lru` words (as a driver may).
+            for p in 0..4096 {
+                if b.free_order.get(p as usize) != NOT_FREE {
+                    mm.page_mut(p).set_word(W_LRU_PREV, 0xdead);
+                    mm.page_mut(p).set_word(W_LRU_NEXT, 0xbeef);
+                }
+            }
+            let order = 1 + rnd(9) as u32;
+            let Some(run) = b.rmqueue(&mut mm, order, 0) else {
+                continue;
+            };
+            // Sometimes the run's buddy is free, so that the run merges on.
+            if rnd(2) == 0 {
+                if let Some(other) = b.rmqueue(&mut mm, order, 0) {
+                    b.free_one_page(&mut mm, other, order);
+                }
+                if b.is_free(run ^ (1 << order)) {
+                    merged_on += 1;
+                }
+            }
+            let (mut mm2, mut b2) = (mm.clone(), b.clone());
+            b.free_run_ascending(&mut mm, run, order);
+            for p in run..run + (1 << order) {
+                b2.free_one_page(&mut mm2, p, 0);
+            }
+            assert!(
+                state(&mm, &b) == state(&mm2, &b2),
+                "case {case}: run {run:#x} order {order} differs"
+            );
+        }
+        assert!(
+            merged_on > 5,
+            "only {merged_on} runs merged beyond themselves"
+        );
     }
 
     #[test]

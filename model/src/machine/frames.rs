@@ -45,6 +45,17 @@ pub fn boot_byte(pfn: u64, off: usize) -> u8 {
     if b == 0xcc { 0x4c } else { b }
 }
 
+/// The boot garbage of all of frame `pfn`: [`boot_byte`] a word at a time.
+fn boot_page(pfn: u64, buf: &mut [u8; PS]) {
+    for (w, word) in buf.chunks_exact_mut(8).enumerate() {
+        let v = splitmix64(pfn.wrapping_mul(PAGE_SIZE / 8) + w as u64);
+        word.copy_from_slice(&v.to_le_bytes());
+        for b in word.iter_mut().filter(|b| **b == 0xcc) {
+            *b = 0x4c;
+        }
+    }
+}
+
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -96,6 +107,9 @@ impl Frames {
     pub fn read(&self, pfn: u64, off: usize, buf: &mut [u8]) {
         debug_assert!(off + buf.len() <= PS);
         match *self.state.get(pfn as usize) {
+            Content::Boot if off == 0 && buf.len() == PS => {
+                boot_page(pfn, buf.try_into().expect("a whole page"));
+            }
             Content::Boot => {
                 for (i, b) in buf.iter_mut().enumerate() {
                     *b = boot_byte(pfn, off + i);
@@ -110,8 +124,14 @@ impl Frames {
     pub fn write(&mut self, pfn: u64, off: usize, data: &[u8]) {
         debug_assert!(off + data.len() <= PS);
         self.note_write(pfn);
-        if data.len() == PS && data.iter().all(|&b| b == data[0]) {
-            return self.fill(pfn, 0, PS, data[0]);
+        if data.len() == PS {
+            if data.iter().all(|&b| b == data[0]) {
+                return self.fill(pfn, 0, PS, data[0]);
+            }
+            // The old contents are all overwritten: do not build them first.
+            let buf = self.buffer(pfn);
+            buf.copy_from_slice(data);
+            return;
         }
         let buf = self.materialise(pfn);
         buf[off..off + data.len()].copy_from_slice(data);
@@ -149,10 +169,24 @@ impl Frames {
         }
     }
 
+    /// Frame `pfn`'s private buffer, holding what the frame held.
     fn materialise(&mut self, pfn: u64) -> &mut [u8; PS] {
+        let old = *self.state.get(pfn as usize);
+        let buf = self.buffer(pfn);
+        match old {
+            Content::Boot => boot_page(pfn, buf),
+            Content::Fill(v) => buf.fill(v),
+            Content::Data(_) => {}
+        }
+        buf
+    }
+
+    /// Frame `pfn`'s private buffer, with unspecified contents if it had
+    /// none: for callers that overwrite all of it.
+    fn buffer(&mut self, pfn: u64) -> &mut [u8; PS] {
         let slot = match *self.state.get(pfn as usize) {
             Content::Data(i) => i,
-            old => {
+            _ => {
                 let i = match self.spare.pop() {
                     Some(i) => i,
                     None => {
@@ -160,16 +194,6 @@ impl Frames {
                         (self.pool.len() - 1) as u32
                     }
                 };
-                let buf = &mut self.pool[i as usize];
-                match old {
-                    Content::Boot => {
-                        for (o, b) in buf.iter_mut().enumerate() {
-                            *b = boot_byte(pfn, o);
-                        }
-                    }
-                    Content::Fill(v) => buf.fill(v),
-                    Content::Data(_) => unreachable!(),
-                }
                 self.state.set(pfn as usize, Content::Data(i));
                 i
             }
@@ -214,5 +238,30 @@ mod tests {
         assert_eq!(f.content(1), Content::Fill(0xcc));
         f.write(2, 0, &[0xcc; PS]);
         assert_eq!(f.content(2), Content::Fill(0xcc));
+    }
+
+    #[test]
+    fn whole_page_paths_agree_with_the_byte_paths() {
+        let mut f = Frames::new(8);
+        let mut page = [0u8; PS];
+        f.read(5, 0, &mut page);
+        assert!((0..PS).all(|o| page[o] == boot_byte(5, o)));
+        // A partial write materialises the boot garbage around it.
+        f.write(5, 100, &[1, 2]);
+        let mut again = [0u8; PS];
+        f.read(5, 0, &mut again);
+        assert_eq!(&again[..100], &page[..100]);
+        assert_eq!(&again[100..102], &[1, 2]);
+        assert_eq!(&again[102..], &page[102..]);
+        // A whole-page write over a filled frame leaves nothing of the fill.
+        let data: Vec<u8> = (0..PS).map(|i| i as u8).collect();
+        f.fill(6, 0, PS, 0xcc);
+        f.write(6, 0, &data);
+        f.read(6, 0, &mut again);
+        assert_eq!(&again[..], &data[..]);
+        // And over a frame that had a buffer, whose buffer it reuses.
+        f.write(5, 0, &data);
+        f.read(5, 0, &mut again);
+        assert_eq!(&again[..], &data[..]);
     }
 }

@@ -5,6 +5,7 @@
 //! `check_free_page`, `bad_page`, and `get_page` / `put_page` / `page_count`.
 
 use super::Machine;
+use super::consts::PMD_ORDER;
 use super::oops::{Oops, PageDump};
 use super::page::{COMPOUND_PAGE_DTOR, PAGE_MAPPING_FLAGS, TAIL_MAPPING, W_LRU_NEXT, page_ptr, pg};
 
@@ -125,6 +126,52 @@ impl Machine {
                 o -= 1;
                 self.free_the_page(pfn + (1 << o), o);
             }
+        }
+    }
+
+    /// `__free_pages(page, 0)` for each page in turn: `__vunmap()`'s loop over
+    /// `area->pages`. Same result as calling [`Machine::__free_pages`] page by
+    /// page; an aligned run of `2^k` consecutive pages that all reach the
+    /// buddy allocator is merged there a run at a time
+    /// ([`Buddy::free_run_ascending`](super::buddy::Buddy::free_run_ascending)).
+    /// The per-page checks run first for the whole run, which changes nothing
+    /// they see: the buddy allocator writes only free pages' `struct page`s.
+    pub fn __free_pages_each(&mut self, pages: &[u64]) {
+        let mut i = 0;
+        while i < pages.len() {
+            let pfn = pages[i];
+            let rest = &pages[i..];
+            let fits = |k: u32| {
+                pfn % (1 << k) == 0
+                    && rest.len() >= 1 << k
+                    && rest[(1 << k) - 1] == pfn + (1 << k) - 1
+                    && rest[..1 << k].windows(2).all(|w| w[1] == w[0] + 1)
+            };
+            let Some(k) = (1..=PMD_ORDER).rev().find(|&k| fits(k)) else {
+                self.__free_pages(pfn, 0);
+                i += 1;
+                continue;
+            };
+            let n = 1u64 << k;
+            let mut freed = Vec::with_capacity(n as usize);
+            for p in pfn..pfn + n {
+                // __free_pages(p, 0) up to the buddy allocator.
+                if self.put_page_testzero(p) {
+                    if self.free_pages_prepare(p, 0) {
+                        freed.push(p);
+                    } else {
+                        self.leaked.push((p, 0));
+                    }
+                }
+            }
+            if freed.len() as u64 == n {
+                self.buddy.free_run_ascending(&mut self.mm, pfn, k);
+            } else {
+                for p in freed {
+                    self.buddy.free_one_page(&mut self.mm, p, 0);
+                }
+            }
+            i += n as usize;
         }
     }
 

@@ -16,7 +16,7 @@ use super::pack::{self, PackSource};
 use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
-use crate::kernel::{Errno, Image, ImageSlot, Prog};
+use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
 use crate::machine::consts::{PAGE_SIZE, round_up};
 use crate::machine::oops::Oops;
 
@@ -174,9 +174,9 @@ impl Optimised {
     }
 
     /// JIT into the RW buffer, then `bpf_jit_binary_pack_finalize()`.
-    pub(super) fn jit_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+    pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         let (ro, mut rw, image) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
-        rw[image as usize..image as usize + text.len()].copy_from_slice(text);
+        rw[image as usize..image as usize + text.len()].copy_from_slice(&text[..]);
         if self.core.m.text_poke_copy(ro, &rw).is_none() {
             self.bpf_prog_pack_free(ro, rw.len() as u64);
             return Err(Errno::Enomem);
@@ -186,7 +186,7 @@ impl Optimised {
                 header: ro,
                 header_len: 4,
                 text_start: ro + image,
-                text: text.to_vec(),
+                text: text.clone(),
                 alloc_size: if rw.len() as u64 > self.packs.pack_size() {
                     round_up(rw.len() as u64, PAGE_SIZE)
                 } else {
@@ -235,7 +235,7 @@ impl Optimised {
         for (i, text) in texts.iter().enumerate() {
             match self.jit_binary_pack_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
                 Ok((ro, mut rw, image)) => {
-                    rw[image as usize..image as usize + text.len()].copy_from_slice(text);
+                    rw[image as usize..image as usize + text.len()].copy_from_slice(&text[..]);
                     subs.push((ro, rw, image));
                 }
                 Err(e) => {

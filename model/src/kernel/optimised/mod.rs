@@ -12,7 +12,9 @@ mod vmap;
 
 use std::collections::BTreeMap;
 
-use super::{Area, Errno, ImageSlot, Kernel, PackView, Prog, Region, RegionKind, VmallocFlags};
+use super::{
+    Area, Errno, ImageSlot, Kernel, PackView, Prog, Region, RegionKind, Text, VmallocFlags,
+};
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, PMD_SIZE, VMALLOC_END, VMALLOC_START,
 };
@@ -242,7 +244,7 @@ impl Kernel for Optimised {
             .addr
     }
 
-    fn bpf_prog_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+    fn bpf_prog_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         self.jit_load(text, align, rand)
     }
 

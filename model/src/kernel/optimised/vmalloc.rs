@@ -246,8 +246,6 @@ impl Core {
         for block in compound.chunks(1 << PMD_ORDER) {
             self.m.__free_pages(block[0], PMD_ORDER);
         }
-        for &page in single {
-            self.m.__free_pages(page, 0);
-        }
+        self.m.__free_pages_each(single);
     }
 }

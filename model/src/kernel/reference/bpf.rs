@@ -5,7 +5,7 @@
 //! then X with `VM_FLUSH_RESET_PERMS`; `bpf_jit_binary_free()` is a `vfree`.
 
 use super::{Reference, Space, VmArea};
-use crate::kernel::{Errno, Image, ImageSlot, Prog};
+use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
 use crate::machine::Gfp;
 use crate::machine::consts::{PAGE_SIZE, round_up};
 
@@ -41,9 +41,11 @@ impl Reference {
     }
 
     /// JIT, then `bpf_jit_binary_lock_ro()`.
-    pub(super) fn jit_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+    pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         let Binary { mut area, image } = self.jit_binary_alloc(text.len() as u64, align, rand)?;
-        self.m.write(image, text).expect("JIT image is writable");
+        self.m
+            .write(image, &text[..])
+            .expect("JIT image is writable");
         area.flush_reset_perms = true;
         let pages = area.size / PAGE_SIZE;
         self.m
@@ -57,7 +59,7 @@ impl Reference {
                 header: area.addr,
                 header_len: 4,
                 text_start: image,
-                text: text.to_vec(),
+                text: text.clone(),
                 alloc_size: area.size,
             },
             live: true,

@@ -10,7 +10,7 @@
 mod bpf;
 mod vmap;
 
-use super::{Area, Errno, ImageSlot, Kernel, Prog, Region, RegionKind, VmallocFlags};
+use super::{Area, Errno, ImageSlot, Kernel, Prog, Region, RegionKind, Text, VmallocFlags};
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START, page_align,
 };
@@ -103,9 +103,7 @@ impl Reference {
         if area.flush_reset_perms {
             self.m.vm_reset_perms(&area.pages);
         }
-        for &pfn in &area.pages {
-            self.m.__free_pages(pfn, 0);
-        }
+        self.m.__free_pages_each(&area.pages);
         match area.space {
             Space::Vmalloc => self.vmalloc_space.free(area.addr),
             Space::Modules => self.module_space.free(area.addr),
@@ -167,7 +165,7 @@ impl Kernel for Reference {
         self.area(area).addr
     }
 
-    fn bpf_prog_load(&mut self, text: &[u8], align: u32, rand: u32) -> Result<Prog, Errno> {
+    fn bpf_prog_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         self.jit_load(text, align, rand)
     }
 
