@@ -27,12 +27,14 @@ use super::page::{
 };
 
 const NONE: u32 = u32::MAX;
+/// Pfns per chunk of the per-pfn lazy arrays.
+const CHUNK: usize = 512;
 const NOT_FREE: u8 = u8::MAX;
 
 /// Per-pfn `u32`s that read as [`NONE`] until written (stored plus one, so the
 /// lazy default 0 is `NONE`).
 #[derive(Clone)]
-struct Links(LazyArray<u32, 512>);
+struct Links(LazyArray<u32, CHUNK>);
 
 impl Links {
     fn get(&self, pfn: usize) -> u32 {
@@ -45,7 +47,7 @@ impl Links {
 
 /// Per-pfn free-block orders, [`NOT_FREE`] until written (stored plus one).
 #[derive(Clone)]
-struct Orders(LazyArray<u8, 512>);
+struct Orders(LazyArray<u8, CHUNK>);
 
 impl Orders {
     fn get(&self, pfn: usize) -> u8 {
@@ -159,10 +161,15 @@ impl Buddy {
         if pfn >= self.zones[self.node_of(pfn)].untouched {
             return true;
         }
-        (0..MAX_ORDER).any(|o| {
-            let start = pfn & !((1u64 << o) - 1);
-            self.free_order.get(start as usize) == o as u8
-        })
+        let start_of = |o: u32| pfn & !((1u64 << o) - 1);
+        // Blocks up to the lazy array's chunk size start in pfn's chunk.
+        const IN_CHUNK: u32 = CHUNK.trailing_zeros();
+        let small = self.free_order.0.chunk_of(pfn as usize).is_some_and(|c| {
+            (0..=IN_CHUNK).any(|o| c[start_of(o) as usize % CHUNK].wrapping_sub(1) == o as u8)
+        });
+        small
+            || (IN_CHUNK + 1..MAX_ORDER)
+                .any(|o| self.free_order.get(start_of(o) as usize) == o as u8)
     }
 
     /// `__rmqueue_smallest()` on node `nid`, then on the other nodes in order
@@ -498,6 +505,12 @@ mod tests {
                 if b.is_free(run ^ (1 << order)) {
                     merged_on += 1;
                 }
+            }
+            for p in 0..4096 {
+                let slow = p >= b.zones[b.node_of(p)].untouched
+                    || (0..MAX_ORDER)
+                        .any(|o| b.free_order.get((p & !((1u64 << o) - 1)) as usize) == o as u8);
+                assert_eq!(b.is_free(p), slow, "is_free({p:#x})");
             }
             let (mut mm2, mut b2) = (mm.clone(), b.clone());
             b.free_run_ascending(&mut mm, run, order);
