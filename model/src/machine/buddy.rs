@@ -202,6 +202,41 @@ impl Buddy {
         None
     }
 
+    /// The order of the block `rmqueue(order 0, nid)` would take next.
+    pub fn next_order0_block(&self, nid: usize) -> Option<u32> {
+        let n = self.zones.len();
+        (0..n).map(|i| &self.zones[(nid + i) % n]).find_map(|z| {
+            (0..MAX_ORDER).find(|&o| {
+                z.head[o as usize] != NONE || (o == MAX_ORDER - 1 && z.untouched_blocks() > 0)
+            })
+        })
+    }
+
+    /// What `rmqueue(order 0, nid)` repeated `2^order` times leaves behind,
+    /// when the block it takes first is of `order` ([`Buddy::next_order0_block`]):
+    /// that block, handed out page by page in ascending order. Returns its
+    /// first pfn.
+    ///
+    /// The lists below `order` are empty in the block's zone (else rmqueue
+    /// would have taken from them), so every block `expand()` adds on the way
+    /// (page `r > 0` as the upper half at order `tz(r)`) goes on an empty list
+    /// and is taken off again before the next is added there: the lists end
+    /// as they began, and every page of the block was deleted from a list once
+    /// (`LIST_POISON`, `_mapcount` -1, `private` 0). So: take the block as
+    /// `rmqueue(order)` does, and leave every other page as a delete does.
+    pub fn rmqueue_run(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
+        debug_assert_eq!(self.next_order0_block(nid), Some(order));
+        let pfn = self.rmqueue(mm, order, nid)?;
+        for p in pfn + 1..pfn + (1 << order) {
+            let page = mm.page_mut(p);
+            page.set_word(W_LRU_NEXT, LIST_POISON1);
+            page.set_word(W_LRU_PREV, LIST_POISON2);
+            page.set_mapcount_raw(-1);
+            page.set_private(0);
+        }
+        Some(pfn)
+    }
+
     /// `expand()`: keep the low `2^low` pages, give the upper halves back.
     fn expand(&mut self, mm: &mut Memmap, pfn: u64, low: u32, mut high: u32) {
         while high > low {
@@ -459,46 +494,58 @@ mod tests {
         (words, lists)
     }
 
-    /// `free_run_ascending` against page-by-page frees, over buddy states
-    /// scattered by random allocations and frees, with scribbled `lru` words
-    /// on free pages (which the list traffic rewrites).
+    /// A xorshift stream for the randomised tests.
+    struct Rnd(u64);
+
+    impl Rnd {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// A 4096-page machine (1 or 2 nodes) scattered by up to `steps` random
+    /// allocations (orders below `orders`) and frees, with every free block's
+    /// `lru` words scribbled on (as a driver may; list traffic rewrites them).
+    fn scattered(r: &mut Rnd, nodes: usize, steps: u64, orders: u64) -> (Memmap, Buddy) {
+        let (mut mm, mut b) = setup(4096, nodes);
+        let mut held: Vec<(u64, u32)> = Vec::new();
+        for _ in 0..r.below(steps) {
+            if !held.is_empty() && r.below(3) == 0 {
+                let (p, o) = held.swap_remove(r.below(held.len() as u64) as usize);
+                b.free_one_page(&mut mm, p, o);
+            } else {
+                let o = r.below(orders) as u32;
+                if let Some(p) = b.rmqueue(&mut mm, o, r.below(nodes as u64) as usize) {
+                    held.push((p, o));
+                }
+            }
+        }
+        for p in 0..4096 {
+            if b.free_order.get(p as usize) != NOT_FREE {
+                mm.page_mut(p).set_word(W_LRU_PREV, 0xdead);
+                mm.page_mut(p).set_word(W_LRU_NEXT, 0xbeef);
+            }
+        }
+        (mm, b)
+    }
+
+    /// `free_run_ascending` against page-by-page frees (and `is_free`
+    /// against its definition), over scattered states.
     #[test]
     fn run_free_equals_page_by_page_frees() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut r = Rnd(0x9e37_79b9_7f4a_7c15);
         let mut merged_on = 0;
         for case in 0..60 {
-            let (mut mm, mut b) = setup(4096, 1 + (case % 2) as usize);
-            let mut held: Vec<(u64, u32)> = Vec::new();
-            for _ in 0..rnd(40) {
-                if !held.is_empty() && rnd(3) == 0 {
-                    let (p, o) = held.swap_remove(rnd(held.len() as u64) as usize);
-                    b.free_one_page(&mut mm, p, o);
-                } else {
-                    let o = rnd(6) as u32;
-                    if let Some(p) = b.rmqueue(&mut mm, o, rnd(2) as usize % b.nr_nodes()) {
-                        held.push((p, o));
-                    }
-                }
-            }
-            // Scribble on the free blocks' `lru` words (as a driver may).
-            for p in 0..4096 {
-                if b.free_order.get(p as usize) != NOT_FREE {
-                    mm.page_mut(p).set_word(W_LRU_PREV, 0xdead);
-                    mm.page_mut(p).set_word(W_LRU_NEXT, 0xbeef);
-                }
-            }
-            let order = 1 + rnd(9) as u32;
+            let (mut mm, mut b) = scattered(&mut r, 1 + case % 2, 40, 6);
+            let order = 1 + r.below(9) as u32;
             let Some(run) = b.rmqueue(&mut mm, order, 0) else {
                 continue;
             };
             // Sometimes the run's buddy is free, so that the run merges on.
-            if rnd(2) == 0 {
+            if r.below(2) == 0 {
                 if let Some(other) = b.rmqueue(&mut mm, order, 0) {
                     b.free_one_page(&mut mm, other, order);
                 }
@@ -526,6 +573,36 @@ mod tests {
             merged_on > 5,
             "only {merged_on} runs merged beyond themselves"
         );
+    }
+
+    /// `rmqueue_run` against page-by-page order-0 allocations, over scattered
+    /// states and both nodes' fallback.
+    #[test]
+    fn run_alloc_equals_page_by_page_allocs() {
+        let mut r = Rnd(0x2545_f491_4f6c_dd1d);
+        let mut runs = 0;
+        for case in 0..60 {
+            let nodes = 1 + case % 2;
+            let (mut mm, mut b) = scattered(&mut r, nodes, 60, 11);
+            let nid = r.below(nodes as u64) as usize;
+            // A few runs in a row, as a large vmalloc takes them.
+            for _ in 0..3 {
+                let Some(order) = b.next_order0_block(nid) else {
+                    break;
+                };
+                let (mut mm2, mut b2) = (mm.clone(), b.clone());
+                let pfn = b.rmqueue_run(&mut mm, order, nid).unwrap();
+                for i in 0..1u64 << order {
+                    assert_eq!(b2.rmqueue(&mut mm2, 0, nid), Some(pfn + i));
+                }
+                assert!(
+                    state(&mm, &b) == state(&mm2, &b2),
+                    "case {case}: run {pfn:#x} order {order} differs"
+                );
+                runs += u32::from(order > 0);
+            }
+        }
+        assert!(runs > 30, "only {runs} runs of more than one page");
     }
 
     #[test]

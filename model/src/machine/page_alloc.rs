@@ -42,6 +42,41 @@ impl Machine {
         }
     }
 
+    /// `alloc_pages_node(nid, gfp, 0)` up to `nr` times, stopping at the first
+    /// failure: the page-by-page loop of `__vmalloc_area_node()`. Same result
+    /// as that loop; where the next block the buddy allocator would split for
+    /// order-0 pages is no larger than what is still wanted, it is taken a
+    /// block at a time ([`Buddy::rmqueue_run`](super::buddy::Buddy::rmqueue_run)),
+    /// and each page then gets `check_new_pages()` and `prep_new_page()` in
+    /// order (those see only the page itself, which the buddy allocator left
+    /// as the page-by-page loop would).
+    pub fn alloc_pages_node_each(&mut self, nid: Option<usize>, gfp: Gfp, nr: usize) -> Vec<u64> {
+        let mut pages = Vec::with_capacity(nr);
+        while pages.len() < nr {
+            let node = nid.unwrap_or(0);
+            let want = (nr - pages.len()) as u64;
+            match self.buddy.next_order0_block(node) {
+                Some(order) if order > 0 && 1 << order <= want => {
+                    let pfn = (self.buddy.rmqueue_run(&mut self.mm, order, node))
+                        .expect("the block is there");
+                    for p in pfn..pfn + (1 << order) {
+                        if self.check_new_pages(p, 0) {
+                            self.leaked.push((p, 0));
+                        } else {
+                            self.prep_new_page(p, 0, gfp);
+                            pages.push(p);
+                        }
+                    }
+                }
+                _ => match self.alloc_pages_node(nid, gfp, 0) {
+                    Some(p) => pages.push(p),
+                    None => break,
+                },
+            }
+        }
+        pages
+    }
+
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
         for p in pfn..pfn + (1 << order) {

@@ -174,6 +174,13 @@ impl Core {
                 zero,
                 comp: compound,
             };
+            if order == 0 {
+                let got = self
+                    .m
+                    .alloc_pages_node_each(None, gfp, nr_pages - pages.len());
+                pages.extend(got);
+                break;
+            }
             let Some(page) = self.m.alloc_pages_node(None, gfp, order) else {
                 if nofail && order > 0 {
                     // "fall back to the zero order allocations"

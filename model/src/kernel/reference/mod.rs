@@ -78,15 +78,12 @@ impl Reference {
             space,
             flush_reset_perms: false,
         };
-        for _ in 0..size / PAGE_SIZE {
-            match self.m.alloc_pages_node(None, gfp, 0) {
-                Some(pfn) => area.pages.push(pfn),
-                None => {
-                    // "vmalloc error: ... failed to allocate pages"; __vfree().
-                    self.vfree_area(area);
-                    return Err(Errno::Enomem);
-                }
-            }
+        let nr = (size / PAGE_SIZE) as usize;
+        area.pages = self.m.alloc_pages_node_each(None, gfp, nr);
+        if area.pages.len() < nr {
+            // "vmalloc error: ... failed to allocate pages"; __vfree().
+            self.vfree_area(area);
+            return Err(Errno::Enomem);
         }
         for (i, &pfn) in area.pages.iter().enumerate() {
             self.m
