@@ -289,9 +289,10 @@ impl Invariants {
             }
         }
         self.images_live = images.iter().map(|s| s.live).collect();
-        content.sort_unstable();
+        // Each source adds ascending runs, which the stable sort merges.
+        content.sort();
         content.dedup();
-        alias.sort_unstable();
+        alias.sort();
         alias.dedup();
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
         for va in content {

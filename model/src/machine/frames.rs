@@ -25,6 +25,34 @@ pub enum Content {
     Data(u32),
 }
 
+/// What a new frame buffer starts as.
+#[derive(Clone, Copy)]
+enum Init<'a> {
+    Boot(u64),
+    Fill(u8),
+    Copy(&'a [u8]),
+}
+
+impl Init<'_> {
+    fn apply(self, buf: &mut [u8; PS]) {
+        match self {
+            Init::Boot(pfn) => boot_page(pfn, buf),
+            Init::Fill(v) => buf.fill(v),
+            Init::Copy(d) => buf.copy_from_slice(d),
+        }
+    }
+
+    /// A buffer built from its contents, not zeroed and then written.
+    fn make(self) -> Box<[u8; PS]> {
+        let v = match self {
+            Init::Boot(pfn) => (0..PS / 8).flat_map(|w| boot_word(pfn, w)).collect(),
+            Init::Fill(v) => vec![v; PS],
+            Init::Copy(d) => d.to_vec(),
+        };
+        v.into_boxed_slice().try_into().expect("a page")
+    }
+}
+
 /// The contents of all frames.
 #[derive(Clone)]
 pub struct Frames {
@@ -48,12 +76,17 @@ pub fn boot_byte(pfn: u64, off: usize) -> u8 {
 /// The boot garbage of all of frame `pfn`: [`boot_byte`] a word at a time.
 fn boot_page(pfn: u64, buf: &mut [u8; PS]) {
     for (w, word) in buf.chunks_exact_mut(8).enumerate() {
-        let v = splitmix64(pfn.wrapping_mul(PAGE_SIZE / 8) + w as u64);
-        word.copy_from_slice(&v.to_le_bytes());
-        for b in word.iter_mut().filter(|b| **b == 0xcc) {
-            *b = 0x4c;
-        }
+        word.copy_from_slice(&boot_word(pfn, w));
     }
+}
+
+/// Bytes `8w..8w + 8` of frame `pfn`'s boot garbage.
+fn boot_word(pfn: u64, w: usize) -> [u8; 8] {
+    let mut b = splitmix64(pfn.wrapping_mul(PAGE_SIZE / 8) + w as u64).to_le_bytes();
+    for x in b.iter_mut().filter(|x| **x == 0xcc) {
+        *x = 0x4c;
+    }
+    b
 }
 
 fn splitmix64(x: u64) -> u64 {
@@ -129,8 +162,7 @@ impl Frames {
                 return self.fill(pfn, 0, PS, data[0]);
             }
             // The old contents are all overwritten: do not build them first.
-            let buf = self.buffer(pfn);
-            buf.copy_from_slice(data);
+            self.buffer(pfn, Init::Copy(data));
             return;
         }
         let buf = self.materialise(pfn);
@@ -171,26 +203,28 @@ impl Frames {
 
     /// Frame `pfn`'s private buffer, holding what the frame held.
     fn materialise(&mut self, pfn: u64) -> &mut [u8; PS] {
-        let old = *self.state.get(pfn as usize);
-        let buf = self.buffer(pfn);
-        match old {
-            Content::Boot => boot_page(pfn, buf),
-            Content::Fill(v) => buf.fill(v),
-            Content::Data(_) => {}
+        match *self.state.get(pfn as usize) {
+            Content::Boot => self.buffer(pfn, Init::Boot(pfn)),
+            Content::Fill(v) => self.buffer(pfn, Init::Fill(v)),
+            Content::Data(i) => &mut self.pool[i as usize],
         }
-        buf
     }
 
-    /// Frame `pfn`'s private buffer, with unspecified contents if it had
-    /// none: for callers that overwrite all of it.
-    fn buffer(&mut self, pfn: u64) -> &mut [u8; PS] {
-        let slot = match *self.state.get(pfn as usize) {
-            Content::Data(i) => i,
+    /// Frame `pfn`'s private buffer, set to `init` (all of it).
+    fn buffer(&mut self, pfn: u64, init: Init) -> &mut [u8; PS] {
+        let i = match *self.state.get(pfn as usize) {
+            Content::Data(i) => {
+                init.apply(&mut self.pool[i as usize]);
+                i
+            }
             _ => {
                 let i = match self.spare.pop() {
-                    Some(i) => i,
+                    Some(i) => {
+                        init.apply(&mut self.pool[i as usize]);
+                        i
+                    }
                     None => {
-                        self.pool.push(Box::new([0; PS]));
+                        self.pool.push(init.make());
                         (self.pool.len() - 1) as u32
                     }
                 };
@@ -198,7 +232,7 @@ impl Frames {
                 i
             }
         };
-        &mut self.pool[slot as usize]
+        &mut self.pool[i as usize]
     }
 
     fn release(&mut self, pfn: u64) {

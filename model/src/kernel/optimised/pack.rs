@@ -230,7 +230,7 @@ impl Slot {
             base: AtomicU64::new(0),
             bitmap: (0..words).map(|_| AtomicU64::new(0)).collect(),
             summary: (0..words.div_ceil(PER))
-                .map(|i| AtomicU64::new(summary_of(i, words, |_| 0)))
+                .map(|i| AtomicU64::new(empty_summary(i, words)))
                 .collect(),
         }
     }
@@ -497,7 +497,7 @@ impl PackAlloc {
         let base = s.base.load(Relaxed);
         let words = s.bitmap.len();
         for (i, f) in s.summary.iter().enumerate() {
-            f.swap(summary_of(i, words, |_| 0), AcqRel);
+            f.swap(empty_summary(i, words), AcqRel);
         }
         src.free_pack(base, self.pack_size);
         Some(base)
@@ -743,6 +743,19 @@ fn summary_of(i: usize, words: usize, word: impl Fn(usize) -> u64) -> u64 {
     let ws = i * PER..((i + 1) * PER).min(words);
     ws.map(|w| room(word(w)) << (4 * (w % PER)))
         .fold(0, |a, b| a | b)
+}
+
+/// `summary_of(i, words, |_| 0)`, without looking at each word: every word
+/// of an empty bitmap has all the room there is.
+fn empty_summary(i: usize, words: usize) -> u64 {
+    let n = words.saturating_sub(i * PER).min(PER);
+    let v = if n == PER {
+        u64::MAX
+    } else {
+        (1 << (4 * n)) - 1
+    };
+    debug_assert_eq!(v, summary_of(i, words, |_| 0));
+    v
 }
 
 /// The room level a run of `nbits` must meet in some word: the largest `k`
