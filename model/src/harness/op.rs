@@ -191,7 +191,7 @@ pub fn prog_text(id: ProgId, len: u32) -> Text {
     LAST.with_borrow_mut(|last| match last {
         Some((i, l, t)) if *i == id && *l == len => t.clone(),
         _ => {
-            let t: Text = make_text(id, len).into();
+            let t = Text::new(make_text(id, len));
             *last = Some((id, len, t.clone()));
             t
         }

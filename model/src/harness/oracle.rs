@@ -440,18 +440,18 @@ impl Invariants {
         if live.is_empty() && m.frames.content(pfn) == Content::Fill(0xcc) {
             return None;
         }
-        let mut buf = [0u8; PAGE_SIZE as usize];
-        m.frames.read(pfn, 0, &mut buf);
         // Fast path: a page all of one live program's text, intact.
         if let [slot] = live[..] {
             let (img, r) = (&slot.image, slot.image.text_range());
             if r.start <= va && end <= r.end {
                 let k = (va - img.text_start) as usize;
-                if buf[..] == img.text[k..k + buf.len()] {
+                if m.frames.holds(pfn, 0, &img.text[k..k + PAGE_SIZE as usize]) {
                     return None;
                 }
             }
         }
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        m.frames.read(pfn, 0, &mut buf);
         // Blank out what is legitimately there (matching text, headers) with
         // INT3, then everything must be INT3.
         for slot in &live {

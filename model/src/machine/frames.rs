@@ -190,6 +190,16 @@ impl Frames {
         self.fill(pfn, 0, PS, 0);
     }
 
+    /// Does frame `pfn` hold `data` at `off` (within the frame)?
+    pub fn holds(&self, pfn: u64, off: usize, data: &[u8]) -> bool {
+        debug_assert!(off + data.len() <= PS);
+        match *self.state.get(pfn as usize) {
+            Content::Fill(v) => data.iter().all(|&b| b == v),
+            Content::Boot => (data.iter().enumerate()).all(|(i, &b)| boot_byte(pfn, off + i) == b),
+            Content::Data(i) => self.pool[i as usize][off..off + data.len()] == *data,
+        }
+    }
+
     /// Is every byte of `off..off+len` in frame `pfn` equal to `value`?
     pub fn all_equal(&self, pfn: u64, off: usize, len: usize, value: u8) -> bool {
         match *self.state.get(pfn as usize) {
@@ -297,5 +307,13 @@ mod tests {
         f.write(5, 0, &data);
         f.read(5, 0, &mut again);
         assert_eq!(&again[..], &data[..]);
+        // holds() agrees with read() for every kind of content.
+        f.fill(7, 0, PS, 0xcc);
+        for pfn in [3, 5, 7] {
+            f.read(pfn, 0, &mut page);
+            assert!(f.holds(pfn, 0, &page) && f.holds(pfn, 8, &page[8..20]));
+            page[9] ^= 1;
+            assert!(!f.holds(pfn, 0, &page) && !f.holds(pfn, 8, &page[8..20]));
+        }
     }
 }
