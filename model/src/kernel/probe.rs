@@ -13,7 +13,7 @@ use crate::machine::Machine;
 use crate::machine::oops::FaultCause;
 
 /// A program's text, shared rather than copied.
-pub type Text = std::sync::Arc<Vec<u8>>;
+pub type Text = crate::machine::frames::SharedBytes;
 
 /// What a loaded program looks like in executable memory.
 #[derive(Clone, Debug, PartialEq, Eq)]

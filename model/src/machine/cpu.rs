@@ -6,6 +6,7 @@ use super::Machine;
 use super::consts::{
     MODULES_END, MODULES_VADDR, PAGE_OFFSET, PAGE_SIZE, VMALLOC_END, VMALLOC_START, is_canonical,
 };
+use super::frames::SharedBytes;
 use super::oops::{Access, Fault, FaultCause, Oops};
 
 const PS: u64 = PAGE_SIZE;
@@ -89,6 +90,18 @@ impl Machine {
         })
     }
 
+    /// [`Machine::write`] of all of `text` (the JIT writing a program): the
+    /// same bytes, with whole pages of it kept as references to `text`.
+    pub fn write_text(&mut self, va: u64, text: &SharedBytes) -> Result<(), Fault> {
+        self.store(va, text.len(), Access::Write, |frames, pfn, off, r| {
+            if r.len() == PS as usize {
+                frames.write_shared(pfn, text, r.start)
+            } else {
+                frames.write(pfn, off, &text[r])
+            }
+        })
+    }
+
     /// A kernel `memset(va, value, len)`; a fault is an oops.
     pub fn memset(&mut self, va: u64, value: u8, len: usize) -> Result<(), Fault> {
         self.store(va, len, Access::Write, |frames, pfn, off, r| {
@@ -167,6 +180,26 @@ impl Machine {
     pub fn text_poke_copy(&mut self, addr: u64, src: &[u8]) -> Option<()> {
         for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
             self.frames.write(pfn, off, &src[r]);
+        }
+        Some(())
+    }
+
+    /// [`Machine::text_poke_copy`] of `src`, which holds `text` from byte `at`
+    /// on: the same bytes, with whole pages of `text` kept as references.
+    pub fn text_poke_copy_text(
+        &mut self,
+        addr: u64,
+        src: &[u8],
+        text: &SharedBytes,
+        at: usize,
+    ) -> Option<()> {
+        debug_assert!(src[at..at + text.len()] == text[..]);
+        for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
+            if r.len() == PS as usize && r.start >= at && r.end <= at + text.len() {
+                self.frames.write_shared(pfn, text, r.start - at);
+            } else {
+                self.frames.write(pfn, off, &src[r]);
+            }
         }
         Some(())
     }

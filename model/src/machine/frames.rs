@@ -3,15 +3,24 @@
 //! A frame that was never written holds *boot garbage*: a deterministic hash of
 //! its pfn and offset (never 0xCC, so boot garbage can never pass for INT3
 //! padding). A frame filled with one byte value (a `memset` of the whole page,
-//! `clear_highpage`, the pack allocator's INT3 fill) is described by that byte.
-//! Only frames written partially carry a 4 KiB buffer. Freeing a page never
+//! `clear_highpage`, the pack allocator's INT3 fill) is described by that byte,
+//! and a whole page of a JIT's program text by a reference to the text, which
+//! the kernels and the harness share ([`SharedBytes`]); other frames written
+//! carry a 4 KiB buffer. Freeing a page never
 //! clears it, so stale data from an earlier user stays observable, as in the
 //! kernel; only `__GFP_ZERO` and explicit writes change contents.
+
+use std::sync::Arc;
 
 use super::consts::PAGE_SIZE;
 use super::lazy::LazyArray;
 
 const PS: usize = PAGE_SIZE as usize;
+
+/// Bytes shared between the frames that hold them and their owner (a JIT's
+/// program text: the same megabytes in the kernel's records, in both kernels'
+/// frames, and in the harness).
+pub type SharedBytes = Arc<Vec<u8>>;
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +32,24 @@ pub enum Content {
     Fill(u8),
     /// A private buffer (index into the frame pool).
     Data(u32),
+    /// A page of shared bytes: `PAGE_SIZE` bytes from `off` of shared text `t`.
+    Shared { t: u32, off: u32 },
+}
+
+/// The contents of all frames.
+#[derive(Clone)]
+pub struct Frames {
+    state: LazyArray<Content, 512>,
+    pool: Vec<Box<[u8; PS]>>,
+    /// Buffers no frame uses any more, for reuse.
+    spare: Vec<u32>,
+    /// Shared texts that frames hold, with how many frames hold each; a slot
+    /// is emptied when the last such frame changes.
+    shared: Vec<Option<(SharedBytes, u32)>>,
+    free_shared: Vec<u32>,
+    /// Frames written since the last [`Frames::take_written`], each once.
+    written: Vec<u32>,
+    written_bits: Vec<u64>,
 }
 
 /// What a new frame buffer starts as.
@@ -51,18 +78,6 @@ impl Init<'_> {
         };
         v.into_boxed_slice().try_into().expect("a page")
     }
-}
-
-/// The contents of all frames.
-#[derive(Clone)]
-pub struct Frames {
-    state: LazyArray<Content, 512>,
-    pool: Vec<Box<[u8; PS]>>,
-    /// Buffers no frame uses any more, for reuse.
-    spare: Vec<u32>,
-    /// Frames written since the last [`Frames::take_written`], each once.
-    written: Vec<u32>,
-    written_bits: Vec<u64>,
 }
 
 /// The boot garbage byte at (`pfn`, `off`): SplitMix64 of the 8-byte word index,
@@ -102,6 +117,8 @@ impl Frames {
             state: LazyArray::new(nr as usize),
             pool: Vec::new(),
             spare: Vec::new(),
+            shared: Vec::new(),
+            free_shared: Vec::new(),
             written: Vec::new(),
             written_bits: vec![0; (nr as usize).div_ceil(64)],
         }
@@ -127,12 +144,19 @@ impl Frames {
         *self.state.get(pfn as usize)
     }
 
+    /// The page of shared text `t` from `off`.
+    fn shared_page(&self, t: u32, off: u32) -> &[u8] {
+        let (text, _) = self.shared[t as usize].as_ref().expect("held by a frame");
+        &text[off as usize..off as usize + PS]
+    }
+
     /// One byte of frame `pfn`.
     pub fn byte(&self, pfn: u64, off: usize) -> u8 {
         match *self.state.get(pfn as usize) {
             Content::Boot => boot_byte(pfn, off),
             Content::Fill(b) => b,
             Content::Data(i) => self.pool[i as usize][off],
+            Content::Shared { t, off: o } => self.shared_page(t, o)[off],
         }
     }
 
@@ -150,6 +174,9 @@ impl Frames {
             }
             Content::Fill(v) => buf.fill(v),
             Content::Data(i) => buf.copy_from_slice(&self.pool[i as usize][off..off + buf.len()]),
+            Content::Shared { t, off: o } => {
+                buf.copy_from_slice(&self.shared_page(t, o)[off..off + buf.len()])
+            }
         }
     }
 
@@ -167,6 +194,37 @@ impl Frames {
         }
         let buf = self.materialise(pfn);
         buf[off..off + data.len()].copy_from_slice(data);
+    }
+
+    /// Writes the page of `text` from `off` into all of frame `pfn`, keeping a
+    /// reference rather than a copy. The same bytes as
+    /// `write(pfn, 0, &text[off..off + PAGE_SIZE])`.
+    pub fn write_shared(&mut self, pfn: u64, text: &SharedBytes, off: usize) {
+        assert!(off + PS <= text.len(), "a whole page of the text");
+        self.note_write(pfn);
+        let held =
+            |s: &Option<(SharedBytes, u32)>| s.as_ref().is_some_and(|(x, _)| Arc::ptr_eq(x, text));
+        // Frames take a program's pages one after another: look from the end.
+        let t = match self.shared.iter().rposition(held) {
+            Some(t) => t as u32,
+            None => {
+                let slot = Some((text.clone(), 0));
+                match self.free_shared.pop() {
+                    Some(t) => {
+                        self.shared[t as usize] = slot;
+                        t
+                    }
+                    None => {
+                        self.shared.push(slot);
+                        (self.shared.len() - 1) as u32
+                    }
+                }
+            }
+        };
+        self.shared[t as usize].as_mut().expect("just found").1 += 1;
+        self.release(pfn);
+        self.state
+            .set(pfn as usize, Content::Shared { t, off: off as u32 });
     }
 
     /// Sets `len` bytes of frame `pfn` at `off` to `value`.
@@ -197,6 +255,10 @@ impl Frames {
             Content::Fill(v) => data.iter().all(|&b| b == v),
             Content::Boot => (data.iter().enumerate()).all(|(i, &b)| boot_byte(pfn, off + i) == b),
             Content::Data(i) => self.pool[i as usize][off..off + data.len()] == *data,
+            Content::Shared { t, off: o } => {
+                let page = &self.shared_page(t, o)[off..off + data.len()];
+                std::ptr::eq(page, data) || page == data
+            }
         }
     }
 
@@ -208,6 +270,9 @@ impl Frames {
             Content::Data(i) => self.pool[i as usize][off..off + len]
                 .iter()
                 .all(|&b| b == value),
+            Content::Shared { t, off: o } => self.shared_page(t, o)[off..off + len]
+                .iter()
+                .all(|&b| b == value),
         }
     }
 
@@ -217,6 +282,11 @@ impl Frames {
             Content::Boot => self.buffer(pfn, Init::Boot(pfn)),
             Content::Fill(v) => self.buffer(pfn, Init::Fill(v)),
             Content::Data(i) => &mut self.pool[i as usize],
+            Content::Shared { t, off } => {
+                let text = self.shared[t as usize].as_ref().expect("held").0.clone();
+                let off = off as usize;
+                self.buffer(pfn, Init::Copy(&text[off..off + PS]))
+            }
         }
     }
 
@@ -238,6 +308,7 @@ impl Frames {
                         (self.pool.len() - 1) as u32
                     }
                 };
+                self.release(pfn);
                 self.state.set(pfn as usize, Content::Data(i));
                 i
             }
@@ -245,9 +316,21 @@ impl Frames {
         &mut self.pool[i as usize]
     }
 
+    /// Lets go of what frame `pfn` holds (its buffer, its share of a text);
+    /// the caller sets its new content.
     fn release(&mut self, pfn: u64) {
-        if let Content::Data(i) = *self.state.get(pfn as usize) {
-            self.spare.push(i);
+        match *self.state.get(pfn as usize) {
+            Content::Data(i) => self.spare.push(i),
+            Content::Shared { t, .. } => {
+                let slot = &mut self.shared[t as usize];
+                let (_, n) = slot.as_mut().expect("held");
+                *n -= 1;
+                if *n == 0 {
+                    *slot = None;
+                    self.free_shared.push(t);
+                }
+            }
+            Content::Boot | Content::Fill(_) => {}
         }
     }
 }
@@ -282,6 +365,34 @@ mod tests {
         assert_eq!(f.content(1), Content::Fill(0xcc));
         f.write(2, 0, &[0xcc; PS]);
         assert_eq!(f.content(2), Content::Fill(0xcc));
+    }
+
+    #[test]
+    fn shared_pages_read_as_their_text_and_let_go_of_it() {
+        let text: SharedBytes = Arc::new((0..3 * PS + 100).map(|i| (i * 7 + 1) as u8).collect());
+        let mut f = Frames::new(8);
+        f.write_shared(2, &text, 0);
+        f.write_shared(3, &text, PS + 100);
+        assert_eq!(Arc::strong_count(&text), 2, "one reference for both frames");
+        let mut page = [0u8; PS];
+        f.read(3, 0, &mut page);
+        assert_eq!(&page[..], &text[PS + 100..2 * PS + 100]);
+        assert_eq!(f.byte(2, 5), text[5]);
+        assert!(f.holds(2, 0, &text[..PS]) && f.holds(3, 10, &text[PS + 110..PS + 200]));
+        assert!(!f.holds(2, 0, &text[1..PS + 1]));
+        // A partial write copies the page first; a fill drops it.
+        f.write(2, 10, &[0xaa]);
+        assert_eq!(f.byte(2, 10), 0xaa);
+        assert_eq!(f.byte(2, 11), text[11]);
+        assert_eq!(Arc::strong_count(&text), 2);
+        f.fill(3, 0, PS, 0xcc);
+        assert_eq!(Arc::strong_count(&text), 1, "no frame holds the text");
+        assert_eq!(f.content(3), Content::Fill(0xcc));
+        // The slot is reused by the next text.
+        let other: SharedBytes = Arc::new(vec![9; PS]);
+        f.write_shared(4, &other, 0);
+        assert_eq!(f.content(4), Content::Shared { t: 0, off: 0 });
+        assert!(f.all_equal(4, 0, PS, 9));
     }
 
     #[test]

@@ -177,7 +177,10 @@ impl Optimised {
     pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         let (ro, mut rw, image) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
         rw[image as usize..image as usize + text.len()].copy_from_slice(&text[..]);
-        if self.core.m.text_poke_copy(ro, &rw).is_none() {
+        if (self.core.m)
+            .text_poke_copy_text(ro, &rw, text, image as usize)
+            .is_none()
+        {
             self.bpf_prog_pack_free(ro, rw.len() as u64);
             return Err(Errno::Enomem);
         }

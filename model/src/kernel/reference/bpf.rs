@@ -44,7 +44,7 @@ impl Reference {
     pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
         let Binary { mut area, image } = self.jit_binary_alloc(text.len() as u64, align, rand)?;
         self.m
-            .write(image, &text[..])
+            .write_text(image, text)
             .expect("JIT image is writable");
         area.flush_reset_perms = true;
         let pages = area.size / PAGE_SIZE;
