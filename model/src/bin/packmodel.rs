@@ -13,6 +13,23 @@ use packmodel::harness::run::run;
 use packmodel::harness::trace::{self, Trace};
 use packmodel::kernel::{KernelKind, Quirks};
 
+/// `print!` that a closed pipe does not stop: `packmodel hunt … | head` still
+/// writes its reproducer, and nothing panics on `EPIPE`.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!` that a closed pipe does not stop (see [`out!`]).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "packmodel",
@@ -215,9 +232,9 @@ fn main() -> ExitCode {
             }
             let report = run(&opts);
             if json {
-                println!("{}", report.to_json());
+                outln!("{}", report.to_json());
             } else {
-                print!("{report}");
+                out!("{report}");
             }
             Ok(0)
         }
@@ -239,7 +256,7 @@ fn main() -> ExitCode {
             force,
         } => cmd_frag(programs, seed, json, svg.as_deref(), force),
         Cmd::Quirks => {
-            print!("{}", quirks_table());
+            out!("{}", quirks_table());
             Ok(0)
         }
     };
@@ -284,7 +301,7 @@ fn cmd_replay(path: &Path, kernel: Option<KernelKind>, quirks: Option<&str>) -> 
         None => vec![KernelKind::Reference, KernelKind::Optimised],
     };
     let r = run(&t, &kinds, quirks);
-    print!("{}", render(&path.display().to_string(), &t, quirks, &r));
+    out!("{}", render(&path.display().to_string(), &t, quirks, &r));
     Ok(exit_code(&r))
 }
 
@@ -297,7 +314,7 @@ fn cmd_fmt(path: &Path, quirks: &str) -> Result<u8, Usage> {
     let t = Trace::new(names, input.config, input.ops);
     let text = t.print();
     let (head, body) = text.split_once('\n').expect("a header line");
-    print!(
+    out!(
         "{head}\n# decoded from {} ({} bytes)\n{body}",
         path.display(),
         bytes.len()
@@ -399,10 +416,10 @@ fn cmd_hunt(
         eprintln!();
     }
     let Some(f) = found else {
-        println!("no bug found in {seconds} s (seed {seed}, quirks: {quirks})");
+        outln!("no bug found in {seconds} s (seed {seed}, quirks: {quirks})");
         return Ok(0);
     };
-    println!(
+    outln!(
         "found: the {} oracle fired on {} after {} executions in {:.2} s (seed {seed}, quirks: {quirks}); shrunk to {} ops with {} runs\n",
         f.oracle,
         f.kernel,
@@ -416,7 +433,7 @@ fn cmd_hunt(
         &[KernelKind::Reference, KernelKind::Optimised],
         quirks,
     );
-    print!("{}", render("the shrunk trace", &f.shrunk, quirks, &r));
+    out!("{}", render("the shrunk trace", &f.shrunk, quirks, &r));
     let text = f.shrunk.print();
     let (head, body) = text.split_once('\n').expect("a header line");
     let text = format!(
@@ -430,9 +447,9 @@ fn cmd_hunt(
             create(out, force)?
                 .write_all(text.as_bytes())
                 .map_err(|e| Usage(format!("{}: cannot write: {e}", out.display())))?;
-            println!("\nwrote {}", out.display());
+            outln!("\nwrote {}", out.display());
         }
-        None => print!("\n--- trace ---\n{text}"),
+        None => out!("\n--- trace ---\n{text}"),
     }
     Ok(1)
 }
@@ -454,9 +471,9 @@ fn cmd_bench_harness(
     };
     let report = bench(&corpus, &opts);
     if json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     Ok(0)
 }
@@ -481,15 +498,15 @@ fn cmd_frag(
     let file = svg.map(|p| create(p, force)).transpose()?;
     let results = frag(&opts);
     if json {
-        println!("{}", to_json(&opts, &results));
+        outln!("{}", to_json(&opts, &results));
     } else {
-        print!("{}", render(&opts, &results));
+        out!("{}", render(&opts, &results));
     }
     if let (Some(mut f), Some(p)) = (file, svg) {
         f.write_all(plot(&opts, &results).as_bytes())
             .map_err(|e| Usage(format!("{}: cannot write: {e}", p.display())))?;
         if !json {
-            println!("wrote {}", p.display());
+            outln!("wrote {}", p.display());
         }
     }
     Ok(0)
