@@ -16,6 +16,8 @@ pub enum Obs {
     Err(Errno),
     /// Bytes read (`vread`) or fetched (`bpf_prog_run`).
     Bytes(Vec<u8>),
+    /// Bytes as a run keeps them once compared and checked ([`Obs::compact`]).
+    Digest(Digest),
     /// `page_count()`.
     Count(i32),
     /// A word read from a `struct page`.
@@ -31,19 +33,76 @@ pub enum Obs {
     Skipped(HandleKind, u32),
 }
 
+/// Bytes of a byte observation that reports show.
+const SHOWN: usize = 12;
+
+/// A long byte observation without its bytes: what a report shows of it (the
+/// first bytes and the length) and a hash, so that two of them compare equal
+/// exactly when their bytes (almost surely) did. A program run can fetch
+/// megabytes, and a run keeps every step's observations.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Digest {
+    head: [u8; SHOWN],
+    len: usize,
+    hash: u64,
+}
+
+impl Obs {
+    /// Byte observations longer than [`Obs::COMPACT_OVER`] become a
+    /// [`Digest`]; everything else stays. For after the op's comparison and
+    /// oracles, which need the bytes.
+    pub fn compact(&mut self) {
+        if let Obs::Bytes(b) = self {
+            if b.len() > Self::COMPACT_OVER {
+                *self = Obs::Digest(Digest {
+                    head: b[..SHOWN].try_into().expect("long enough"),
+                    len: b.len(),
+                    hash: hash_bytes(b),
+                });
+            }
+        }
+    }
+
+    /// See [`Obs::compact`].
+    pub const COMPACT_OVER: usize = 4096;
+}
+
+/// A 64-bit hash of `b`, a word at a time (FNV-style multiply, with a final
+/// mix): deterministic on every machine.
+fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+    }
+    for &x in words.remainder() {
+        h = (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
 impl fmt::Display for Obs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Obs::Ok => f.write_str("ok"),
             Obs::Err(e) => write!(f, "-{}", e.name()),
             Obs::Bytes(b) => {
-                for x in b.iter().take(12) {
+                for x in b.iter().take(SHOWN) {
                     write!(f, "{x:02x}")?;
                 }
-                if b.len() > 12 {
+                if b.len() > SHOWN {
                     write!(f, "… ({} bytes)", b.len())?;
                 }
                 Ok(())
+            }
+            Obs::Digest(d) => {
+                for x in &d.head {
+                    write!(f, "{x:02x}")?;
+                }
+                write!(f, "… ({} bytes)", d.len)
             }
             Obs::Count(n) => write!(f, "{n}"),
             Obs::Word(0) => f.write_str("NULL"),
@@ -53,5 +112,33 @@ impl fmt::Display for Obs {
             Obs::Oopsed => f.write_str("oops"),
             Obs::Skipped(k, id) => write!(f, "skipped ({}{id} was not allocated)", k.prefix()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacted_bytes_show_and_compare_as_the_bytes_did() {
+        let long: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut other = long.clone();
+        *other.last_mut().unwrap() ^= 1;
+        let (mut a, mut b, mut c) = (
+            Obs::Bytes(long.clone()),
+            Obs::Bytes(long.clone()),
+            Obs::Bytes(other),
+        );
+        let shown = a.to_string();
+        for o in [&mut a, &mut b, &mut c] {
+            o.compact();
+            assert!(matches!(o, Obs::Digest(_)));
+        }
+        assert_eq!(a.to_string(), shown);
+        assert_eq!(a, b);
+        assert_ne!(a, c, "a difference in the last byte");
+        let mut short = Obs::Bytes(long[..Obs::COMPACT_OVER].to_vec());
+        short.compact();
+        assert!(matches!(short, Obs::Bytes(_)));
     }
 }

@@ -220,10 +220,22 @@ fn make_text(id: ProgId, len: u32) -> Vec<u8> {
     t
 }
 
-/// The text of subprogram `i` of a multi-subprogram load (never a live
-/// program's: the ids count down from the top).
-pub fn subprog_text(i: usize, len: u32) -> Vec<u8> {
-    make_text(ProgId(u32::MAX - i as u32), len)
+/// The texts of the subprograms of a multi-subprogram load, of `lens` bytes
+/// (never a live program's: the ids count down from the top). Kept for the
+/// next kernel, as [`prog_text`] does.
+pub fn subprog_texts(lens: &[u32]) -> Vec<Text> {
+    thread_local! {
+        static LAST: RefCell<(Vec<u32>, Vec<Text>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+    LAST.with_borrow_mut(|(l, t)| {
+        if l[..] != *lens {
+            *t = (lens.iter().enumerate())
+                .map(|(i, &len)| Text::new(make_text(ProgId(u32::MAX - i as u32), len)))
+                .collect();
+            *l = lens.to_vec();
+        }
+        t.clone()
+    })
 }
 
 #[cfg(test)]

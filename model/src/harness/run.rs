@@ -150,6 +150,8 @@ impl Runner {
             }
             step.cmp = Some(c);
         }
+        // Compared and checked: keep what reports need, not megabytes.
+        step.obs.iter_mut().for_each(Obs::compact);
         self.shadow.observe(op);
         self.scope.push(op.clone());
         self.steps.push(step);

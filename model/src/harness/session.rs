@@ -3,7 +3,7 @@
 //! caused collected with its observation.
 
 use super::obs::Obs;
-use super::op::{HandleKind, Op, ProgId, prog_text, subprog_text};
+use super::op::{HandleKind, Op, ProgId, prog_text, subprog_texts};
 use crate::kernel::{Area, Kernel, KernelKind, PageRef, Prog, Quirks};
 use crate::machine::MachineConfig;
 use crate::machine::oops::Oops;
@@ -152,11 +152,7 @@ impl Session {
                 .bpf_prog_load_fail(*len, *rand)
                 .map_or_else(Obs::Err, |()| Obs::Ok),
             Op::ProgLoadSubprogsFail { lens, fail, rand } => {
-                let texts: Vec<Vec<u8>> = lens
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| subprog_text(i, l))
-                    .collect();
+                let texts = subprog_texts(lens);
                 k.bpf_prog_load_subprogs_fail(&texts, *fail as usize, *rand)
                     .map_or_else(Obs::Err, |()| Obs::Ok)
             }

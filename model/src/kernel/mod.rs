@@ -219,7 +219,7 @@ pub trait Kernel {
     /// `get_random_u32()` for the first, then one more per subprogram.
     fn bpf_prog_load_subprogs_fail(
         &mut self,
-        texts: &[Vec<u8>],
+        texts: &[Text],
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno>;

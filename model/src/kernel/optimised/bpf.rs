@@ -230,7 +230,7 @@ impl Optimised {
     /// calls `bpf_jit_free()` on every other one.
     pub(super) fn jit_subprogs_fail(
         &mut self,
-        texts: &[Vec<u8>],
+        texts: &[Text],
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno> {
@@ -249,8 +249,8 @@ impl Optimised {
                 }
             }
         }
-        for (ro, rw, _) in &subs[..fail] {
-            let _ = self.core.m.text_poke_copy(*ro, rw);
+        for ((ro, rw, image), text) in subs[..fail].iter().zip(texts) {
+            let _ = (self.core.m).text_poke_copy_text(*ro, rw, text, *image as usize);
         }
         let (ro, rw, _) = &subs[fail];
         self.jit_error_free(*ro, rw);

@@ -258,7 +258,7 @@ impl Kernel for Optimised {
 
     fn bpf_prog_load_subprogs_fail(
         &mut self,
-        texts: &[Vec<u8>],
+        texts: &[Text],
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno> {

@@ -84,7 +84,7 @@ impl Reference {
     /// right here, since every image starts in the first page of its own area.
     pub(super) fn jit_subprogs_fail(
         &mut self,
-        texts: &[Vec<u8>],
+        texts: &[Text],
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno> {
@@ -93,7 +93,7 @@ impl Reference {
             match self.jit_binary_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
                 Ok(bin) => {
                     self.m
-                        .write(bin.image, text)
+                        .write_text(bin.image, text)
                         .expect("JIT image is writable");
                     bins.push(bin);
                 }
