@@ -2,9 +2,7 @@
 //! order in which the trace created them (`v0`, `pg0`, `prog0`), never by
 //! address. The same ops come from text traces and from fuzz bytes.
 
-use std::cell::RefCell;
-
-use crate::kernel::{Text, VmallocFlags};
+use crate::kernel::VmallocFlags;
 
 /// The n-th vmalloc area the trace created (`v<n>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -181,24 +179,7 @@ pub mod limits {
 /// The "JIT": the text of program `id`, `len` bytes. x86-looking (`nop5; push
 /// rbp; mov rbp,rsp`, a body of odd bytes, `leave; ret`), different for every
 /// program, and never 0xCC, so that INT3 padding and text cannot be confused.
-///
-/// Each kernel of a run loads the same program in turn, so the last text made
-/// is kept (per thread) and handed out again.
-pub fn prog_text(id: ProgId, len: u32) -> Text {
-    thread_local! {
-        static LAST: RefCell<Option<(ProgId, u32, Text)>> = const { RefCell::new(None) };
-    }
-    LAST.with_borrow_mut(|last| match last {
-        Some((i, l, t)) if *i == id && *l == len => t.clone(),
-        _ => {
-            let t = Text::new(make_text(id, len));
-            *last = Some((id, len, t.clone()));
-            t
-        }
-    })
-}
-
-fn make_text(id: ProgId, len: u32) -> Vec<u8> {
+pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
     const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
     const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
     let len = len as usize;
@@ -220,22 +201,10 @@ fn make_text(id: ProgId, len: u32) -> Vec<u8> {
     t
 }
 
-/// The texts of the subprograms of a multi-subprogram load, of `lens` bytes
-/// (never a live program's: the ids count down from the top). Kept for the
-/// next kernel, as [`prog_text`] does.
-pub fn subprog_texts(lens: &[u32]) -> Vec<Text> {
-    thread_local! {
-        static LAST: RefCell<(Vec<u32>, Vec<Text>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-    }
-    LAST.with_borrow_mut(|(l, t)| {
-        if l[..] != *lens {
-            *t = (lens.iter().enumerate())
-                .map(|(i, &len)| Text::new(make_text(ProgId(u32::MAX - i as u32), len)))
-                .collect();
-            *l = lens.to_vec();
-        }
-        t.clone()
-    })
+/// The text of subprogram `i` of a multi-subprogram load (never a live
+/// program's: the ids count down from the top).
+pub fn subprog_text(i: usize, len: u32) -> Vec<u8> {
+    prog_text(ProgId(u32::MAX - i as u32), len)
 }
 
 #[cfg(test)]

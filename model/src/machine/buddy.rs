@@ -228,11 +228,7 @@ impl Buddy {
         debug_assert_eq!(self.next_order0_block(nid), Some(order));
         let pfn = self.rmqueue(mm, order, nid)?;
         for p in pfn + 1..pfn + (1 << order) {
-            let page = mm.page_mut(p);
-            page.set_word(W_LRU_NEXT, LIST_POISON1);
-            page.set_word(W_LRU_PREV, LIST_POISON2);
-            page.set_mapcount_raw(-1);
-            page.set_private(0);
+            deleted(mm, p);
         }
         Some(pfn)
     }
@@ -299,32 +295,26 @@ impl Buddy {
         for j in 0..order {
             let o = j as usize;
             let (head, tail) = (self.zones[node].head[o], self.zones[node].tail[o]);
-            let adds = 1u64 << (order - j - 1);
+            // Inside the run there are adds at offsets m * 2^(j+1) for even m
+            // (to the head) and odd m (to the tail); the one add at the run's
+            // last order goes where the block beyond the run says.
             let (to_head, to_tail) = if j + 1 == order {
-                if self.buddy_merge_likely(pfn, j) {
-                    (0, 1)
-                } else {
-                    (1, 0)
-                }
+                let likely = self.buddy_merge_likely(pfn, j);
+                (!likely, likely)
             } else {
-                // Offsets m * 2^(j+1): odd m have bit j + 1 set.
-                (adds - adds / 2, adds / 2)
+                (true, true)
             };
-            if to_head > 0 && head != NONE {
+            if to_head && head != NONE {
                 mm.page_mut(head as u64)
                     .set_word(W_LRU_PREV, free_list_addr(node, j));
             }
-            if to_tail > 0 && tail != NONE {
+            if to_tail && tail != NONE {
                 mm.page_mut(tail as u64)
                     .set_word(W_LRU_NEXT, free_list_addr(node, j));
             }
         }
         for p in (pfn..pfn + (1 << order)).step_by(2) {
-            let page = mm.page_mut(p);
-            page.set_word(W_LRU_NEXT, LIST_POISON1);
-            page.set_word(W_LRU_PREV, LIST_POISON2);
-            page.set_mapcount_raw(-1);
-            page.set_private(0);
+            deleted(mm, p);
         }
         self.free_one_page(mm, pfn, order);
     }
@@ -411,12 +401,18 @@ impl Buddy {
         self.free_order.set(pfn as usize, NOT_FREE);
         self.prev.set(pfn as usize, NONE);
         self.next.set(pfn as usize, NONE);
-        let page = mm.page_mut(pfn);
-        page.set_word(W_LRU_NEXT, LIST_POISON1);
-        page.set_word(W_LRU_PREV, LIST_POISON2);
-        page.set_mapcount_raw(-1);
-        page.set_private(0);
+        deleted(mm, pfn);
     }
+}
+
+/// What `del_page_from_free_list()` leaves in the `struct page` it took off:
+/// `list_del` poison, `__ClearPageBuddy`, `set_page_private(page, 0)`.
+fn deleted(mm: &mut Memmap, pfn: u64) {
+    let page = mm.page_mut(pfn);
+    page.set_word(W_LRU_NEXT, LIST_POISON1);
+    page.set_word(W_LRU_PREV, LIST_POISON2);
+    page.set_mapcount_raw(-1);
+    page.set_private(0);
 }
 
 #[cfg(test)]

@@ -94,11 +94,7 @@ impl Machine {
     /// same bytes, with whole pages of it kept as references to `text`.
     pub fn write_text(&mut self, va: u64, text: &SharedBytes) -> Result<(), Fault> {
         self.store(va, text.len(), Access::Write, |frames, pfn, off, r| {
-            if r.len() == PS as usize {
-                frames.write_shared(pfn, text, r.start)
-            } else {
-                frames.write(pfn, off, &text[r])
-            }
+            frames.write_text(pfn, off, text, r)
         })
     }
 
@@ -195,8 +191,8 @@ impl Machine {
     ) -> Option<()> {
         debug_assert!(src[at..at + text.len()] == text[..]);
         for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
-            if r.len() == PS as usize && r.start >= at && r.end <= at + text.len() {
-                self.frames.write_shared(pfn, text, r.start - at);
+            if r.start >= at && r.end <= at + text.len() {
+                (self.frames).write_text(pfn, off, text, r.start - at..r.end - at);
             } else {
                 self.frames.write(pfn, off, &src[r]);
             }

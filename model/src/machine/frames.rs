@@ -10,6 +10,7 @@
 //! clears it, so stale data from an earlier user stays observable, as in the
 //! kernel; only `__GFP_ZERO` and explicit writes change contents.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::consts::PAGE_SIZE;
@@ -194,6 +195,16 @@ impl Frames {
         }
         let buf = self.materialise(pfn);
         buf[off..off + data.len()].copy_from_slice(data);
+    }
+
+    /// Writes `text[r]` into frame `pfn` at `off`: as a reference to `text`
+    /// if that is the whole frame ([`Frames::write_shared`]), else a copy.
+    pub fn write_text(&mut self, pfn: u64, off: usize, text: &SharedBytes, r: Range<usize>) {
+        if r.len() == PS {
+            self.write_shared(pfn, text, r.start);
+        } else {
+            self.write(pfn, off, &text[r]);
+        }
     }
 
     /// Writes the page of `text` from `off` into all of frame `pfn`, keeping a

@@ -32,14 +32,21 @@ impl Machine {
         let nid = nid.unwrap_or(0);
         loop {
             let pfn = self.buddy.rmqueue(&mut self.mm, order, nid)?;
-            // check_new_pages(): a bad page is reported and the block dropped.
-            if self.check_new_pages(pfn, order) {
-                self.leaked.push((pfn, order));
-                continue;
+            if self.take_new_block(pfn, order, gfp) {
+                return Some(pfn);
             }
-            self.prep_new_page(pfn, order, gfp);
-            return Some(pfn);
         }
+    }
+
+    /// `check_new_pages()`, then `prep_new_page()`: false if a bad page was
+    /// reported, and the block dropped.
+    fn take_new_block(&mut self, pfn: u64, order: u32, gfp: Gfp) -> bool {
+        if self.check_new_pages(pfn, order) {
+            self.leaked.push((pfn, order));
+            return false;
+        }
+        self.prep_new_page(pfn, order, gfp);
+        true
     }
 
     /// `alloc_pages_node(nid, gfp, 0)` up to `nr` times, stopping at the first
@@ -60,10 +67,7 @@ impl Machine {
                     let pfn = (self.buddy.rmqueue_run(&mut self.mm, order, node))
                         .expect("the block is there");
                     for p in pfn..pfn + (1 << order) {
-                        if self.check_new_pages(p, 0) {
-                            self.leaked.push((p, 0));
-                        } else {
-                            self.prep_new_page(p, 0, gfp);
+                        if self.take_new_block(p, 0, gfp) {
                             pages.push(p);
                         }
                     }
@@ -175,28 +179,25 @@ impl Machine {
         let mut i = 0;
         while i < pages.len() {
             let pfn = pages[i];
-            let rest = &pages[i..];
-            let fits = |k: u32| {
-                pfn % (1 << k) == 0
-                    && rest.len() >= 1 << k
-                    && rest[(1 << k) - 1] == pfn + (1 << k) - 1
-                    && rest[..1 << k].windows(2).all(|w| w[1] == w[0] + 1)
-            };
-            let Some(k) = (1..=PMD_ORDER).rev().find(|&k| fits(k)) else {
+            // The longest run of consecutive pfns from here that pfn's
+            // alignment allows (at most a PMD's worth), rounded down to 2^k.
+            let cap = (1 << pfn.trailing_zeros().min(PMD_ORDER)).min(pages.len() - i);
+            let run = 1
+                + (pages[i..i + cap].windows(2))
+                    .take_while(|w| w[1] == w[0] + 1)
+                    .count();
+            let k = run.ilog2();
+            if k == 0 {
                 self.__free_pages(pfn, 0);
                 i += 1;
                 continue;
-            };
+            }
             let n = 1u64 << k;
             let mut freed = Vec::with_capacity(n as usize);
             for p in pfn..pfn + n {
                 // __free_pages(p, 0) up to the buddy allocator.
-                if self.put_page_testzero(p) {
-                    if self.free_pages_prepare(p, 0) {
-                        freed.push(p);
-                    } else {
-                        self.leaked.push((p, 0));
-                    }
+                if self.put_page_testzero(p) && self.prepare_or_leak(p, 0) {
+                    freed.push(p);
                 }
             }
             if freed.len() as u64 == n {
@@ -224,12 +225,19 @@ impl Machine {
     }
 
     fn free_the_page(&mut self, pfn: u64, order: u32) {
-        if self.free_pages_prepare(pfn, order) {
+        if self.prepare_or_leak(pfn, order) {
             self.buddy.free_one_page(&mut self.mm, pfn, order);
-        } else {
-            // bad_page() already spoke; the block is never returned.
+        }
+    }
+
+    /// `free_pages_prepare()`; false if it failed: `bad_page()` already
+    /// spoke, and the block is never returned.
+    fn prepare_or_leak(&mut self, pfn: u64, order: u32) -> bool {
+        let ok = self.free_pages_prepare(pfn, order);
+        if !ok {
             self.leaked.push((pfn, order));
         }
+        ok
     }
 
     /// `free_pages_prepare(page, order, check_free = true)` of v5.18.

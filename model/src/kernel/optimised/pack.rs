@@ -161,7 +161,7 @@ fn count(used: u64) -> u64 {
 /// The `used` word that releases a slot whose word was `used`: `DEAD`, count
 /// 0, the generation after `used`'s (wrapping).
 fn released(used: u64) -> u64 {
-    DEAD | ((used & GEN).wrapping_add(COUNT + 1) & GEN)
+    DEAD | (((used & GEN) + COUNT + 1) & GEN)
 }
 
 /// `BPF_PROG_SIZE_TO_NBITS`: chunks for `size` bytes.
