@@ -223,6 +223,12 @@ fn cpu_faults_are_oopses_and_text_poke_writes_ro_text() {
     m.text_poke_copy(VMALLOC_START + 2, &[0x90, 0xc3]).unwrap();
     assert_eq!(m.fetch(VMALLOC_START, 4).unwrap(), b"he\x90\xc3");
     assert_eq!(m.oopses().len(), 2, "text_poke is not a fault");
+    assert_eq!(m.fetch_holds(VMALLOC_START, b"he\x90\xc3"), Ok(true));
+    assert_eq!(m.fetch_holds(VMALLOC_START, b"he\x90\xc2"), Ok(false));
+    assert_eq!(m.oopses().len(), 2, "a fetch that compares is no fault");
+    let f = m.fetch_holds(VMALLOC_START + 4090, &[0; 8]).unwrap_err();
+    assert_eq!(f.cause, FaultCause::NotPresent, "runs off the mapping");
+    assert_eq!(m.oopses().len(), 3);
     assert!(m.pgtables.wx_leaves().next().is_none());
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::op::HandleKind;
-use crate::kernel::{Errno, Landing};
+use crate::kernel::{Errno, Fetched, Landing, Text};
 use crate::machine::oops::FaultCause;
 
 /// What one op returned.
@@ -18,6 +18,10 @@ pub enum Obs {
     Bytes(Vec<u8>),
     /// Bytes as a run keeps them once compared and checked ([`Obs::compact`]).
     Digest(Digest),
+    /// A long program run (over [`Obs::COMPACT_OVER`] bytes) that fetched
+    /// exactly the program's text, which the kernel keeps anyway: these
+    /// bytes, shared rather than copied ([`Obs::fetched`]).
+    Text(Text),
     /// `page_count()`.
     Count(i32),
     /// A word read from a `struct page`.
@@ -48,6 +52,27 @@ pub struct Digest {
 }
 
 impl Obs {
+    /// What a program run shows: its bytes, or the text itself when it
+    /// fetched exactly that and is long. Like [`Obs::Digest`], a long run's
+    /// observation is never [`Obs::Bytes`], so that equal bytes are never
+    /// two variants.
+    pub fn fetched(f: Fetched) -> Obs {
+        match f {
+            Fetched::Text(t) if t.len() > Self::COMPACT_OVER => Obs::Text(t),
+            Fetched::Text(t) => Obs::Bytes(t.to_vec()),
+            Fetched::Bytes(b) => Obs::Bytes(b),
+        }
+    }
+
+    /// The bytes of a byte observation that still has them.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Obs::Bytes(b) => Some(b),
+            Obs::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// Byte observations longer than [`Obs::COMPACT_OVER`] become a
     /// [`Digest`]; everything else stays. For after the op's comparison and
     /// oracles, which need the bytes.
@@ -89,7 +114,8 @@ impl fmt::Display for Obs {
         match self {
             Obs::Ok => f.write_str("ok"),
             Obs::Err(e) => write!(f, "-{}", e.name()),
-            Obs::Bytes(b) => {
+            Obs::Bytes(_) | Obs::Text(_) => {
+                let b = self.bytes().expect("a byte observation");
                 for x in b.iter().take(SHOWN) {
                     write!(f, "{x:02x}")?;
                 }

@@ -208,6 +208,8 @@ impl Invariants {
                     ),
                 );
             }
+            // A long run that fetched exactly its text is `Obs::Text`:
+            // nothing to report.
             (Obs::Bytes(got), Op::ProgRun { prog }) => {
                 let want = &s.kernel.images()[s.prog(prog.0).expect("it ran").0 as usize]
                     .image

@@ -183,7 +183,7 @@ impl Session {
             Op::ProgRun { prog } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);
                 k.bpf_prog_run(p)
-                    .map_or_else(|f| Obs::Fault(f.cause), Obs::Bytes)
+                    .map_or_else(|f| Obs::Fault(f.cause), Obs::fetched)
             }
             Op::ProgProbe { prog, off } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);

@@ -236,10 +236,14 @@ pub trait Kernel {
     }
 
     /// Runs a program: fetches its whole text.
-    fn bpf_prog_run(&mut self, prog: Prog) -> Result<Vec<u8>, Fault> {
+    fn bpf_prog_run(&mut self, prog: Prog) -> Result<Fetched, Fault> {
         let img = &self.images()[prog.0 as usize].image;
-        let (start, len) = (img.text_start, img.text.len());
-        self.machine_mut().fetch(start, len)
+        let (start, text) = (img.text_start, img.text.clone());
+        let m = self.machine_mut();
+        if m.fetch_holds(start, &text)? {
+            return Ok(Fetched::Text(text));
+        }
+        m.fetch(start, text.len()).map(Fetched::Bytes)
     }
     /// Where a jump to the program's start + `off` lands.
     fn bpf_prog_probe(&self, prog: Prog, off: i64) -> Landing {
@@ -253,6 +257,16 @@ pub trait Kernel {
         let addr = img.text_start.wrapping_add_signed(off);
         probe::classify(self.machine(), addr, None, self.images())
     }
+}
+
+/// What running a program fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// Exactly the text the JIT wrote (compared in place, not copied: a
+    /// program can be megabytes, run many times).
+    Text(Text),
+    /// Anything else: every byte fetched.
+    Bytes(Vec<u8>),
 }
 
 /// Which implementation to build.

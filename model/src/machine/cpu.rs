@@ -2,11 +2,13 @@
 //! page tables with their permissions, and `text_poke_copy` / `text_poke_set`,
 //! which write program text through the physical frames.
 
+use std::ops::Range;
+
 use super::Machine;
 use super::consts::{
     MODULES_END, MODULES_VADDR, PAGE_OFFSET, PAGE_SIZE, VMALLOC_END, VMALLOC_START, is_canonical,
 };
-use super::frames::SharedBytes;
+use super::frames::{Frames, SharedBytes};
 use super::oops::{Access, Fault, FaultCause, Oops};
 
 const PS: u64 = PAGE_SIZE;
@@ -54,7 +56,7 @@ impl Machine {
         va: u64,
         len: usize,
         access: Access,
-        mut f: impl FnMut(u64, usize, std::ops::Range<usize>),
+        mut f: impl FnMut(u64, usize, Range<usize>),
     ) -> Result<(), Fault> {
         let mut done = 0usize;
         while done < len {
@@ -110,7 +112,7 @@ impl Machine {
         va: u64,
         len: usize,
         access: Access,
-        mut put: impl FnMut(&mut super::frames::Frames, u64, usize, std::ops::Range<usize>),
+        mut put: impl FnMut(&mut Frames, u64, usize, Range<usize>),
     ) -> Result<(), Fault> {
         let mut done = 0usize;
         while done < len {
@@ -144,13 +146,21 @@ impl Machine {
         self.oops_on(r).map(|()| out)
     }
 
+    /// Instruction fetches of `data.len()` bytes from `va`, as
+    /// [`Machine::fetch`], telling whether they are `data` rather than
+    /// copying them: compared in place (a page that holds `data` itself by
+    /// reference is not even read).
+    pub fn fetch_holds(&mut self, va: u64, data: &[u8]) -> Result<bool, Fault> {
+        let mut same = true;
+        let r = self.each_piece(va, data.len(), Access::Fetch, |pfn, off, r| {
+            same = same && self.frames.holds(pfn, off, &data[r]);
+        });
+        self.oops_on(r).map(|()| same)
+    }
+
     /// `__text_poke()`'s page lookup: `vmalloc_to_page()` of every page the
     /// write touches; `BUG_ON(!pages[0])` when one is not mapped.
-    fn poke_pieces(
-        &mut self,
-        addr: u64,
-        len: usize,
-    ) -> Option<Vec<(u64, usize, std::ops::Range<usize>)>> {
+    fn poke_pieces(&mut self, addr: u64, len: usize) -> Option<Vec<(u64, usize, Range<usize>)>> {
         let mut pieces = Vec::new();
         let mut done = 0usize;
         while done < len {
@@ -174,28 +184,22 @@ impl Machine {
     /// `text_poke_copy(addr, src, len)`: writes program text through a
     /// temporary alias of the frames, whatever the protection of `addr`.
     pub fn text_poke_copy(&mut self, addr: u64, src: &[u8]) -> Option<()> {
-        for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
-            self.frames.write(pfn, off, &src[r]);
-        }
-        Some(())
+        self.text_poke_copy_with(addr, src.len(), |frames, pfn, off, r| {
+            frames.write(pfn, off, &src[r])
+        })
     }
 
-    /// [`Machine::text_poke_copy`] of `src`, which holds `text` from byte `at`
-    /// on: the same bytes, with whole pages of `text` kept as references.
-    pub fn text_poke_copy_text(
+    /// [`Machine::text_poke_copy`] of `len` bytes from a source that writes
+    /// itself: `put(frames, pfn, offset_in_frame, range_in_source)` for each
+    /// page-sized piece (a JIT buffer of megabytes need not be built first).
+    pub fn text_poke_copy_with(
         &mut self,
         addr: u64,
-        src: &[u8],
-        text: &SharedBytes,
-        at: usize,
+        len: usize,
+        mut put: impl FnMut(&mut Frames, u64, usize, Range<usize>),
     ) -> Option<()> {
-        debug_assert!(src[at..at + text.len()] == text[..]);
-        for (pfn, off, r) in self.poke_pieces(addr, src.len())? {
-            if r.start >= at && r.end <= at + text.len() {
-                (self.frames).write_text(pfn, off, text, r.start - at..r.end - at);
-            } else {
-                self.frames.write(pfn, off, &src[r]);
-            }
+        for (pfn, off, r) in self.poke_pieces(addr, len)? {
+            put(&mut self.frames, pfn, off, r);
         }
         Some(())
     }

@@ -7,7 +7,8 @@
 //! them), filled with INT3 (d88bb5eed04c), `VM_FLUSH_RESET_PERMS`, then
 //! `set_memory_rox` with its result checked (c733239f8f53). The JIT writes into
 //! an RW buffer (`kvmalloc`'d in the kernel; outside the model here) filled with
-//! INT3, and finalize copies the whole buffer with `text_poke_copy`. A free reads
+//! INT3 ([`RwBuffer`]), and finalize copies the whole buffer with
+//! `text_poke_copy`. A free reads
 //! the size from the RO header, overwrites the range with INT3 by
 //! `text_poke_set` (fe736565efb7) and only then clears its chunks; an empty pack
 //! is released at once, as in the kernel (no empty pack is cached).
@@ -16,12 +17,68 @@ use super::pack::{self, PackSource};
 use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
+use std::ops::Range;
+
 use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
 use crate::machine::consts::{PAGE_SIZE, round_up};
+use crate::machine::frames::Frames;
 use crate::machine::oops::Oops;
 
 /// `sizeof(struct bpf_binary_header)`: `u32 size` and an 8-aligned image.
 const HDR: u64 = 8;
+
+/// The JIT's RW buffer (`rw_header`, which `bpf_jit_binary_pack_alloc()`
+/// `kvmalloc`s and fills with INT3): `size` bytes of INT3 with `size` in the
+/// header and, once the JIT has written it, the program text at `image`.
+/// Kept as that description rather than as bytes: it is only ever copied out,
+/// whole or its header, and a program can be megabytes.
+struct RwBuffer {
+    size: u64,
+    image: u64,
+    text: Option<Text>,
+}
+
+impl RwBuffer {
+    /// The header's `u32 size`, as `text_poke_copy` of its first bytes copies it.
+    fn header(&self) -> [u8; 4] {
+        (self.size as u32).to_le_bytes()
+    }
+
+    /// The JIT writes `text` at the image.
+    fn jit(&mut self, text: &Text) {
+        debug_assert!(self.image + text.len() as u64 <= self.size);
+        self.text = Some(text.clone());
+    }
+
+    /// Copies bytes `r` of the buffer into frame `pfn` at `off`: whole pages
+    /// of text as references to it, INT3 as a fill.
+    fn put(&self, frames: &mut Frames, pfn: u64, off: usize, r: Range<usize>) {
+        let image = self.image as usize;
+        let text = self.text.as_ref().map_or(&[][..], |t| &t[..]);
+        let in_text = image..image + text.len();
+        let header = self.header();
+        match &self.text {
+            Some(t) if in_text.start <= r.start && r.end <= in_text.end => {
+                frames.write_text(pfn, off, t, r.start - image..r.end - image)
+            }
+            _ if r.start >= header.len() && (r.end <= in_text.start || r.start >= in_text.end) => {
+                frames.fill(pfn, off, r.len(), 0xcc)
+            }
+            _ => {
+                let mut buf = vec![0xcc; r.len()];
+                for (i, b) in buf.iter_mut().enumerate() {
+                    let at = r.start + i;
+                    if at < header.len() {
+                        *b = header[at];
+                    } else if in_text.contains(&at) {
+                        *b = text[at - image];
+                    }
+                }
+                frames.write(pfn, off, &buf);
+            }
+        }
+    }
+}
 
 impl Core {
     /// `module_alloc()` of `size` bytes for BPF, huge pages allowed, filled with
@@ -146,21 +203,32 @@ impl Optimised {
         }
     }
 
-    /// `bpf_jit_binary_pack_alloc(proglen, …, alignment, …)`: the RO header, the
-    /// RW buffer (INT3 with `size` in its header), and the image offset.
+    /// `bpf_jit_binary_pack_alloc(proglen, …, alignment, …)`: the RO header and
+    /// the RW buffer (INT3 with `size` in its header, the image offset chosen).
     fn jit_binary_pack_alloc(
         &mut self,
         proglen: u64,
         align: u32,
         rand: u32,
-    ) -> Result<(u64, Vec<u8>, u64), Errno> {
+    ) -> Result<(u64, RwBuffer), Errno> {
         let size = round_up(proglen + HDR + 16, pack::CHUNK_SIZE);
         let ro = self.bpf_prog_pack_alloc(size).ok_or(Errno::Enomem)?;
-        let mut rw = vec![0xcc; size as usize];
-        rw[..4].copy_from_slice(&(size as u32).to_le_bytes());
         let hole = (size - (proglen + HDR)).min(pack::CHUNK_SIZE - HDR);
         let start = (rand as u64 % hole) & !(align as u64 - 1);
-        Ok((ro, rw, HDR + start))
+        let rw = RwBuffer {
+            size,
+            image: HDR + start,
+            text: None,
+        };
+        Ok((ro, rw))
+    }
+
+    /// `bpf_jit_binary_pack_finalize()`: `text_poke_copy` of the whole RW
+    /// buffer to the RO image.
+    fn jit_binary_pack_finalize(&mut self, ro: u64, rw: &RwBuffer) -> Option<()> {
+        (self.core.m).text_poke_copy_with(ro, rw.size as usize, |frames, pfn, off, r| {
+            rw.put(frames, pfn, off, r)
+        })
     }
 
     /// `bpf_jit_binary_pack_free(ro_header, rw_header)`: the size is read from
@@ -175,25 +243,22 @@ impl Optimised {
 
     /// JIT into the RW buffer, then `bpf_jit_binary_pack_finalize()`.
     pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
-        let (ro, mut rw, image) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
-        rw[image as usize..image as usize + text.len()].copy_from_slice(&text[..]);
-        if (self.core.m)
-            .text_poke_copy_text(ro, &rw, text, image as usize)
-            .is_none()
-        {
-            self.bpf_prog_pack_free(ro, rw.len() as u64);
+        let (ro, mut rw) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
+        rw.jit(text);
+        if self.jit_binary_pack_finalize(ro, &rw).is_none() {
+            self.bpf_prog_pack_free(ro, rw.size);
             return Err(Errno::Enomem);
         }
         self.images.push(ImageSlot {
             image: Image {
                 header: ro,
                 header_len: 4,
-                text_start: ro + image,
+                text_start: ro + rw.image,
                 text: text.clone(),
-                alloc_size: if rw.len() as u64 > self.packs.pack_size() {
-                    round_up(rw.len() as u64, PAGE_SIZE)
+                alloc_size: if rw.size > self.packs.pack_size() {
+                    round_up(rw.size, PAGE_SIZE)
                 } else {
-                    rw.len() as u64
+                    rw.size
                 },
             },
             live: true,
@@ -207,18 +272,18 @@ impl Optimised {
     /// back. With `unset-ro-size` the copy is missing, so the free uses
     /// whatever the RO header held — INT3 from the fill (a "size" larger than a
     /// pack: `module_memfree()` of a chunk), or a freed program's header.
-    fn jit_error_free(&mut self, ro: u64, rw: &[u8]) {
+    fn jit_error_free(&mut self, ro: u64, rw: &RwBuffer) {
         if !self.core.quirks.has(Quirk::UnsetRoSize) {
             // A chunk of a pack freed under the allocator is unmapped: the
             // BUG_ON in text_poke is already an oops.
-            let _ = self.core.m.text_poke_copy(ro, &rw[..4]);
+            let _ = self.core.m.text_poke_copy(ro, &rw.header());
         }
         self.jit_binary_pack_free(ro);
     }
 
     /// The JIT fails on a program before finalising it.
     pub(super) fn jit_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {
-        let (ro, rw, _) = self.jit_binary_pack_alloc(len as u64, 1, rand)?;
+        let (ro, rw) = self.jit_binary_pack_alloc(len as u64, 1, rand)?;
         self.jit_error_free(ro, &rw);
         Ok(())
     }
@@ -234,31 +299,31 @@ impl Optimised {
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno> {
-        let mut subs: Vec<(u64, Vec<u8>, u64)> = Vec::with_capacity(texts.len());
+        let mut subs: Vec<(u64, RwBuffer)> = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             match self.jit_binary_pack_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
-                Ok((ro, mut rw, image)) => {
-                    rw[image as usize..image as usize + text.len()].copy_from_slice(&text[..]);
-                    subs.push((ro, rw, image));
+                Ok((ro, mut rw)) => {
+                    rw.jit(text);
+                    subs.push((ro, rw));
                 }
                 Err(e) => {
-                    for (ro, rw, image) in subs {
-                        self.jit_free_unfinalised(ro, &rw, ro + image);
+                    for (ro, rw) in subs {
+                        self.jit_free_unfinalised(ro, &rw);
                     }
                     return Err(e);
                 }
             }
         }
-        for ((ro, rw, image), text) in subs[..fail].iter().zip(texts) {
-            let _ = (self.core.m).text_poke_copy_text(*ro, rw, text, *image as usize);
+        for (ro, rw) in &subs[..fail] {
+            let _ = self.jit_binary_pack_finalize(*ro, rw);
         }
-        let (ro, rw, _) = &subs[fail];
+        let (ro, rw) = &subs[fail];
         self.jit_error_free(*ro, rw);
-        for (i, (ro, rw, image)) in subs.iter().enumerate() {
+        for (i, (ro, rw)) in subs.iter().enumerate() {
             match i.cmp(&fail) {
                 std::cmp::Ordering::Less => self.jit_binary_pack_free(*ro),
                 std::cmp::Ordering::Equal => {}
-                std::cmp::Ordering::Greater => self.jit_free_unfinalised(*ro, rw, ro + image),
+                std::cmp::Ordering::Greater => self.jit_free_unfinalised(*ro, rw),
             }
         }
         Ok(())
@@ -272,16 +337,16 @@ impl Optimised {
     /// `module_memfree()` of that page — the whole pack, when the subprogram
     /// sits in the pack's first page, while other programs live in it
     /// (CVE-2022-50168).
-    fn jit_free_unfinalised(&mut self, ro: u64, rw: &[u8], func: u64) {
+    fn jit_free_unfinalised(&mut self, ro: u64, rw: &RwBuffer) {
         if self.core.quirks.has(Quirk::UnfinalizedFreeMask) {
-            let hdr = func & !(PAGE_SIZE - 1);
+            let hdr = (ro + rw.image) & !(PAGE_SIZE - 1);
             let mut size = [0u8; 4];
             if self.core.m.read(hdr, &mut size).is_ok() {
                 self.core.module_memfree(hdr);
             }
             return;
         }
-        let _ = self.core.m.text_poke_copy(ro, rw);
+        let _ = self.jit_binary_pack_finalize(ro, rw);
         self.jit_binary_pack_free(ro);
     }
 
