@@ -93,6 +93,10 @@ pub struct Buddy {
     prev: Links,
     /// The order of the free block that starts at this pfn, or `NOT_FREE`.
     free_order: Orders,
+    /// One bit per pfn: inside a block on a free list (the untouched blocks
+    /// aside), kept by `add` and `del` so that [`Buddy::is_free`] is one load
+    /// rather than a look at every order's block start.
+    free_bits: Vec<u64>,
 }
 
 impl Buddy {
@@ -121,6 +125,7 @@ impl Buddy {
             next: Links(LazyArray::new(nr as usize)),
             prev: Links(LazyArray::new(nr as usize)),
             free_order: Orders(LazyArray::new(nr as usize)),
+            free_bits: vec![0; (nr as usize).div_ceil(64)],
         }
     }
 
@@ -158,6 +163,15 @@ impl Buddy {
 
     /// Is `pfn` inside a free block?
     pub fn is_free(&self, pfn: u64) -> bool {
+        let free = pfn >= self.zones[self.node_of(pfn)].untouched
+            || self.free_bits[pfn as usize / 64] >> (pfn % 64) & 1 != 0;
+        debug_assert_eq!(free, self.is_free_by_orders(pfn), "pfn {pfn:#x}");
+        free
+    }
+
+    /// [`Buddy::is_free`] the long way: is there a free block of some order
+    /// that starts where a block of that order holding `pfn` would?
+    fn is_free_by_orders(&self, pfn: u64) -> bool {
         if pfn >= self.zones[self.node_of(pfn)].untouched {
             return true;
         }
@@ -367,6 +381,7 @@ impl Buddy {
         }
         self.zones[node].nr_free[o] += 1;
         self.free_order.set(pfn as usize, order as u8);
+        self.mark_free(pfn, order, true);
         let next_ptr = self.list_ptr(node, order, next);
         let prev_ptr = self.list_ptr(node, order, prev);
         let page = mm.page_mut(pfn);
@@ -374,6 +389,19 @@ impl Buddy {
         page.set_word(W_LRU_PREV, prev_ptr);
         page.set_private(order as u64);
         page.set_mapcount_raw(PAGE_BUDDY_MAPCOUNT_VALUE);
+    }
+
+    /// Sets (`on`) or clears the free bits of the block of `2^order` pages at
+    /// `pfn` (aligned to its size).
+    fn mark_free(&mut self, pfn: u64, order: u32, on: bool) {
+        let (start, n) = (pfn as usize, 1usize << order);
+        if n >= 64 {
+            self.free_bits[start / 64..(start + n) / 64].fill(if on { !0 } else { 0 });
+        } else {
+            let mask = ((1u64 << n) - 1) << (start % 64);
+            let w = &mut self.free_bits[start / 64];
+            *w = if on { *w | mask } else { *w & !mask };
+        }
     }
 
     /// `del_page_from_free_list()`: `list_del`, `__ClearPageBuddy`,
@@ -399,6 +427,7 @@ impl Buddy {
         }
         self.zones[node].nr_free[o] -= 1;
         self.free_order.set(pfn as usize, NOT_FREE);
+        self.mark_free(pfn, order, false);
         self.prev.set(pfn as usize, NONE);
         self.next.set(pfn as usize, NONE);
         deleted(mm, pfn);

@@ -37,6 +37,7 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
     }
 
     /// The value at `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> &T {
         assert!(i < self.len, "index {i} out of {}", self.len);
         match &self.chunks[i / N] {
@@ -46,10 +47,20 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
     }
 
     /// The value at `i`, for writing (allocates its chunk).
+    #[inline]
     pub fn get_mut(&mut self, i: usize) -> &mut T {
         assert!(i < self.len, "index {i} out of {}", self.len);
         let d = self.default;
-        &mut self.chunks[i / N].get_or_insert_with(|| Box::new([d; N]))[i % N]
+        &mut self.chunks[i / N].get_or_insert_with(|| Self::new_chunk(d))[i % N]
+    }
+
+    /// A chunk of defaults: out of line, so that the hot path of
+    /// [`LazyArray::get_mut`] does not reserve the chunk's stack space on
+    /// every call.
+    #[cold]
+    #[inline(never)]
+    fn new_chunk(d: T) -> Box<[T; N]> {
+        Box::new([d; N])
     }
 
     pub fn set(&mut self, i: usize, v: T) {

@@ -85,9 +85,10 @@ impl PageTables {
             Some(p) if p.is_wx() => {
                 self.wx.insert((va, level));
             }
-            _ => {
+            _ if old.is_some_and(Prot::is_wx) => {
                 self.wx.remove(&(va, level));
             }
+            _ => debug_assert!(!self.wx.contains(&(va, level))),
         }
     }
 
@@ -111,6 +112,40 @@ impl PageTables {
             Pmd::Leaf { .. } => panic!("vmap_pte_range: {va:#x} is under a PMD leaf"),
         }
         self.note(va, Level::Pte, None, Some(prot));
+    }
+
+    /// `vmap_pages_pte_range()` over as many PMDs as it takes: one PTE for
+    /// each of `pfns`, from `va` on. Every slot must be `pte_none`. The same
+    /// as [`PageTables::map_pte`] of each in turn, with each PMD looked up once.
+    pub fn map_ptes(&mut self, va: u64, pfns: &[u64], prot: Prot) {
+        debug_assert!(va % PAGE_SIZE == 0);
+        let mut done = 0;
+        while done < pfns.len() {
+            let at = va + done as u64 * PAGE_SIZE;
+            let first = pte_index(at);
+            let n = (PAGES_PER_PMD as usize - first).min(pfns.len() - done);
+            let slot = self
+                .pmds
+                .entry(pmd_index(at))
+                .or_insert_with(|| Pmd::Table {
+                    ptes: Box::new([0; 512]),
+                    used: 0,
+                });
+            let Pmd::Table { ptes, used } = slot else {
+                panic!("vmap_pte_range: {at:#x} is under a PMD leaf");
+            };
+            for (e, &pfn) in ptes[first..first + n].iter_mut().zip(&pfns[done..done + n]) {
+                assert!(*e == 0, "vmap_pte_range: a pte from {at:#x} is not none");
+                *e = pfn << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
+            }
+            *used += n as u16;
+            done += n;
+        }
+        if prot.executable() {
+            for i in 0..pfns.len() as u64 {
+                self.note(va + i * PAGE_SIZE, Level::Pte, None, Some(prot));
+            }
+        }
     }
 
     /// `vmap_try_huge_pmd()`: install one PMD leaf (`va` and `pfn` PMD-aligned).

@@ -207,13 +207,15 @@ impl Core {
     /// frames otherwise. Right for an order-9 block; for order-0 fallback pages
     /// (`fallback-mapped-as-pmd`) it maps frames the area does not own.
     fn vmap_pages_range(&mut self, area: &VmStruct) {
+        if area.page_order == 0 {
+            (self.m.pgtables).map_ptes(area.addr, &area.pages, Prot::PAGE_KERNEL);
+            return;
+        }
         let step = 1usize << area.page_order;
         let nr = self.m.nr_pages();
         for (i, chunk) in area.pages.chunks(step).enumerate() {
             let va = area.addr + (i * step) as u64 * PAGE_SIZE;
-            if area.page_order == 0 {
-                self.m.pgtables.map_pte(va, chunk[0], Prot::PAGE_KERNEL);
-            } else if chunk[0] % PAGES_PER_PMD == 0 {
+            if chunk[0] % PAGES_PER_PMD == 0 {
                 self.m.pgtables.map_pmd(va, chunk[0], Prot::PAGE_KERNEL);
             } else {
                 for j in 0..PAGES_PER_PMD {

@@ -85,11 +85,9 @@ impl Reference {
             self.vfree_area(area);
             return Err(Errno::Enomem);
         }
-        for (i, &pfn) in area.pages.iter().enumerate() {
-            self.m
-                .pgtables
-                .map_pte(addr + i as u64 * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
-        }
+        self.m
+            .pgtables
+            .map_ptes(addr, &area.pages, Prot::PAGE_KERNEL);
         Ok(area)
     }
 
