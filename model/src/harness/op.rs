@@ -183,8 +183,8 @@ pub fn prog_text(id: ProgId, len: u32) -> Vec<u8> {
     const PROLOGUE: [u8; 9] = [0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x48, 0x89, 0xe5];
     const EPILOGUE: [u8; 2] = [0xc9, 0xc3];
     let len = len as usize;
-    let seed = 0x243f_6a88_85a3_08d3u64 ^ ((id.0 as u64) << 32);
-    let mut t = xorshift_stream(seed, len.div_ceil(8));
+    let mut t = vec![0; len.next_multiple_of(8)];
+    xorshift_fill(0x243f_6a88_85a3_08d3u64 ^ ((id.0 as u64) << 32), &mut t);
     t.truncate(len);
     let p = PROLOGUE.len().min(len);
     t[..p].copy_from_slice(&PROLOGUE[..p]);
@@ -202,7 +202,7 @@ const fn xorshift(mut x: u64) -> u64 {
     x
 }
 
-/// Independent streams [`xorshift_stream`] interleaves, and the words each
+/// Independent streams [`xorshift_fill`] interleaves, and the words each
 /// makes in turn.
 const LANES: usize = 8;
 const SEG: usize = 1024;
@@ -231,39 +231,36 @@ fn jump(x: u64) -> u64 {
         .fold(0, |y, j| y ^ JUMP[j])
 }
 
-/// `words` words, little-endian: word `i` is the `i + 1`-th xorshift state
-/// after `seed`, with odd bytes only (never 0xCC, and no per-byte branch).
-/// The stream is serial, one step per word; long texts are made [`LANES`]
-/// segments at a time, each lane started by [`jump`], so that the steps of
-/// different lanes overlap — the same words, twice as fast on megabyte
-/// programs — and appended, so that the text is written once.
-fn xorshift_stream(seed: u64, words: usize) -> Vec<u8> {
+/// Fills `out` (a multiple of 8 bytes), word `i` little-endian, with the
+/// `i + 1`-th xorshift state after `seed`, odd bytes only (never 0xCC, and
+/// no per-byte branch). The stream is serial, one step per word; long texts
+/// are made [`LANES`] segments at a time, each lane started by [`jump`], so
+/// that the steps of different lanes overlap — the same words, several
+/// times faster on megabyte programs. (Into a zeroed `Vec`: `calloc` of
+/// fresh memory costs nothing, where appending a buffer would copy it.)
+fn xorshift_fill(seed: u64, out: &mut [u8]) {
     const ODD: u64 = 0x0101_0101_0101_0101;
-    let mut out = Vec::with_capacity(8 * words);
+    debug_assert_eq!(out.len() % 8, 0);
     let mut x = xorshift(seed);
-    if words >= LANES * SEG {
-        let mut group = vec![0u8; 8 * LANES * SEG];
-        while out.len() + group.len() <= 8 * words {
-            let mut lanes = [x; LANES];
-            for l in 1..LANES {
-                lanes[l] = jump(lanes[l - 1]);
-            }
-            for j in 0..SEG {
-                for (l, s) in lanes.iter_mut().enumerate() {
-                    let at = 8 * (l * SEG + j);
-                    group[at..at + 8].copy_from_slice(&(*s | ODD).to_le_bytes());
-                    *s = xorshift(*s);
-                }
-            }
-            out.extend_from_slice(&group);
-            x = lanes[LANES - 1];
+    let mut groups = out.chunks_exact_mut(8 * LANES * SEG);
+    for group in &mut groups {
+        let mut lanes = [x; LANES];
+        for l in 1..LANES {
+            lanes[l] = jump(lanes[l - 1]);
         }
+        for j in 0..SEG {
+            for (l, s) in lanes.iter_mut().enumerate() {
+                let at = 8 * (l * SEG + j);
+                group[at..at + 8].copy_from_slice(&(*s | ODD).to_le_bytes());
+                *s = xorshift(*s);
+            }
+        }
+        x = lanes[LANES - 1];
     }
-    while out.len() < 8 * words {
-        out.extend_from_slice(&(x | ODD).to_le_bytes());
+    for word in groups.into_remainder().chunks_exact_mut(8) {
+        word.copy_from_slice(&(x | ODD).to_le_bytes());
         x = xorshift(x);
     }
-    out
 }
 
 /// The text of subprogram `i` of a multi-subprogram load (never a live
@@ -302,7 +299,8 @@ mod tests {
         };
         let group = LANES * SEG;
         for words in [0, 1, SEG, group - 1, group, group + 1, 3 * group + 77] {
-            let out = xorshift_stream(0x1234_5678_9abc_def1, words);
+            let mut out = vec![0; 8 * words];
+            xorshift_fill(0x1234_5678_9abc_def1, &mut out);
             assert!(out == serial(0x1234_5678_9abc_def1, words), "{words} words");
         }
     }
