@@ -24,8 +24,9 @@
 use std::fmt::Write as _;
 
 use super::alloc::jit_size;
-use crate::harness::op::{ProgId, prog_text};
+use crate::harness::op::ProgId;
 use crate::harness::rng::Rng;
+use crate::harness::text::prog_text;
 use crate::kernel::optimised::Optimised;
 use crate::kernel::reference::Reference;
 use crate::kernel::{Area, HugeHint, Kernel, Prog, Quirks, RegionKind, Text, VmallocFlags};

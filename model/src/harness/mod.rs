@@ -17,4 +17,5 @@ pub mod session;
 pub mod shadow;
 pub mod shrink;
 pub mod targets;
+pub mod text;
 pub mod trace;

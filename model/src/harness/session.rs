@@ -3,7 +3,8 @@
 //! caused collected with its observation.
 
 use super::obs::Obs;
-use super::op::{HandleKind, Op, ProgId, prog_text, subprog_text};
+use super::op::{HandleKind, Op, ProgId};
+use super::text::{prog_text, subprog_text};
 use crate::kernel::{Area, Kernel, KernelKind, PageRef, Prog, Quirks, Text};
 use crate::machine::MachineConfig;
 use crate::machine::oops::Oops;
