@@ -5,6 +5,7 @@ use packmodel::machine::consts::{PAGE_SIZE, PMD_SIZE, VMALLOC_START};
 use packmodel::machine::list::{DRIVER_LIST, page_lru};
 use packmodel::machine::oops::{Access, FaultCause, Oops};
 use packmodel::machine::page::{LIST_POISON1, TAIL_MAPPING, W_LRU_NEXT};
+use packmodel::machine::text::Text;
 use packmodel::machine::{Gfp, Machine, MachineConfig, Prot};
 
 fn machine() -> Machine {
@@ -223,10 +224,13 @@ fn cpu_faults_are_oopses_and_text_poke_writes_ro_text() {
     m.text_poke_copy(VMALLOC_START + 2, &[0x90, 0xc3]).unwrap();
     assert_eq!(m.fetch(VMALLOC_START, 4).unwrap(), b"he\x90\xc3");
     assert_eq!(m.oopses().len(), 2, "text_poke is not a fault");
-    assert_eq!(m.fetch_holds(VMALLOC_START, b"he\x90\xc3"), Ok(true));
-    assert_eq!(m.fetch_holds(VMALLOC_START, b"he\x90\xc2"), Ok(false));
+    let (text, other) = (Text::new(7, 4000), Text::new(8, 4000));
+    m.text_poke_copy(VMALLOC_START + 96, &text.to_vec())
+        .unwrap();
+    assert_eq!(m.fetch_holds(VMALLOC_START + 96, &text), Ok(true));
+    assert_eq!(m.fetch_holds(VMALLOC_START + 96, &other), Ok(false));
     assert_eq!(m.oopses().len(), 2, "a fetch that compares is no fault");
-    let f = m.fetch_holds(VMALLOC_START + 4090, &[0; 8]).unwrap_err();
+    let f = (m.fetch_holds(VMALLOC_START + 4090, &Text::new(7, 8))).unwrap_err();
     assert_eq!(f.cause, FaultCause::NotPresent, "runs off the mapping");
     assert_eq!(m.oopses().len(), 3);
     assert!(m.pgtables.wx_leaves().next().is_none());

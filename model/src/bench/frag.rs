@@ -29,7 +29,7 @@ use crate::harness::rng::Rng;
 use crate::harness::text::prog_text;
 use crate::kernel::optimised::Optimised;
 use crate::kernel::reference::Reference;
-use crate::kernel::{Area, HugeHint, Kernel, Prog, Quirks, RegionKind, Text, VmallocFlags};
+use crate::kernel::{Area, HugeHint, Kernel, Prog, Quirks, RegionKind, VmallocFlags};
 use crate::machine::MachineConfig;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
@@ -201,7 +201,7 @@ fn run_one(
         match *step {
             Step::Load { id, len, rand } => {
                 text_sum += u128::from(len);
-                match k.bpf_prog_load(&Text::new(prog_text(ProgId(id as u32), len)), 1, rand) {
+                match k.bpf_prog_load(&prog_text(ProgId(id as u32), len), 1, rand) {
                     Ok(p) => {
                         progs[id] = Some(p);
                         live += 1;

@@ -106,8 +106,11 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                 }
             }
         }
+        // Both kernels' runs of one program fetched exactly its text.
+        (Obs::Text(a), Obs::Text(b)) if a == b => Equal,
         (Obs::Bytes(_) | Obs::Text(_), Obs::Bytes(_) | Obs::Text(_)) => {
             let (a, b) = (r.bytes().expect("bytes"), o.bytes().expect("bytes"));
+            let (a, b) = (&a[..], &b[..]);
             match op {
                 Op::Vread { area, off, .. } => {
                     for (name, got) in [("reference", a), ("optimised", b)] {
@@ -120,8 +123,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                     }
                     Equal
                 }
-                // Both kernels' runs of one program share its text.
-                _ if std::ptr::eq(a, b) || a == b => Equal,
+                _ if a == b => Equal,
                 _ => Divergent(first_difference(a, b)),
             }
         }

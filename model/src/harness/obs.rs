@@ -1,6 +1,7 @@
 //! Observations: what one op shows, on the abstract level (handles, bytes,
 //! trap-vs-run), never addresses or pfns, so that two kernels can be compared.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::op::HandleKind;
@@ -19,8 +20,8 @@ pub enum Obs {
     /// Bytes as a run keeps them once compared and checked ([`Obs::compact`]).
     Digest(Digest),
     /// A long program run (over [`Obs::COMPACT_OVER`] bytes) that fetched
-    /// exactly the program's text, which the kernel keeps anyway: these
-    /// bytes, shared rather than copied ([`Obs::fetched`]).
+    /// exactly the program's text: these bytes, kept as the text
+    /// ([`Obs::fetched`]).
     Text(Text),
     /// `page_count()`.
     Count(i32),
@@ -65,10 +66,10 @@ impl Obs {
     }
 
     /// The bytes of a byte observation that still has them.
-    pub fn bytes(&self) -> Option<&[u8]> {
+    pub fn bytes(&self) -> Option<Cow<'_, [u8]>> {
         match self {
-            Obs::Bytes(b) => Some(b),
-            Obs::Text(t) => Some(t),
+            Obs::Bytes(b) => Some(Cow::Borrowed(b)),
+            Obs::Text(t) => Some(Cow::Owned(t.to_vec())),
             _ => None,
         }
     }
@@ -109,27 +110,29 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// The first bytes of a byte observation, and its length if there are more.
+fn show_bytes(f: &mut fmt::Formatter<'_>, head: &[u8], len: usize) -> fmt::Result {
+    for x in head {
+        write!(f, "{x:02x}")?;
+    }
+    if len > head.len() {
+        write!(f, "… ({len} bytes)")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Obs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Obs::Ok => f.write_str("ok"),
             Obs::Err(e) => write!(f, "-{}", e.name()),
-            Obs::Bytes(_) | Obs::Text(_) => {
-                let b = self.bytes().expect("a byte observation");
-                for x in b.iter().take(SHOWN) {
-                    write!(f, "{x:02x}")?;
-                }
-                if b.len() > SHOWN {
-                    write!(f, "… ({} bytes)", b.len())?;
-                }
-                Ok(())
+            Obs::Bytes(b) => show_bytes(f, &b[..b.len().min(SHOWN)], b.len()),
+            Obs::Text(t) => {
+                let mut head = [0; SHOWN];
+                t.read(0, &mut head);
+                show_bytes(f, &head, t.len())
             }
-            Obs::Digest(d) => {
-                for x in &d.head {
-                    write!(f, "{x:02x}")?;
-                }
-                write!(f, "… ({} bytes)", d.len)
-            }
+            Obs::Digest(d) => show_bytes(f, &d.head, d.len),
             Obs::Count(n) => write!(f, "{n}"),
             Obs::Word(0) => f.write_str("NULL"),
             Obs::Word(w) => write!(f, "{w:#x}"),

@@ -214,18 +214,17 @@ impl Invariants {
                 let want = &s.kernel.images()[s.prog(prog.0).expect("it ran").0 as usize]
                     .image
                     .text;
-                // memcmp first: programs can be megabytes, run many times.
                 let n = got.len().min(want.len());
-                let differs = got[..n] != want[..n];
+                let differs = !want.holds(0, &got[..n]);
                 if let Some(k) = differs
-                    .then(|| got.iter().zip(want.iter()).position(|(a, b)| a != b))
+                    .then(|| got.iter().zip(want.to_vec()).position(|(&a, b)| a != b))
                     .flatten()
                 {
                     o.find(
                         Oracle::ExecutableContent,
                         format!(
                             "bpf_prog_run(prog{}) fetched {:#04x} at +{k} where the JIT wrote {:#04x}\n",
-                            prog.0, got[k], want[k]
+                            prog.0, got[k], want.byte(k)
                         ),
                     );
                 }
@@ -447,7 +446,7 @@ impl Invariants {
             let (img, r) = (&slot.image, slot.image.text_range());
             if r.start <= va && end <= r.end {
                 let k = (va - img.text_start) as usize;
-                if m.frames.holds(pfn, 0, &img.text[k..k + PAGE_SIZE as usize]) {
+                if (m.frames).holds_text(pfn, 0, &img.text, k..k + PAGE_SIZE as usize) {
                     return None;
                 }
             }
@@ -469,7 +468,7 @@ impl Invariants {
                 let page = &mut buf[(lo - va) as usize..(hi - va) as usize];
                 let matches = text.is_none_or(|t| {
                     let k = (lo - img.text_start) as usize;
-                    page == &t[k..k + page.len()]
+                    t.holds(k, page)
                 });
                 if matches {
                     page.fill(0xcc);

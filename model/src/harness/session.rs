@@ -75,10 +75,10 @@ impl Session {
         match op {
             Op::ProgLoad { len, .. } => {
                 let id = ProgId(self.progs.len() as u32);
-                vec![Text::new(prog_text(id, *len))]
+                vec![prog_text(id, *len)]
             }
             Op::ProgLoadSubprogsFail { lens, .. } => (lens.iter().enumerate())
-                .map(|(i, &l)| Text::new(subprog_text(i, l)))
+                .map(|(i, &l)| subprog_text(i, l))
                 .collect(),
             _ => Vec::new(),
         }

@@ -238,7 +238,7 @@ pub trait Kernel {
     /// Runs a program: fetches its whole text.
     fn bpf_prog_run(&mut self, prog: Prog) -> Result<Fetched, Fault> {
         let img = &self.images()[prog.0 as usize].image;
-        let (start, text) = (img.text_start, img.text.clone());
+        let (start, text) = (img.text_start, img.text);
         let m = self.machine_mut();
         if m.fetch_holds(start, &text)? {
             return Ok(Fetched::Text(text));

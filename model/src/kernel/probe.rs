@@ -12,8 +12,7 @@ use super::Prog;
 use crate::machine::Machine;
 use crate::machine::oops::FaultCause;
 
-/// A program's text, shared rather than copied.
-pub type Text = crate::machine::frames::SharedBytes;
+pub use crate::machine::text::Text;
 
 /// What a loaded program looks like in executable memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +24,7 @@ pub struct Image {
     pub header_len: u64,
     /// Where the text starts (the header's end plus the random lead-in hole).
     pub text_start: u64,
-    /// The program text as the JIT produced it (shared with the caller and
-    /// the other kernel: a program may be megabytes).
+    /// The program text as the JIT produced it.
     pub text: Text,
     /// Bytes the allocation spans, from `header` (chunks or pages).
     pub alloc_size: u64,
@@ -45,7 +43,7 @@ impl Image {
     pub fn text_byte(&self, addr: u64) -> Option<u8> {
         self.text_range()
             .contains(&addr)
-            .then(|| self.text[(addr - self.text_start) as usize])
+            .then(|| self.text.byte((addr - self.text_start) as usize))
     }
 }
 

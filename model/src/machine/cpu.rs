@@ -8,8 +8,9 @@ use super::Machine;
 use super::consts::{
     MODULES_END, MODULES_VADDR, PAGE_OFFSET, PAGE_SIZE, VMALLOC_END, VMALLOC_START, is_canonical,
 };
-use super::frames::{Frames, SharedBytes};
+use super::frames::Frames;
 use super::oops::{Access, Fault, FaultCause, Oops};
+use super::text::Text;
 
 const PS: u64 = PAGE_SIZE;
 
@@ -93,8 +94,8 @@ impl Machine {
     }
 
     /// [`Machine::write`] of all of `text` (the JIT writing a program): the
-    /// same bytes, with whole pages of it kept as references to `text`.
-    pub fn write_text(&mut self, va: u64, text: &SharedBytes) -> Result<(), Fault> {
+    /// same bytes, with whole pages of it kept as the text itself.
+    pub fn write_text(&mut self, va: u64, text: &Text) -> Result<(), Fault> {
         self.store(va, text.len(), Access::Write, |frames, pfn, off, r| {
             frames.write_text(pfn, off, text, r)
         })
@@ -146,14 +147,14 @@ impl Machine {
         self.oops_on(r).map(|()| out)
     }
 
-    /// Instruction fetches of `data.len()` bytes from `va`, as
-    /// [`Machine::fetch`], telling whether they are `data` rather than
-    /// copying them: compared in place (a page that holds `data` itself by
-    /// reference is not even read).
-    pub fn fetch_holds(&mut self, va: u64, data: &[u8]) -> Result<bool, Fault> {
+    /// Instruction fetches of `text.len()` bytes from `va`, as
+    /// [`Machine::fetch`], telling whether they are `text` rather than
+    /// copying them: compared in place (a frame that holds that very page of
+    /// the text is not even read).
+    pub fn fetch_holds(&mut self, va: u64, text: &Text) -> Result<bool, Fault> {
         let mut same = true;
-        let r = self.each_piece(va, data.len(), Access::Fetch, |pfn, off, r| {
-            same = same && self.frames.holds(pfn, off, &data[r]);
+        let r = self.each_piece(va, text.len(), Access::Fetch, |pfn, off, r| {
+            same = same && self.frames.holds_text(pfn, off, text, r);
         });
         self.oops_on(r).map(|()| same)
     }

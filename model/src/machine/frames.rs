@@ -4,24 +4,18 @@
 //! its pfn and offset (never 0xCC, so boot garbage can never pass for INT3
 //! padding). A frame filled with one byte value (a `memset` of the whole page,
 //! `clear_highpage`, the pack allocator's INT3 fill) is described by that byte,
-//! and a whole page of a JIT's program text by a reference to the text, which
-//! the kernels and the harness share ([`SharedBytes`]); other frames written
-//! carry a 4 KiB buffer. Freeing a page never
+//! and a whole page of a JIT's program text by the text and an offset
+//! ([`Text`]); other frames written carry a 4 KiB buffer. Freeing a page never
 //! clears it, so stale data from an earlier user stays observable, as in the
 //! kernel; only `__GFP_ZERO` and explicit writes change contents.
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use super::consts::PAGE_SIZE;
 use super::lazy::LazyArray;
+use super::text::Text;
 
 const PS: usize = PAGE_SIZE as usize;
-
-/// Bytes shared between the frames that hold them and their owner (a JIT's
-/// program text: the same megabytes in the kernel's records, in both kernels'
-/// frames, and in the harness).
-pub type SharedBytes = Arc<Vec<u8>>;
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,8 +27,8 @@ pub enum Content {
     Fill(u8),
     /// A private buffer (index into the frame pool).
     Data(u32),
-    /// A page of shared bytes: `PAGE_SIZE` bytes from `off` of shared text `t`.
-    Shared { t: u32, off: u32 },
+    /// A page of program text: `PAGE_SIZE` bytes of `text` from byte `off`.
+    Text { text: Text, off: u32 },
 }
 
 /// The contents of all frames.
@@ -44,10 +38,6 @@ pub struct Frames {
     pool: Vec<Box<[u8; PS]>>,
     /// Buffers no frame uses any more, for reuse.
     spare: Vec<u32>,
-    /// Shared texts that frames hold, with how many frames hold each; a slot
-    /// is emptied when the last such frame changes.
-    shared: Vec<Option<(SharedBytes, u32)>>,
-    free_shared: Vec<u32>,
     /// Frames written since the last [`Frames::take_written`], each once.
     written: Vec<u32>,
     written_bits: Vec<u64>,
@@ -59,6 +49,7 @@ enum Init<'a> {
     Boot(u64),
     Fill(u8),
     Copy(&'a [u8]),
+    Text(Text, usize),
 }
 
 impl Init<'_> {
@@ -67,6 +58,7 @@ impl Init<'_> {
             Init::Boot(pfn) => boot_page(pfn, buf),
             Init::Fill(v) => buf.fill(v),
             Init::Copy(d) => buf.copy_from_slice(d),
+            Init::Text(t, off) => t.read(off, buf),
         }
     }
 
@@ -76,6 +68,11 @@ impl Init<'_> {
             Init::Boot(pfn) => (0..PS / 8).flat_map(|w| boot_word(pfn, w)).collect(),
             Init::Fill(v) => vec![v; PS],
             Init::Copy(d) => d.to_vec(),
+            Init::Text(..) => {
+                let mut b = Box::new([0; PS]);
+                self.apply(&mut b);
+                return b;
+            }
         };
         v.into_boxed_slice().try_into().expect("a page")
     }
@@ -118,8 +115,6 @@ impl Frames {
             state: LazyArray::new(nr as usize),
             pool: Vec::new(),
             spare: Vec::new(),
-            shared: Vec::new(),
-            free_shared: Vec::new(),
             written: Vec::new(),
             written_bits: vec![0; (nr as usize).div_ceil(64)],
         }
@@ -145,19 +140,13 @@ impl Frames {
         *self.state.get(pfn as usize)
     }
 
-    /// The page of shared text `t` from `off`.
-    fn shared_page(&self, t: u32, off: u32) -> &[u8] {
-        let (text, _) = self.shared[t as usize].as_ref().expect("held by a frame");
-        &text[off as usize..off as usize + PS]
-    }
-
     /// One byte of frame `pfn`.
     pub fn byte(&self, pfn: u64, off: usize) -> u8 {
         match *self.state.get(pfn as usize) {
             Content::Boot => boot_byte(pfn, off),
             Content::Fill(b) => b,
             Content::Data(i) => self.pool[i as usize][off],
-            Content::Shared { t, off: o } => self.shared_page(t, o)[off],
+            Content::Text { text, off: o } => text.byte(o as usize + off),
         }
     }
 
@@ -175,9 +164,7 @@ impl Frames {
             }
             Content::Fill(v) => buf.fill(v),
             Content::Data(i) => buf.copy_from_slice(&self.pool[i as usize][off..off + buf.len()]),
-            Content::Shared { t, off: o } => {
-                buf.copy_from_slice(&self.shared_page(t, o)[off..off + buf.len()])
-            }
+            Content::Text { text, off: o } => text.read(o as usize + off, buf),
         }
     }
 
@@ -197,45 +184,20 @@ impl Frames {
         buf[off..off + data.len()].copy_from_slice(data);
     }
 
-    /// Writes `text[r]` into frame `pfn` at `off`: as a reference to `text`
-    /// if that is the whole frame ([`Frames::write_shared`]), else a copy.
-    pub fn write_text(&mut self, pfn: u64, off: usize, text: &SharedBytes, r: Range<usize>) {
+    /// Writes bytes `r` of `text` into frame `pfn` at `off`: as the text
+    /// itself if that is the whole frame, else as a copy.
+    pub fn write_text(&mut self, pfn: u64, off: usize, text: &Text, r: Range<usize>) {
         if r.len() == PS {
-            self.write_shared(pfn, text, r.start);
+            self.note_write(pfn);
+            self.release(pfn);
+            let off = r.start as u32;
+            self.state
+                .set(pfn as usize, Content::Text { text: *text, off });
         } else {
-            self.write(pfn, off, &text[r]);
+            let mut buf = [0u8; PS];
+            text.read(r.start, &mut buf[..r.len()]);
+            self.write(pfn, off, &buf[..r.len()]);
         }
-    }
-
-    /// Writes the page of `text` from `off` into all of frame `pfn`, keeping a
-    /// reference rather than a copy. The same bytes as
-    /// `write(pfn, 0, &text[off..off + PAGE_SIZE])`.
-    pub fn write_shared(&mut self, pfn: u64, text: &SharedBytes, off: usize) {
-        assert!(off + PS <= text.len(), "a whole page of the text");
-        self.note_write(pfn);
-        let held =
-            |s: &Option<(SharedBytes, u32)>| s.as_ref().is_some_and(|(x, _)| Arc::ptr_eq(x, text));
-        // Frames take a program's pages one after another: look from the end.
-        let t = match self.shared.iter().rposition(held) {
-            Some(t) => t as u32,
-            None => {
-                let slot = Some((text.clone(), 0));
-                match self.free_shared.pop() {
-                    Some(t) => {
-                        self.shared[t as usize] = slot;
-                        t
-                    }
-                    None => {
-                        self.shared.push(slot);
-                        (self.shared.len() - 1) as u32
-                    }
-                }
-            }
-        };
-        self.shared[t as usize].as_mut().expect("just found").1 += 1;
-        self.release(pfn);
-        self.state
-            .set(pfn as usize, Content::Shared { t, off: off as u32 });
     }
 
     /// Sets `len` bytes of frame `pfn` at `off` to `value`.
@@ -266,9 +228,20 @@ impl Frames {
             Content::Fill(v) => data.iter().all(|&b| b == v),
             Content::Boot => (data.iter().enumerate()).all(|(i, &b)| boot_byte(pfn, off + i) == b),
             Content::Data(i) => self.pool[i as usize][off..off + data.len()] == *data,
-            Content::Shared { t, off: o } => {
-                let page = &self.shared_page(t, o)[off..off + data.len()];
-                std::ptr::eq(page, data) || page == data
+            Content::Text { text, off: o } => text.holds(o as usize + off, data),
+        }
+    }
+
+    /// Does frame `pfn` hold bytes `r` of `text` at `off` (within the frame)?
+    /// At once if it holds that very page of the text.
+    pub fn holds_text(&self, pfn: u64, off: usize, text: &Text, r: Range<usize>) -> bool {
+        debug_assert!(off + r.len() <= PS);
+        match *self.state.get(pfn as usize) {
+            Content::Text { text: t, off: o } if t == *text && o as usize + off == r.start => true,
+            _ => {
+                let mut buf = [0u8; PS];
+                text.read(r.start, &mut buf[..r.len()]);
+                self.holds(pfn, off, &buf[..r.len()])
             }
         }
     }
@@ -281,9 +254,11 @@ impl Frames {
             Content::Data(i) => self.pool[i as usize][off..off + len]
                 .iter()
                 .all(|&b| b == value),
-            Content::Shared { t, off: o } => self.shared_page(t, o)[off..off + len]
-                .iter()
-                .all(|&b| b == value),
+            Content::Text { text, off: o } => {
+                let mut buf = [0u8; PS];
+                text.read(o as usize + off, &mut buf[..len]);
+                buf[..len].iter().all(|&b| b == value)
+            }
         }
     }
 
@@ -293,11 +268,7 @@ impl Frames {
             Content::Boot => self.buffer(pfn, Init::Boot(pfn)),
             Content::Fill(v) => self.buffer(pfn, Init::Fill(v)),
             Content::Data(i) => &mut self.pool[i as usize],
-            Content::Shared { t, off } => {
-                let text = self.shared[t as usize].as_ref().expect("held").0.clone();
-                let off = off as usize;
-                self.buffer(pfn, Init::Copy(&text[off..off + PS]))
-            }
+            Content::Text { text, off } => self.buffer(pfn, Init::Text(text, off as usize)),
         }
     }
 
@@ -327,21 +298,11 @@ impl Frames {
         &mut self.pool[i as usize]
     }
 
-    /// Lets go of what frame `pfn` holds (its buffer, its share of a text);
-    /// the caller sets its new content.
+    /// Lets go of frame `pfn`'s buffer, if it has one; the caller sets its
+    /// new content.
     fn release(&mut self, pfn: u64) {
-        match *self.state.get(pfn as usize) {
-            Content::Data(i) => self.spare.push(i),
-            Content::Shared { t, .. } => {
-                let slot = &mut self.shared[t as usize];
-                let (_, n) = slot.as_mut().expect("held");
-                *n -= 1;
-                if *n == 0 {
-                    *slot = None;
-                    self.free_shared.push(t);
-                }
-            }
-            Content::Boot | Content::Fill(_) => {}
+        if let Content::Data(i) = *self.state.get(pfn as usize) {
+            self.spare.push(i);
         }
     }
 }
@@ -379,31 +340,38 @@ mod tests {
     }
 
     #[test]
-    fn shared_pages_read_as_their_text_and_let_go_of_it() {
-        let text: SharedBytes = Arc::new((0..3 * PS + 100).map(|i| (i * 7 + 1) as u8).collect());
+    fn text_pages_read_as_their_text() {
+        let text = Text::new(42, (3 * PS + 100) as u32);
+        let bytes = text.to_vec();
         let mut f = Frames::new(8);
-        f.write_shared(2, &text, 0);
-        f.write_shared(3, &text, PS + 100);
-        assert_eq!(Arc::strong_count(&text), 2, "one reference for both frames");
+        f.write_text(2, 0, &text, 0..PS);
+        f.write_text(3, 0, &text, PS + 100..2 * PS + 100);
+        assert_eq!(
+            f.content(3),
+            Content::Text {
+                text,
+                off: PS as u32 + 100
+            }
+        );
         let mut page = [0u8; PS];
         f.read(3, 0, &mut page);
-        assert_eq!(&page[..], &text[PS + 100..2 * PS + 100]);
-        assert_eq!(f.byte(2, 5), text[5]);
-        assert!(f.holds(2, 0, &text[..PS]) && f.holds(3, 10, &text[PS + 110..PS + 200]));
-        assert!(!f.holds(2, 0, &text[1..PS + 1]));
-        // A partial write copies the page first; a fill drops it.
+        assert_eq!(&page[..], &bytes[PS + 100..2 * PS + 100]);
+        assert_eq!(f.byte(2, 5), bytes[5]);
+        assert!(f.holds(2, 0, &bytes[..PS]) && f.holds(3, 10, &bytes[PS + 110..PS + 200]));
+        assert!(!f.holds(2, 0, &bytes[1..PS + 1]));
+        assert!(f.holds_text(3, 10, &text, PS + 110..PS + 200));
+        assert!(!f.holds_text(2, 0, &text, 1..PS + 1));
+        // A partial text write is a copy; a partial write over a text page
+        // copies the page first; a fill drops it.
+        f.write_text(4, 8, &text, 0..50);
+        assert!(matches!(f.content(4), Content::Data(_)) && f.holds(4, 8, &bytes[..50]));
+        assert!(f.holds_text(4, 8, &text, 0..50));
         f.write(2, 10, &[0xaa]);
         assert_eq!(f.byte(2, 10), 0xaa);
-        assert_eq!(f.byte(2, 11), text[11]);
-        assert_eq!(Arc::strong_count(&text), 2);
+        assert_eq!(f.byte(2, 11), bytes[11]);
         f.fill(3, 0, PS, 0xcc);
-        assert_eq!(Arc::strong_count(&text), 1, "no frame holds the text");
         assert_eq!(f.content(3), Content::Fill(0xcc));
-        // The slot is reused by the next text.
-        let other: SharedBytes = Arc::new(vec![9; PS]);
-        f.write_shared(4, &other, 0);
-        assert_eq!(f.content(4), Content::Shared { t: 0, off: 0 });
-        assert!(f.all_equal(4, 0, PS, 9));
+        assert!(!f.all_equal(2, 0, PS, 0xcc));
     }
 
     #[test]

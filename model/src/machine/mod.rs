@@ -15,6 +15,7 @@ pub mod page;
 pub mod page_alloc;
 pub mod pgtable;
 pub mod prot;
+pub mod text;
 
 use buddy::Buddy;
 use direct_map::{DirectMap, DmapLeaf};

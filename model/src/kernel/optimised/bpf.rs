@@ -47,32 +47,31 @@ impl RwBuffer {
     /// The JIT writes `text` at the image.
     fn jit(&mut self, text: &Text) {
         debug_assert!(self.image + text.len() as u64 <= self.size);
-        self.text = Some(text.clone());
+        self.text = Some(*text);
     }
 
     /// Copies bytes `r` of the buffer into frame `pfn` at `off`: whole pages
-    /// of text as references to it, INT3 as a fill.
+    /// of text as the text, INT3 as a fill.
     fn put(&self, frames: &mut Frames, pfn: u64, off: usize, r: Range<usize>) {
         let image = self.image as usize;
-        let text = self.text.as_ref().map_or(&[][..], |t| &t[..]);
-        let in_text = image..image + text.len();
+        let in_text = image..image + self.text.map_or(0, |t| t.len());
         let header = self.header();
-        match &self.text {
+        match self.text {
             Some(t) if in_text.start <= r.start && r.end <= in_text.end => {
-                frames.write_text(pfn, off, t, r.start - image..r.end - image)
+                frames.write_text(pfn, off, &t, r.start - image..r.end - image)
             }
             _ if r.start >= header.len() && (r.end <= in_text.start || r.start >= in_text.end) => {
                 frames.fill(pfn, off, r.len(), 0xcc)
             }
             _ => {
                 let mut buf = vec![0xcc; r.len()];
-                for (i, b) in buf.iter_mut().enumerate() {
-                    let at = r.start + i;
-                    if at < header.len() {
-                        *b = header[at];
-                    } else if in_text.contains(&at) {
-                        *b = text[at - image];
-                    }
+                if r.start < header.len() {
+                    let n = (header.len() - r.start).min(r.len());
+                    buf[..n].copy_from_slice(&header[r.start..r.start + n]);
+                }
+                let (lo, hi) = (in_text.start.max(r.start), in_text.end.min(r.end));
+                if let (Some(t), true) = (self.text, lo < hi) {
+                    t.read(lo - image, &mut buf[lo - r.start..hi - r.start]);
                 }
                 frames.write(pfn, off, &buf);
             }
@@ -254,7 +253,7 @@ impl Optimised {
                 header: ro,
                 header_len: 4,
                 text_start: ro + rw.image,
-                text: text.clone(),
+                text: *text,
                 alloc_size: if rw.size > self.packs.pack_size() {
                     round_up(rw.size, PAGE_SIZE)
                 } else {

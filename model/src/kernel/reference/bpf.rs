@@ -59,7 +59,7 @@ impl Reference {
                 header: area.addr,
                 header_len: 4,
                 text_start: image,
-                text: text.clone(),
+                text: *text,
                 alloc_size: area.size,
             },
             live: true,
