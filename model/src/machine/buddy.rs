@@ -163,27 +163,8 @@ impl Buddy {
 
     /// Is `pfn` inside a free block?
     pub fn is_free(&self, pfn: u64) -> bool {
-        let free = pfn >= self.zones[self.node_of(pfn)].untouched
-            || self.free_bits[pfn as usize / 64] >> (pfn % 64) & 1 != 0;
-        debug_assert_eq!(free, self.is_free_by_orders(pfn), "pfn {pfn:#x}");
-        free
-    }
-
-    /// [`Buddy::is_free`] the long way: is there a free block of some order
-    /// that starts where a block of that order holding `pfn` would?
-    fn is_free_by_orders(&self, pfn: u64) -> bool {
-        if pfn >= self.zones[self.node_of(pfn)].untouched {
-            return true;
-        }
-        let start_of = |o: u32| pfn & !((1u64 << o) - 1);
-        // Blocks up to the lazy array's chunk size start in pfn's chunk.
-        const IN_CHUNK: u32 = CHUNK.trailing_zeros();
-        let small = self.free_order.0.chunk_of(pfn as usize).is_some_and(|c| {
-            (0..=IN_CHUNK).any(|o| c[start_of(o) as usize % CHUNK].wrapping_sub(1) == o as u8)
-        });
-        small
-            || (IN_CHUNK + 1..MAX_ORDER)
-                .any(|o| self.free_order.get(start_of(o) as usize) == o as u8)
+        pfn >= self.zones[self.node_of(pfn)].untouched
+            || self.free_bits[pfn as usize / 64] >> (pfn % 64) & 1 != 0
     }
 
     /// `__rmqueue_smallest()` on node `nid`, then on the other nodes in order
@@ -393,13 +374,22 @@ impl Buddy {
 
     /// Sets (`on`) or clears the free bits of the block of `2^order` pages at
     /// `pfn` (aligned to its size).
+    /// A block goes on a list only when none of its pages is free, and comes
+    /// off only whole.
     fn mark_free(&mut self, pfn: u64, order: u32, on: bool) {
         let (start, n) = (pfn as usize, 1usize << order);
+        let was = if on { 0 } else { !0 };
         if n >= 64 {
-            self.free_bits[start / 64..(start + n) / 64].fill(if on { !0 } else { 0 });
+            let words = &mut self.free_bits[start / 64..(start + n) / 64];
+            debug_assert!(
+                words.iter().all(|&w| w == was),
+                "pfn {pfn:#x} order {order}"
+            );
+            words.fill(!was);
         } else {
             let mask = ((1u64 << n) - 1) << (start % 64);
             let w = &mut self.free_bits[start / 64];
+            debug_assert_eq!(*w & mask, was & mask, "pfn {pfn:#x} order {order}");
             *w = if on { *w | mask } else { *w & !mask };
         }
     }
