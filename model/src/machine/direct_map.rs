@@ -78,7 +78,7 @@ pub struct DirectMap {
     /// Leaves (first pfn, level) that are W+X right now.
     wx: BTreeSet<(u64, DmapLevel)>,
     /// (first pfn, pages) whose protection changed since the last
-    /// [`DirectMap::take_changed`].
+    /// [`DirectMap::take_changed`], adjacent changes as one range.
     changed: Vec<(u64, u64)>,
 }
 
@@ -141,7 +141,10 @@ impl DirectMap {
     }
 
     fn set_leaf(&mut self, first: u64, level: DmapLevel, prot: Prot) {
-        self.changed.push((first, level.pages()));
+        match self.changed.last_mut() {
+            Some((f, n)) if *f + *n == first => *n += level.pages(),
+            _ => self.changed.push((first, level.pages())),
+        }
         let g = (first / GB_PAGES) as usize;
         match (&mut self.puds[g], level) {
             (Pud::Leaf(p), DmapLevel::G1) => *p = prot,

@@ -276,45 +276,74 @@ impl PageTables {
     }
 
     /// The leaves that map some of `start..end`, in address order.
-    pub fn leaves_in(&self, start: u64, end: u64) -> impl Iterator<Item = Leaf> + '_ {
+    pub fn leaves_in(&self, start: u64, end: u64) -> LeavesIn<'_> {
         let last = pmd_index(end.saturating_sub(1));
-        self.pmds
-            .range(pmd_index(start)..=last)
-            .flat_map(move |(&idx, pmd)| {
-                let base = idx << PMD_SHIFT;
-                let (single, table): (Option<Leaf>, Option<&[u64; 512]>) = match pmd {
-                    Pmd::Leaf { pfn, prot } => (
-                        Some(Leaf {
-                            va: base,
-                            pfn: *pfn,
-                            prot: *prot,
-                            level: Level::Pmd,
-                        }),
-                        None,
-                    ),
-                    Pmd::Table { ptes, .. } => (None, Some(ptes)),
-                };
-                let lo = if base < start { pte_index(start) } else { 0 };
-                let hi = if base + PMD_SIZE > end {
-                    pte_index(end - 1) + 1
-                } else {
-                    512
-                };
-                single
-                    .into_iter()
-                    .chain(table.into_iter().flat_map(move |ptes| {
-                        ptes[lo..hi]
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, e)| **e != 0)
-                            .map(move |(i, e)| Leaf {
-                                va: base + (lo + i) as u64 * PAGE_SIZE,
-                                pfn: e >> PAGE_SHIFT,
-                                prot: Prot::from_bits(*e as u8),
-                                level: Level::Pte,
-                            })
-                    }))
-            })
+        LeavesIn {
+            pmds: self.pmds.range(pmd_index(start)..=last),
+            start,
+            end,
+            table: None,
+        }
+    }
+}
+
+/// [`PageTables::leaves_in`]: a walk of the PMDs in range and, in each PTE
+/// table, of the entries in range.
+pub struct LeavesIn<'a> {
+    pmds: std::collections::btree_map::Range<'a, u64, Pmd>,
+    start: u64,
+    end: u64,
+    /// The PTE table being walked: its first va, its entries, the next
+    /// index and the end index.
+    table: Option<(u64, &'a [u64; 512], usize, usize)>,
+}
+
+impl Iterator for LeavesIn<'_> {
+    type Item = Leaf;
+
+    fn next(&mut self) -> Option<Leaf> {
+        loop {
+            if let Some((base, ptes, i, hi)) = &mut self.table {
+                while *i < *hi {
+                    let (k, e) = (*i, ptes[*i]);
+                    *i += 1;
+                    if e != 0 {
+                        return Some(Leaf {
+                            va: *base + k as u64 * PAGE_SIZE,
+                            pfn: e >> PAGE_SHIFT,
+                            prot: Prot::from_bits(e as u8),
+                            level: Level::Pte,
+                        });
+                    }
+                }
+                self.table = None;
+            }
+            let (&idx, pmd) = self.pmds.next()?;
+            let base = idx << PMD_SHIFT;
+            match pmd {
+                Pmd::Leaf { pfn, prot } => {
+                    return Some(Leaf {
+                        va: base,
+                        pfn: *pfn,
+                        prot: *prot,
+                        level: Level::Pmd,
+                    });
+                }
+                Pmd::Table { ptes, .. } => {
+                    let lo = if base < self.start {
+                        pte_index(self.start)
+                    } else {
+                        0
+                    };
+                    let hi = if base + PMD_SIZE > self.end {
+                        pte_index(self.end - 1) + 1
+                    } else {
+                        512
+                    };
+                    self.table = Some((base, ptes, lo, hi));
+                }
+            }
+        }
     }
 }
 
