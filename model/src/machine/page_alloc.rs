@@ -7,7 +7,9 @@
 use super::Machine;
 use super::consts::PMD_ORDER;
 use super::oops::{Oops, PageDump};
-use super::page::{COMPOUND_PAGE_DTOR, PAGE_MAPPING_FLAGS, TAIL_MAPPING, W_LRU_NEXT, page_ptr, pg};
+use super::page::{
+    COMPOUND_PAGE_DTOR, PAGE_MAPPING_FLAGS, Page, TAIL_MAPPING, W_LRU_NEXT, page_ptr, pg,
+};
 
 /// The GFP bits the model distinguishes (all allocations are `GFP_KERNEL`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,7 +86,7 @@ impl Machine {
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
         for p in pfn..pfn + (1 << order) {
-            if let Some(reason) = self.page_bad_reason(p, pg::CHECK_AT_PREP) {
+            if let Some(reason) = page_bad_reason(self.mm.page(p), pg::CHECK_AT_PREP) {
                 self.bad_page(p, reason);
                 return true;
             }
@@ -260,7 +262,7 @@ impl Machine {
                 if compound && !self.free_tail_pages_check(pfn, p) {
                     bad += 1;
                 }
-                if let Some(reason) = self.page_bad_reason(p, pg::CHECK_AT_FREE) {
+                if let Some(reason) = page_bad_reason(self.mm.page(p), pg::CHECK_AT_FREE) {
                     self.bad_page(p, reason);
                     bad += 1;
                     continue;
@@ -269,24 +271,23 @@ impl Machine {
                 tail.set_word(0, tail.flags() & !pg::CHECK_AT_PREP);
             }
         }
+        let clear_private = self.free_clears_private;
         let page = self.mm.page_mut(pfn);
         if page.mapping() & PAGE_MAPPING_FLAGS != 0 {
             page.set_mapping(0);
         }
-        if let Some(reason) = self.page_bad_reason(pfn, pg::CHECK_AT_FREE) {
+        let reason = page_bad_reason(page, pg::CHECK_AT_FREE);
+        if reason.is_none() && bad == 0 {
+            page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
+            if clear_private {
+                page.set_private(0);
+            }
+            return true;
+        }
+        if let Some(reason) = reason {
             self.bad_page(pfn, reason);
-            bad += 1;
         }
-        if bad > 0 {
-            return false;
-        }
-        let clear_private = self.free_clears_private;
-        let page = self.mm.page_mut(pfn);
-        page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
-        if clear_private {
-            page.set_private(0);
-        }
-        true
+        false
     }
 
     /// `free_tail_pages_check()` of v5.18 (`CONFIG_DEBUG_VM`). Returns true when
@@ -335,33 +336,6 @@ impl Machine {
         let first = head + 1;
         (first < self.mm.nr_pages())
             .then(|| self.mm.page(first).compound_mapcount_raw().wrapping_add(1))
-    }
-
-    /// `page_expected_state()` + `page_bad_reason()`: the last check that fails
-    /// names the reason, as in the kernel.
-    fn page_bad_reason(&self, pfn: u64, check_flags: u64) -> Option<&'static str> {
-        let page = self.mm.page(pfn);
-        let mut reason = None;
-        if page.mapcount_raw() != -1 {
-            reason = Some("nonzero mapcount");
-        }
-        if page.mapping() != 0 {
-            reason = Some("non-NULL mapping");
-        }
-        if page.refcount() != 0 {
-            reason = Some("nonzero _refcount");
-        }
-        if page.flags() & check_flags != 0 {
-            reason = Some(if check_flags == pg::CHECK_AT_PREP {
-                "PAGE_FLAGS_CHECK_AT_PREP flag(s) set"
-            } else {
-                "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"
-            });
-        }
-        if page.memcg_data() != 0 {
-            reason = Some("page still charged to cgroup");
-        }
-        reason
     }
 
     /// `bad_page()`: report, reset `_mapcount` (so `PageBuddy` cannot confuse
@@ -458,4 +432,30 @@ impl Machine {
     pub fn leaked_blocks(&self) -> &[(u64, u32)] {
         &self.leaked
     }
+}
+
+/// `page_expected_state()` + `page_bad_reason()`: the last check that fails
+/// names the reason, as in the kernel.
+fn page_bad_reason(page: &Page, check_flags: u64) -> Option<&'static str> {
+    let mut reason = None;
+    if page.mapcount_raw() != -1 {
+        reason = Some("nonzero mapcount");
+    }
+    if page.mapping() != 0 {
+        reason = Some("non-NULL mapping");
+    }
+    if page.refcount() != 0 {
+        reason = Some("nonzero _refcount");
+    }
+    if page.flags() & check_flags != 0 {
+        reason = Some(if check_flags == pg::CHECK_AT_PREP {
+            "PAGE_FLAGS_CHECK_AT_PREP flag(s) set"
+        } else {
+            "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"
+        });
+    }
+    if page.memcg_data() != 0 {
+        reason = Some("page still charged to cgroup");
+    }
+    reason
 }
