@@ -373,9 +373,8 @@ impl Buddy {
     }
 
     /// Sets (`on`) or clears the free bits of the block of `2^order` pages at
-    /// `pfn` (aligned to its size).
-    /// A block goes on a list only when none of its pages is free, and comes
-    /// off only whole.
+    /// `pfn` (aligned to its size). A block goes on a list only when none of
+    /// its pages is free, and comes off only whole.
     fn mark_free(&mut self, pfn: u64, order: u32, on: bool) {
         let (start, n) = (pfn as usize, 1usize << order);
         let was = if on { 0 } else { !0 };

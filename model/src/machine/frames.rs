@@ -68,10 +68,10 @@ impl Init<'_> {
             Init::Boot(pfn) => (0..PS / 8).flat_map(|w| boot_word(pfn, w)).collect(),
             Init::Fill(v) => vec![v; PS],
             Init::Copy(d) => d.to_vec(),
-            Init::Text(..) => {
-                let mut b = Box::new([0; PS]);
-                self.apply(&mut b);
-                return b;
+            Init::Text(t, off) => {
+                let mut v = vec![0; PS];
+                t.read(off, &mut v);
+                v
             }
         };
         v.into_boxed_slice().try_into().expect("a page")
@@ -187,6 +187,7 @@ impl Frames {
     /// Writes bytes `r` of `text` into frame `pfn` at `off`: as the text
     /// itself if that is the whole frame, else as a copy.
     pub fn write_text(&mut self, pfn: u64, off: usize, text: &Text, r: Range<usize>) {
+        debug_assert!(r.end <= text.len() && off + r.len() <= PS);
         if r.len() == PS {
             self.note_write(pfn);
             self.release(pfn);

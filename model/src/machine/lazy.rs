@@ -67,12 +67,6 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
         *self.get_mut(i) = v;
     }
 
-    /// The chunk of `N` values holding `i`, if it was ever written.
-    pub fn chunk_of(&self, i: usize) -> Option<&[T; N]> {
-        assert!(i < self.len, "index {i} out of {}", self.len);
-        self.chunks[i / N].as_deref()
-    }
-
     /// Chunks allocated so far (for reports and tests).
     pub fn chunks_allocated(&self) -> usize {
         self.chunks.iter().filter(|c| c.is_some()).count()

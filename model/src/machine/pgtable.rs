@@ -94,24 +94,7 @@ impl PageTables {
 
     /// `vmap_pte_range()`: install one PTE. The slot must be `pte_none`.
     pub fn map_pte(&mut self, va: u64, pfn: u64, prot: Prot) {
-        debug_assert!(va % PAGE_SIZE == 0);
-        let slot = self
-            .pmds
-            .entry(pmd_index(va))
-            .or_insert_with(|| Pmd::Table {
-                ptes: Box::new([0; 512]),
-                used: 0,
-            });
-        match slot {
-            Pmd::Table { ptes, used } => {
-                let e = &mut ptes[pte_index(va)];
-                assert!(*e == 0, "vmap_pte_range: pte at {va:#x} is not none");
-                *e = pfn << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
-                *used += 1;
-            }
-            Pmd::Leaf { .. } => panic!("vmap_pte_range: {va:#x} is under a PMD leaf"),
-        }
-        self.note(va, Level::Pte, None, Some(prot));
+        self.map_ptes(va, &[pfn], prot);
     }
 
     /// `vmap_pages_pte_range()` over as many PMDs as it takes: one PTE for
@@ -134,8 +117,12 @@ impl PageTables {
             let Pmd::Table { ptes, used } = slot else {
                 panic!("vmap_pte_range: {at:#x} is under a PMD leaf");
             };
-            for (e, &pfn) in ptes[first..first + n].iter_mut().zip(&pfns[done..done + n]) {
-                assert!(*e == 0, "vmap_pte_range: a pte from {at:#x} is not none");
+            for (j, (e, &pfn)) in (ptes[first..first + n].iter_mut())
+                .zip(&pfns[done..done + n])
+                .enumerate()
+            {
+                let pte_va = at + j as u64 * PAGE_SIZE;
+                assert!(*e == 0, "vmap_pte_range: pte at {pte_va:#x} is not none");
                 *e = pfn << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
             }
             *used += n as u16;

@@ -6,19 +6,19 @@
 //! never-merged `module_alloc_huge`; in 5.18-rc1..rc3 every `module_alloc` got
 //! them), filled with INT3 (d88bb5eed04c), `VM_FLUSH_RESET_PERMS`, then
 //! `set_memory_rox` with its result checked (c733239f8f53). The JIT writes into
-//! an RW buffer (`kvmalloc`'d in the kernel; outside the model here) filled with
-//! INT3 ([`RwBuffer`]), and finalize copies the whole buffer with
-//! `text_poke_copy`. A free reads
-//! the size from the RO header, overwrites the range with INT3 by
-//! `text_poke_set` (fe736565efb7) and only then clears its chunks; an empty pack
-//! is released at once, as in the kernel (no empty pack is cached).
+//! an RW buffer (`kvmalloc`'d in the kernel; described, not allocated, here:
+//! [`RwBuffer`]) filled with INT3, and finalize copies the whole buffer with
+//! `text_poke_copy`. A free reads the size from the RO header, overwrites the
+//! range with INT3 by `text_poke_set` (fe736565efb7) and only then clears its
+//! chunks; an empty pack is released at once, as in the kernel (no empty pack
+//! is cached).
+
+use std::ops::Range;
 
 use super::pack::{self, PackSource};
 use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
-use std::ops::Range;
-
 use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
 use crate::machine::consts::{PAGE_SIZE, round_up};
 use crate::machine::frames::Frames;
