@@ -125,10 +125,8 @@ impl Runner {
             oopses: Vec::with_capacity(self.sessions.len()),
             cmp: None,
         };
-        // Program text is made once per op, for every kernel.
-        let texts = (self.sessions.first()).map_or_else(Vec::new, |s| s.jit_texts(op));
         for (s, inv) in self.sessions.iter_mut().zip(self.inv.iter_mut()) {
-            let st = s.step_with(op, &texts);
+            let st = s.step(op);
             inv.after_op(s, i, op, &st, &mut self.findings);
             step.obs.push(st.obs);
             step.oopses.push(st.oopses);

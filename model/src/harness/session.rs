@@ -68,38 +68,16 @@ impl Session {
         self.prog_ids[prog.0 as usize]
     }
 
-    /// The program texts `op` hands the JIT (none unless it loads programs):
-    /// the same for every kernel of a run, so a run makes them once per op
-    /// and passes them to each ([`Session::step_with`]).
-    pub fn jit_texts(&self, op: &Op) -> Vec<Text> {
-        match op {
-            Op::ProgLoad { len, .. } => {
-                let id = ProgId(self.progs.len() as u32);
-                vec![prog_text(id, *len)]
-            }
-            Op::ProgLoadSubprogsFail { lens, .. } => (lens.iter().enumerate())
-                .map(|(i, &l)| subprog_text(i, l))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// Applies `op` and returns what it showed.
     pub fn step(&mut self, op: &Op) -> Step {
-        let texts = self.jit_texts(op);
-        self.step_with(op, &texts)
-    }
-
-    /// [`Session::step`] with the op's [`Session::jit_texts`] made already.
-    pub fn step_with(&mut self, op: &Op, texts: &[Text]) -> Step {
-        let obs = self.apply(op, texts);
+        let obs = self.apply(op);
         let all = self.kernel.machine().oopses();
         let oopses = all[self.oopses_seen..].to_vec();
         self.oopses_seen = all.len();
         Step { obs, oopses }
     }
 
-    fn apply(&mut self, op: &Op, texts: &[Text]) -> Obs {
+    fn apply(&mut self, op: &Op) -> Obs {
         let k = &mut self.kernel;
         macro_rules! handle {
             ($vec:expr, $kind:expr, $id:expr) => {
@@ -158,9 +136,9 @@ impl Session {
                 self.pages.push(p);
                 if p.is_some() { Obs::Ok } else { Obs::Word(0) }
             }
-            Op::ProgLoad { align, rand, .. } => {
+            Op::ProgLoad { len, align, rand } => {
                 let id = ProgId(self.progs.len() as u32);
-                let r = k.bpf_prog_load(&texts[0], *align as u32, *rand);
+                let r = k.bpf_prog_load(&prog_text(id, *len), *align as u32, *rand);
                 self.progs.push(r.ok());
                 if let Ok(p) = r {
                     if self.prog_ids.len() <= p.0 as usize {
@@ -173,9 +151,13 @@ impl Session {
             Op::ProgLoadFail { len, rand } => k
                 .bpf_prog_load_fail(*len, *rand)
                 .map_or_else(Obs::Err, |()| Obs::Ok),
-            Op::ProgLoadSubprogsFail { fail, rand, .. } => k
-                .bpf_prog_load_subprogs_fail(texts, *fail as usize, *rand)
-                .map_or_else(Obs::Err, |()| Obs::Ok),
+            Op::ProgLoadSubprogsFail { lens, fail, rand } => {
+                let texts: Vec<Text> = (lens.iter().enumerate())
+                    .map(|(i, &l)| subprog_text(i, l))
+                    .collect();
+                k.bpf_prog_load_subprogs_fail(&texts, *fail as usize, *rand)
+                    .map_or_else(Obs::Err, |()| Obs::Ok)
+            }
             Op::ProgFree { prog } => {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);
                 k.bpf_prog_free(p);

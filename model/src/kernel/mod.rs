@@ -13,8 +13,9 @@ use crate::machine::list::{DRIVER_LIST, page_lru};
 use crate::machine::oops::Fault;
 use crate::machine::{Machine, MachineConfig};
 
+pub use crate::machine::text::Text;
 pub use optimised::quirks::Quirks;
-pub use probe::{Image, ImageSlot, Landing, Text};
+pub use probe::{Image, ImageSlot, Landing};
 
 /// An error a kernel call returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,8 +11,7 @@ use std::fmt;
 use super::Prog;
 use crate::machine::Machine;
 use crate::machine::oops::FaultCause;
-
-pub use crate::machine::text::Text;
+use crate::machine::text::Text;
 
 /// What a loaded program looks like in executable memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
