@@ -20,7 +20,7 @@ use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
 use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
-use crate::machine::consts::{PAGE_SIZE, round_up};
+use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, round_up};
 use crate::machine::frames::Frames;
 use crate::machine::oops::Oops;
 
@@ -86,7 +86,7 @@ impl Core {
     /// With `uninit-pack` the `bpf_fill_ill_insns()` that d88bb5eed04c added to
     /// both is missing, so the memory becomes executable with whatever its
     /// frames held.
-    fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
+    pub(super) fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
         let vm = VmFlags {
             allow_huge: true,
             no_huge: false,
@@ -187,19 +187,29 @@ impl Optimised {
     }
 
     /// The pack a chunk at `ptr` belongs to: since ea2babac63d4, the pack whose
-    /// range holds it. With `pack-mask-lookup` it is found as 57631054fae6 did,
-    /// `ptr & ~(BPF_PROG_PACK_SIZE - 1)` and an equality match on the pack's
-    /// address — which misses a pack that is only PMD-aligned, as packs of
-    /// `PMD_SIZE × 2` on two nodes are (96805674e562 and ea2babac63d4 fixed it).
+    /// range holds it (`ptr >= pack->ptr && ptr < pack->ptr + size`). Before,
+    /// `bpf_prog_pack_free()` computed `pack_ptr` by a mask and matched it
+    /// against each pack's address: `ptr & bpf_prog_pack_mask`, which
+    /// 96805674e562 set to `PMD_MASK` for huge packs (`pack-mask-lookup`, the
+    /// state 5.18-rc1..rc3 shipped) — right for a one-node pack, but a two-node
+    /// pack is `PMD_SIZE × 2`, so every chunk in its second 2 MiB masks to the
+    /// second PMD and matches nothing, however the pack is aligned. Earlier
+    /// still (ef078600eec2 in bpf-next, `pack-size-mask-lookup`) the mask was
+    /// `~(bpf_prog_pack_size - 1)`, which misses a pack that `module_alloc()`
+    /// only aligned to `PMD_SIZE`.
+    /// The two masks are two states of one line; with both quirks on, a
+    /// lookup misses where either of them would.
     fn find_pack(&self, ptr: u64) -> Option<(u32, u64)> {
-        if self.core.quirks.has(Quirk::PackMaskLookup) {
-            let pack_ptr = ptr & !(self.packs.pack_size() - 1);
-            self.packs
-                .find(pack_ptr)
-                .filter(|&(_, base)| base == pack_ptr)
-        } else {
-            self.packs.find(ptr)
-        }
+        let q = self.core.quirks;
+        let masks = [
+            (Quirk::PackMaskLookup, !(PMD_SIZE - 1)),
+            (Quirk::PackSizeMaskLookup, !(self.packs.pack_size() - 1)),
+        ];
+        let (slot, base) = self.packs.find(ptr)?;
+        masks
+            .iter()
+            .all(|&(quirk, mask)| !q.has(quirk) || ptr & mask == base)
+            .then_some((slot, base))
     }
 
     /// `bpf_jit_binary_pack_alloc(proglen, …, alignment, …)`: the RO header and

@@ -97,21 +97,38 @@ impl Core {
         self.lazy_pages = 0;
     }
 
-    /// `module_memfree(addr)`: `vfree()` of the module area that starts at
-    /// `addr` — a pack's backing or an oversize program's area; anything else
-    /// is "Trying to vfree() nonexistent vm area".
+    /// `module_memfree(addr)` = `vfree(addr)` → `__vunmap()` of v5.18
+    /// `mm/vmalloc.c`: an address that is not page-aligned WARNs "Trying to
+    /// vfree() bad address" and frees nothing; otherwise `find_vm_area()`
+    /// finds the area that *contains* it (`__find_vmap_area()`: `va_start <=
+    /// addr < va_end`, the guard page included) and `remove_vm_area(area->addr)`
+    /// frees the whole area — silently, from whichever of its pages the
+    /// address points into. Only an address in no busy area (a lazily freed
+    /// one included: `free_vmap_area_noflush()` took it out of the busy tree)
+    /// WARNs "Trying to vfree() nonexistent vm area". The module range holds
+    /// only packs and oversize programs, so those are the areas searched.
     fn module_memfree(&mut self, addr: u64) {
-        if let Some(area) = self
-            .pack_areas
-            .remove(&addr)
-            .or_else(|| self.oversize.remove(&addr))
-        {
-            self.vunmap(area);
-        } else {
-            self.m.oops(crate::machine::oops::Oops::Warn {
+        use crate::machine::oops::Oops;
+        if addr % PAGE_SIZE != 0 {
+            self.m.oops(Oops::Warn {
+                function: "__vunmap",
+                message: format!("Trying to vfree() bad address ({addr:#x})"),
+            });
+            return;
+        }
+        let found = [&mut self.pack_areas, &mut self.oversize]
+            .into_iter()
+            .find_map(|areas| {
+                let (&start, a) = areas.range(..=addr).next_back()?;
+                (addr < start + a.size + PAGE_SIZE).then_some((areas, start))
+            })
+            .and_then(|(areas, start)| areas.remove(&start));
+        match found {
+            Some(area) => self.vunmap(area),
+            None => self.m.oops(Oops::Warn {
                 function: "__vunmap",
                 message: format!("Trying to vfree() nonexistent vm area ({addr:#x})"),
-            });
+            }),
         }
     }
 
@@ -301,5 +318,60 @@ impl Kernel for Optimised {
                 bitmap: p.words,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::oops::Oops;
+
+    fn warnings(m: &Machine) -> Vec<String> {
+        (m.oopses().iter())
+            .filter_map(|o| match o {
+                Oops::Warn { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `vfree()` finds an area by range, the guard page included; only an
+    /// unaligned address or one in no busy area is refused.
+    #[test]
+    fn module_memfree_finds_the_area_that_contains_the_address() {
+        let mut k = Optimised::new(MachineConfig::default(), Quirks::NONE);
+        let c = &mut k.core;
+        let alloc = |c: &mut Core| {
+            let a = c.alloc_exec(3 * PAGE_SIZE).expect("room");
+            let addr = a.addr;
+            c.oversize.insert(addr, a);
+            addr
+        };
+        let a = alloc(c);
+        c.module_memfree(a + 0x10);
+        assert_eq!(
+            warnings(&c.m),
+            [format!("Trying to vfree() bad address ({:#x})", a + 0x10)]
+        );
+        assert!(
+            c.oversize.contains_key(&a),
+            "an unaligned address frees nothing"
+        );
+        c.module_memfree(a + 2 * PAGE_SIZE);
+        assert!(
+            c.oversize.is_empty(),
+            "a page inside the area frees all of it"
+        );
+        assert!(c.m.pgtables.lookup(a).is_none());
+        c.module_memfree(a);
+        assert_eq!(
+            warnings(&c.m)[1],
+            format!("Trying to vfree() nonexistent vm area ({a:#x})"),
+            "a freed area is no longer in the busy tree"
+        );
+        let b = alloc(c);
+        c.module_memfree(b + 3 * PAGE_SIZE);
+        assert!(c.oversize.is_empty(), "the guard page belongs to the area");
+        assert_eq!(warnings(&c.m).len(), 2);
     }
 }

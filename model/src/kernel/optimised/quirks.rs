@@ -26,7 +26,8 @@ pub enum Quirk {
     /// Freeing an unfinalised subprogram finds its header with `PAGE_MASK`
     /// and frees it as a whole JIT binary.
     UnfinalizedFreeMask,
-    /// A free finds its pack by masking with the pack size.
+    /// A free finds its pack by masking with `PMD_MASK` (5.18-rc1..rc3 as
+    /// released, 96805674e562).
     PackMaskLookup,
     /// A `__GFP_NOFAIL` huge vmalloc that falls back to order-0 pages still
     /// maps PMD leaves.
@@ -34,6 +35,9 @@ pub enum Quirk {
     /// Freed pages keep `page->private`, so `split_page()` hands it to the
     /// next user.
     SplitKeepsPrivate,
+    /// A free finds its pack by masking with the pack size (ef078600eec2 to
+    /// 96805674e562, in bpf-next before 5.18-rc1).
+    PackSizeMaskLookup,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -85,21 +89,21 @@ pub const QUIRKS: &[QuirkInfo] = &[
         name: "unset-ro-size",
         versions: "5.18-rc1 window",
         fixed_by: "676b2daabaf9",
-        symptom: "the JIT error path frees with a size read from an RO header finalize never wrote: \"Trying to vfree() nonexistent vm area\", chunks leak, or a neighbour's are freed",
+        symptom: "the JIT error path frees with a size read from an RO header finalize never wrote: INT3 reads as a size larger than a pack, so the chunk is module_memfree()d — the whole pack when the chunk starts one of its pages, \"Trying to vfree() bad address\" otherwise; a stale header frees the wrong chunks",
     },
     QuirkInfo {
         quirk: Quirk::UnfinalizedFreeMask,
         name: "unfinalized-free-mask",
         versions: "5.18.0–5.18.17, 5.19.0–5.19.1",
         fixed_by: "1d5f82d9dd47 (CVE-2022-50168)",
-        symptom: "a failed multi-subprogram load frees an unfinalised subprogram by its PAGE_MASK header: the whole pack, while other programs live in it",
+        symptom: "a failed multi-subprogram load frees an unfinalised subprogram by its PAGE_MASK header: vfree() finds the pack by range and frees all of it, while other programs live in it",
     },
     QuirkInfo {
         quirk: Quirk::PackMaskLookup,
         name: "pack-mask-lookup",
-        versions: "5.18-rc1 window (fully fixed in 6.0)",
-        fixed_by: "96805674e562, ea2babac63d4",
-        symptom: "with 2 nodes a pack is 4 MiB but only PMD-aligned; a free that finds its pack by masking misses it: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
+        versions: "5.18-rc1..rc3 (x86, NUMA)",
+        fixed_by: "ea2babac63d4 (6.0; 559089e0a93d hid it from 5.18-rc4 on)",
+        symptom: "with 2 nodes a pack is 4 MiB, and a free finds its pack as ptr & PMD_MASK: every program in a pack's second 2 MiB misses, 4 MiB-aligned or not: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
     },
     QuirkInfo {
         quirk: Quirk::FallbackMappedAsPmd,
@@ -114,6 +118,13 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "5.18-rc4 (3b8000ae185c) until 2026",
         fixed_by: "\"mm/page_alloc: clear page->private in free_pages_prepare()\" (2026)",
         symptom: "split_page() subpages keep a stale page->private from their last user, which the next user sees",
+    },
+    QuirkInfo {
+        quirk: Quirk::PackSizeMaskLookup,
+        name: "pack-size-mask-lookup",
+        versions: "bpf-next, March 2022 (ef078600eec2 until 96805674e562; never in a release)",
+        fixed_by: "96805674e562 (syzbot c946805b5ce6ab87df0b), ea2babac63d4",
+        symptom: "with 2 nodes a pack is 4 MiB but only PMD-aligned; a free that finds its pack as ptr & ~(pack size - 1) misses one that is not 4 MiB-aligned: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
     },
 ];
 
