@@ -235,3 +235,58 @@ fn a_page_kept_by_vfree_is_a_leak() {
         f.message
     );
 }
+
+#[test]
+fn a_purge_that_gives_nothing_back_leaks_vmap_space() {
+    let r = sabotaged(&trace("v = vmalloc(16K)\nvfree(v)"), Sabotage::NoPurge);
+    let f = r.verdict().unwrap();
+    assert_eq!(
+        (f.oracle, f.kernel, f.op),
+        (Oracle::Leak, "optimised", None)
+    );
+    assert!(
+        f.message
+            .contains("vm_unmap_aliases(), 1 vmap areas remain")
+            && f.message.contains("unpurged"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn lazily_freed_pages_over_the_threshold_break_the_vmap_rules() {
+    let t = trace("a = vmalloc(16M)\nvfree(a)\nb = vmalloc(16M)\nvfree(b)");
+    let r = sabotaged(&t, Sabotage::SkipLazyThreshold);
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.op), (Oracle::VmapSpace, Some(3)));
+    assert!(
+        f.message.contains("vmap_lazy_nr is 8194") && f.message.contains("lazy_max_pages() 8192"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn an_unpurged_range_that_is_still_mapped_breaks_the_vmap_rules() {
+    let r = sabotaged(
+        &trace("v = vmalloc(16K)\nvfree(v)"),
+        Sabotage::KeepMappingOnVfree,
+    );
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.op), (Oracle::VmapSpace, Some(1)));
+    assert!(f.message.contains("is still mapped"), "{}", f.message);
+}
+
+#[test]
+fn a_free_without_resetting_the_alias_leaves_read_only_free_pages() {
+    let t = trace("p = bpf_prog_load(64)\nbpf_prog_free(p)");
+    let r = sabotaged(&t, Sabotage::NoResetPerms);
+    let f = r.verdict().unwrap();
+    assert_eq!((f.oracle, f.op), (Oracle::AliasCoherence, None));
+    assert!(
+        f.message
+            .contains("after freeing everything, 512 free pages have a direct-map alias"),
+        "{}",
+        f.message
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use packmodel::harness::decode::{KINDS, Kind};
+use packmodel::harness::decode::Kind;
 use packmodel::harness::report::render;
 use packmodel::harness::run::run;
 use packmodel::harness::trace::parse;
@@ -42,9 +42,9 @@ fn examples_cover_every_op() {
     let mut seen = BTreeSet::new();
     for path in examples() {
         let t = parse("x", &std::fs::read_to_string(&path).unwrap()).unwrap();
-        seen.extend(t.ops.iter().map(|op| Kind::of(op).tag()));
+        seen.extend(t.ops.iter().map(Kind::of));
     }
-    let missing: Vec<_> = KINDS.iter().filter(|k| !seen.contains(&k.tag())).collect();
+    let missing: Vec<_> = Kind::all().filter(|k| !seen.contains(k)).collect();
     assert!(missing.is_empty(), "no example uses {missing:?}");
 }
 
@@ -72,7 +72,7 @@ fn seed_corpus_is_the_encoding_of_the_examples() {
         assert_eq!(on_disk, bytes, "{} is stale", file.display());
         let input = decode(&on_disk);
         assert_eq!((input.config, &input.ops), (t.config, &t.ops));
-        kinds.extend(input.ops.iter().map(|op| Kind::of(op).tag()));
+        kinds.extend(input.ops.iter().map(Kind::of));
         expected.insert(name);
     }
     let present: BTreeSet<String> = std::fs::read_dir(&corpus)
@@ -86,7 +86,7 @@ fn seed_corpus_is_the_encoding_of_the_examples() {
     assert!(expected.len() >= 20);
     assert_eq!(
         kinds.len(),
-        KINDS.len(),
+        Kind::all().count(),
         "the seed corpus covers every op kind"
     );
 }

@@ -44,6 +44,7 @@ impl Budget {
                 self.charge_area(*size, huge)
             }
             Op::Kvmalloc { size, .. } => self.charge_area(*size, true),
+            Op::VmallocNode { size, .. } => self.charge_area(*size, false),
             Op::Vfree { area: AreaId(i) } => {
                 self.charged -= std::mem::take(&mut self.areas[*i as usize])
             }

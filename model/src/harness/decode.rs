@@ -3,8 +3,9 @@
 //!
 //! Layout: a format-version byte, a config byte, a 16-bit swarm mask if the
 //! config byte asks for one, then ops. Each op is a `u8` tag (`tag % 32` picks a
-//! slot in [`KINDS`]; slots past the end are reserved for ops appended later and
-//! decode to nothing) followed by its arguments as fixed-width little-endian
+//! slot in [`KINDS`]; the last slot, [`EXT_SLOT`], takes one more byte that picks
+//! a slot in [`EXT_KINDS`] the same way; slots past either end are reserved for
+//! ops appended later and decode to nothing) followed by its arguments as fixed-width little-endian
 //! integers from `arbitrary::Unstructured` (zero when the input runs out),
 //! bounded here by `%`. Handles are one byte, `raw % live.len()` (never more
 //! than 256 objects live). At most [`MAX_OPS`] ops. The format is dense on
@@ -19,7 +20,7 @@ use arbitrary::Unstructured;
 
 use super::driver::Driver;
 use super::op::{AreaId, DRIVER_MAPPING, Op, PageId, ProgId, limits};
-use crate::kernel::{HugeHint, VmallocFlags};
+use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
 use crate::machine::MachineConfig;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
@@ -30,7 +31,7 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const MAX_OPS: usize = 256;
 
 /// Op kinds by tag slot. Append only: a slot's meaning never changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Vmalloc,
     Kvmalloc,
@@ -60,10 +61,14 @@ pub enum Kind {
     StaleProbe,
     ProgLoadSubprogsFail,
     SetPagePrivate,
+    SetMemory,
+    VmallocNode,
+    StaleVread,
+    DirectMapStats,
 }
 
 /// Tag slot → kind.
-pub const KINDS: [Kind; 28] = [
+pub const KINDS: [Kind; 31] = [
     Kind::Vmalloc,
     Kind::Kvmalloc,
     Kind::Vfree,
@@ -92,9 +97,18 @@ pub const KINDS: [Kind; 28] = [
     Kind::StaleProbe,
     Kind::ProgLoadSubprogsFail,
     Kind::SetPagePrivate,
+    Kind::SetMemory,
+    Kind::VmallocNode,
+    Kind::StaleVread,
 ];
 
-/// Slots a tag selects from.
+/// The tag slot whose next byte picks an op of [`EXT_KINDS`].
+pub const EXT_SLOT: u8 = 31;
+
+/// Extended slot → kind (append only), for ops past the 31 primary slots.
+pub const EXT_KINDS: [Kind; 1] = [Kind::DirectMapStats];
+
+/// Slots a tag (or an extended tag) selects from.
 pub const TAG_SLOTS: u8 = 32;
 
 /// `set_page_private`'s value is its byte XOR this (a missing byte: 0x2a).
@@ -104,22 +118,31 @@ pub const PRIVATE_XOR: u8 = 0x2a;
 pub const SWARM_BIT: u8 = 1 << 4;
 
 impl Kind {
-    /// The tag that selects this kind.
-    pub fn tag(self) -> u8 {
-        KINDS
-            .iter()
-            .position(|&k| k == self)
-            .expect("every kind has a slot") as u8
+    /// Every kind, primary then extended.
+    pub fn all() -> impl Iterator<Item = Kind> {
+        KINDS.into_iter().chain(EXT_KINDS)
+    }
+
+    /// The tag bytes that select this kind: its slot, or [`EXT_SLOT`] and its
+    /// extended slot.
+    pub fn tag(self) -> Vec<u8> {
+        match KINDS.iter().position(|&k| k == self) {
+            Some(slot) => vec![slot as u8],
+            None => {
+                let ext = EXT_KINDS.iter().position(|&k| k == self);
+                vec![EXT_SLOT, ext.expect("every kind has a slot") as u8]
+            }
+        }
     }
 
     /// The swarm-mask bit that switches this kind off.
     pub fn swarm_bit(self) -> u16 {
         1 << match self {
-            Kind::Vmalloc => 0,
+            Kind::Vmalloc | Kind::VmallocNode => 0,
             Kind::Kvmalloc => 1,
             Kind::Vfree => 2,
-            Kind::Vwrite | Kind::Vmemset => 3,
-            Kind::Vread => 4,
+            Kind::Vwrite | Kind::Vmemset | Kind::SetMemory => 3,
+            Kind::Vread | Kind::DirectMapStats => 4,
             Kind::VmallocToPage => 5,
             Kind::GetPage | Kind::PutPage => 6,
             Kind::SetMapping | Kind::SetIndex | Kind::SetPagePrivate => 7,
@@ -130,7 +153,7 @@ impl Kind {
             Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail => 12,
             Kind::ProgFree => 13,
             Kind::ProgRun | Kind::ProgProbe => 14,
-            Kind::StaleProbe => 15,
+            Kind::StaleProbe | Kind::StaleVread => 15,
         }
     }
 
@@ -165,6 +188,10 @@ impl Kind {
             Op::StaleProbe { .. } => Kind::StaleProbe,
             Op::ProgLoadSubprogsFail { .. } => Kind::ProgLoadSubprogsFail,
             Op::SetPagePrivate { .. } => Kind::SetPagePrivate,
+            Op::SetMemory { .. } => Kind::SetMemory,
+            Op::VmallocNode { .. } => Kind::VmallocNode,
+            Op::StaleVread { .. } => Kind::StaleVread,
+            Op::DirectMapStats => Kind::DirectMapStats,
         }
     }
 }
@@ -214,7 +241,12 @@ pub fn decode(data: &[u8]) -> Input {
     let mut g = Gen::new(config);
     while g.ops.len() < MAX_OPS && !u.is_empty() {
         let tag = r8(&mut u) % TAG_SLOTS;
-        let Some(&kind) = KINDS.get(tag as usize) else {
+        let kind = if tag == EXT_SLOT {
+            EXT_KINDS.get((r8(&mut u) % TAG_SLOTS) as usize)
+        } else {
+            KINDS.get(tag as usize)
+        };
+        let Some(&kind) = kind else {
             continue;
         };
         if swarm & kind.swarm_bit() != 0 {
@@ -252,6 +284,8 @@ pub struct Gen {
     pub progs: Vec<(ProgId, u32)>,
     /// Freed programs and their lengths.
     pub freed: Vec<(ProgId, u32)>,
+    /// Freed areas and their sizes.
+    pub freed_areas: Vec<(AreaId, u64)>,
     pub driver: Driver,
     next: [u32; 3],
     pub ops: Vec<Op>,
@@ -268,12 +302,13 @@ impl Gen {
     /// Records `op` and updates the scope.
     pub fn push(&mut self, op: Op) {
         match &op {
-            Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } => {
+            Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } | Op::VmallocNode { size, .. } => {
                 self.areas.push((AreaId(self.next[0]), *size));
                 self.next[0] += 1;
             }
             Op::Vfree { area } => {
-                self.areas.retain(|a| a.0 != *area);
+                let i = (self.areas.iter().position(|a| a.0 == *area)).expect("live area");
+                self.freed_areas.push(self.areas.remove(i));
                 let driver = &self.driver;
                 self.pages.retain(|p| driver.area_of(*p) != *area);
             }
@@ -349,6 +384,9 @@ impl Gen {
                 let off = r32(u) as u64 % size;
                 let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
                 let data = (0..len).map(|_| r8(u)).collect();
+                if !self.driver.writable(area, off, len) {
+                    return;
+                }
                 Op::Vwrite { area, off, data }
             }
             Kind::Vmemset => {
@@ -358,6 +396,9 @@ impl Gen {
                 let off = r32(u) as u64 % size;
                 let value = r8(u);
                 let len = 1 + r32(u) as u64 % (size - off);
+                if !self.driver.writable(area, off, len) {
+                    return;
+                }
                 Op::Vmemset {
                     area,
                     off,
@@ -488,6 +529,52 @@ impl Gen {
                     off: probe_off(u, len),
                 }
             }
+            Kind::SetMemory => {
+                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                    return;
+                };
+                let change = SetMemory::ALL[r8(u) as usize % SetMemory::ALL.len()];
+                let npages = size.div_ceil(PAGE_SIZE);
+                let first = r16(u) as u64 % npages;
+                let pages = (1 + r16(u) as u64 % (npages - first)) as u32;
+                let off = first * PAGE_SIZE;
+                if !self.driver.keeps_wx(area, off, pages, change) {
+                    return;
+                }
+                Op::SetMemory {
+                    area,
+                    off,
+                    pages,
+                    change,
+                }
+            }
+            Kind::VmallocNode => {
+                let size = self.size(u);
+                let align = 1u64 << (r8(u) % 64);
+                let b = r8(u);
+                Op::VmallocNode {
+                    size,
+                    align,
+                    flags: VmallocFlags {
+                        huge: HugeHint::Default,
+                        zero: b & 1 != 0,
+                        nofail: b & 2 != 0,
+                    },
+                }
+            }
+            Kind::StaleVread => {
+                let Some((area, size)) = Self::pick(&self.freed_areas, u) else {
+                    return;
+                };
+                let off = r32(u) as u64 % size;
+                let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
+                Op::StaleVread {
+                    area,
+                    off,
+                    len: len as u32,
+                }
+            }
+            Kind::DirectMapStats => Op::DirectMapStats,
         };
         self.push(op);
     }

@@ -1,7 +1,12 @@
 //! What a well-behaved driver holds on the pages it got from `vmalloc_to_page()`,
 //! and the cleanup it owes before `vfree()`: drop its references, take the page
 //! off its list, clear `mapping`, `ClearPageReserved` (as `fb_deferred_io_cleanup`
-//! and friends do).
+//! and friends do), and give back the default protection of any page it changed
+//! with `set_memory_*()` — `set_memory_nx()`, then `set_memory_rw()`, as modules
+//! did before `VM_FLUSH_RESET_PERMS` — or its direct-map alias stays read-only.
+//! Its protection changes keep W^X (`set_memory_x()` only on read-only pages,
+//! `set_memory_rw()` only on non-executable ones), and it never stores to a page
+//! it made read-only.
 //!
 //! The decoder uses this to generate only disciplined drivers, so that a bad page
 //! state can only be the kernel's fault; the end-of-run teardown uses it to free
@@ -10,6 +15,8 @@
 use std::collections::BTreeMap;
 
 use super::op::{AreaId, Op, PageId};
+use crate::kernel::SetMemory;
+use crate::machine::consts::PAGE_SIZE;
 
 /// The driver's state on one page of one area.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +43,11 @@ pub struct Driver {
     handles: Vec<(AreaId, u64)>,
     /// (area, page index) → state.
     pages: BTreeMap<(AreaId, u64), DriverPage>,
+    /// (area, page index) → (read-only, executable), for pages whose
+    /// protection the driver changed from the default (RW, NX).
+    prot: BTreeMap<(AreaId, u64), (bool, bool)>,
+    /// Each area's size, for the cleanup's whole-area calls.
+    sizes: BTreeMap<AreaId, u64>,
 }
 
 impl Driver {
@@ -53,10 +65,75 @@ impl Driver {
         self.handles[handle.0 as usize].0
     }
 
+    /// The size `area` was allocated with.
+    pub fn size(&self, area: AreaId) -> u64 {
+        self.sizes[&area]
+    }
+
+    /// The protection of page `i` of `area`: (read-only, executable).
+    fn prot_of(&self, area: AreaId, i: u64) -> (bool, bool) {
+        self.prot.get(&(area, i)).copied().unwrap_or((false, false))
+    }
+
+    /// Pages `off / PAGE_SIZE ..` of the `pages` a call changes.
+    fn span(off: u64, pages: u32) -> std::ops::Range<u64> {
+        off / PAGE_SIZE..off / PAGE_SIZE + pages as u64
+    }
+
+    /// Whether `change` on those pages keeps every page W^X.
+    pub fn keeps_wx(&self, area: AreaId, off: u64, pages: u32, change: SetMemory) -> bool {
+        Self::span(off, pages).all(|i| {
+            let (ro, x) = self.prot_of(area, i);
+            match change {
+                SetMemory::X => ro,
+                SetMemory::Rw => !x,
+                SetMemory::Ro | SetMemory::Nx | SetMemory::Rox => true,
+            }
+        })
+    }
+
+    /// Whether `off..off + len` of `area` is writable (no read-only page).
+    pub fn writable(&self, area: AreaId, off: u64, len: u64) -> bool {
+        let last = (off + len.max(1) - 1) / PAGE_SIZE;
+        self.prot
+            .range((area, off / PAGE_SIZE)..=(area, last))
+            .all(|(_, &(ro, _))| !ro)
+    }
+
     /// Follows one op.
     pub fn observe(&mut self, op: &Op) {
+        match op {
+            Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } | Op::VmallocNode { size, .. } => {
+                let id = AreaId(self.sizes.len() as u32);
+                self.sizes.insert(id, *size);
+            }
+            Op::SetMemory {
+                area,
+                off,
+                pages,
+                change,
+            } => {
+                let size = self.sizes.get(area).copied().unwrap_or(0);
+                for i in Self::span(*off, *pages).take_while(|i| i * PAGE_SIZE < size) {
+                    let (ro, x) = self.prot_of(*area, i);
+                    let now = match change {
+                        SetMemory::Ro => (true, x),
+                        SetMemory::Rw => (false, x),
+                        SetMemory::X => (ro, true),
+                        SetMemory::Nx => (ro, false),
+                        SetMemory::Rox => (true, true),
+                    };
+                    if now == (false, false) {
+                        self.prot.remove(&(*area, i));
+                    } else {
+                        self.prot.insert((*area, i), now);
+                    }
+                }
+            }
+            _ => {}
+        }
         if let Op::VmallocToPage { area, off } = op {
-            let key = (*area, off / crate::machine::consts::PAGE_SIZE);
+            let key = (*area, off / PAGE_SIZE);
             let handle = PageId(self.handles.len() as u32);
             self.handles.push(key);
             self.pages.entry(key).or_insert(DriverPage {
@@ -68,6 +145,7 @@ impl Driver {
         let Some(h) = op.page() else {
             if let Op::Vfree { area } = op {
                 self.pages.retain(|k, _| k.0 != *area);
+                self.prot.retain(|k, _| k.0 != *area);
             }
             return;
         };
@@ -104,6 +182,24 @@ impl Driver {
             }
             if p.reserved {
                 ops.push(Op::ClearReserved { page });
+            }
+        }
+        let changed: Vec<(bool, bool)> = (self.prot)
+            .range((area, 0)..=(area, u64::MAX))
+            .map(|(_, &p)| p)
+            .collect();
+        let pages = self.sizes[&area].div_ceil(PAGE_SIZE) as u32;
+        for (change, needed) in [
+            (SetMemory::Nx, changed.iter().any(|p| p.1)),
+            (SetMemory::Rw, changed.iter().any(|p| p.0)),
+        ] {
+            if needed {
+                ops.push(Op::SetMemory {
+                    area,
+                    off: 0,
+                    pages,
+                    change,
+                });
             }
         }
         ops

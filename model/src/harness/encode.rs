@@ -13,7 +13,8 @@ use std::fmt;
 use super::decode::{FORMAT_VERSION, Gen, Kind, MAX_OPS, config_to_byte, decode};
 use super::op::{DRIVER_MAPPING, Op, limits};
 use super::trace::{OpText, Trace};
-use crate::kernel::HugeHint;
+use crate::kernel::{HugeHint, SetMemory};
+use crate::machine::consts::PAGE_SIZE;
 
 /// Why a trace cannot be fuzz input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub fn encode(trace: &Trace) -> Result<Vec<u8>, EncodeError> {
             op: Some(i),
             msg: format!("{}: {msg}", OpText(op)),
         };
-        w.u8(Kind::of(op).tag());
+        w.0.extend(Kind::of(op).tag());
         encode_op(op, &g, &mut w).map_err(err)?;
         g.push(op.clone());
     }
@@ -204,6 +205,37 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             w.u8(*fail);
             w.u32(*rand as u64);
         }
+        Op::SetMemory {
+            area: a,
+            off,
+            pages,
+            change,
+        } => {
+            let size = g.areas[area(*a)?].1;
+            let npages = size.div_ceil(PAGE_SIZE);
+            let first = off / PAGE_SIZE;
+            if off % PAGE_SIZE != 0 || first + *pages as u64 > npages {
+                return Err("the decoder only changes whole pages inside the area".to_string());
+            }
+            w.pick(area(*a)?)?;
+            w.u8(SetMemory::ALL
+                .iter()
+                .position(|c| c == change)
+                .expect("listed") as u8);
+            w.u16(first as usize);
+            w.u16(*pages as usize - 1);
+        }
+        Op::VmallocNode { size, align, flags } => {
+            exact_size(w, *size);
+            w.u8(align.trailing_zeros() as u8);
+            w.u8(u8::from(flags.zero) | u8::from(flags.nofail) << 1);
+        }
+        Op::StaleVread { area: a, off, len } => {
+            w.pick(index(&g.freed_areas, *a, "the freed area")?)?;
+            w.u32(*off);
+            w.u16(*len as usize - 1);
+        }
+        Op::DirectMapStats => {}
         Op::ProgFree { prog } | Op::ProgRun { prog } => {
             w.pick(index(&g.progs, *prog, "the program")?)?
         }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::op::HandleKind;
 use crate::kernel::{Errno, Fetched, Landing, Text};
+use crate::machine::direct_map::DirectMapStats;
 use crate::machine::oops::FaultCause;
 
 /// What one op returned.
@@ -36,6 +37,10 @@ pub enum Obs {
     /// The op was not run: the object it names was never created because its
     /// allocation failed.
     Skipped(HandleKind, u32),
+    /// A stale pointer's load would fault there (probed, not an oops).
+    NoAccess(FaultCause),
+    /// The direct map's counters.
+    DirectMap(DirectMapStats),
 }
 
 /// Bytes of a byte observation that reports show.
@@ -140,6 +145,16 @@ impl fmt::Display for Obs {
             Obs::Fault(c) => write!(f, "oops: page fault ({})", c.name()),
             Obs::Oopsed => f.write_str("oops"),
             Obs::Skipped(k, id) => write!(f, "skipped ({}{id} was not allocated)", k.prefix()),
+            Obs::NoAccess(c) => write!(f, "page fault ({})", c.name()),
+            Obs::DirectMap(d) => write!(
+                f,
+                "4k:{}K 2M:{}K 1G:{}K l2:{} l3:{}",
+                d.directmap_4k_kb,
+                d.directmap_2m_kb,
+                d.directmap_1g_kb,
+                d.direct_map_level2_splits,
+                d.direct_map_level3_splits
+            ),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! order in which the trace created them (`v0`, `pg0`, `prog0`), never by
 //! address. The same ops come from text traces and from fuzz bytes.
 
-use crate::kernel::VmallocFlags;
+use crate::kernel::{SetMemory, VmallocFlags};
 
 /// The n-th vmalloc area the trace created (`v<n>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +111,25 @@ pub enum Op {
     ProgLoadSubprogsFail { lens: Vec<u32>, fail: u8, rand: u32 },
     /// `set_page_private(pgN, value)`.
     SetPagePrivate { page: PageId, value: u64 },
+    /// `set_memory_ro/rw/x/nx/rox(vN + off, pages)` on a driver's area.
+    SetMemory {
+        area: AreaId,
+        off: u64,
+        pages: u32,
+        change: SetMemory,
+    },
+    /// `vN = __vmalloc_node(size, align, gfp)`: an aligned allocation.
+    VmallocNode {
+        size: u64,
+        align: u64,
+        flags: VmallocFlags,
+    },
+    /// `stale_vread(vN + off, len)`: what a pointer kept into an area after
+    /// its `vfree()` reads there.
+    StaleVread { area: AreaId, off: u64, len: u32 },
+    /// `direct_map_stats()`: `/proc/meminfo`'s `DirectMap*` and
+    /// `/proc/vmstat`'s `direct_map_level2/3_splits`, per kernel.
+    DirectMapStats,
 }
 
 /// The `page` field of every page op (by reference, as `$op` is borrowed).
@@ -144,7 +163,9 @@ impl Op {
     /// The kind of handle this op creates, if any.
     pub fn creates(&self) -> Option<HandleKind> {
         match self {
-            Op::Vmalloc { .. } | Op::Kvmalloc { .. } => Some(HandleKind::Area),
+            Op::Vmalloc { .. } | Op::Kvmalloc { .. } | Op::VmallocNode { .. } => {
+                Some(HandleKind::Area)
+            }
             Op::VmallocToPage { .. } => Some(HandleKind::Page),
             Op::ProgLoad { .. } => Some(HandleKind::Prog),
             _ => None,
@@ -174,4 +195,6 @@ pub mod limits {
     pub const MAX_PROBE_OFF: i32 = 1 << 23;
     /// Most subprograms of one multi-subprogram load.
     pub const MAX_SUBPROGS: usize = 8;
+    /// Most pages one `set_memory_*()` call changes.
+    pub const MAX_SET_MEMORY_PAGES: u32 = (MAX_VMALLOC / 4096) as u32;
 }

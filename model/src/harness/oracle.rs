@@ -27,11 +27,12 @@ use super::op::Op;
 use super::session::{Session, Step};
 use crate::kernel::{ImageSlot, Region};
 use crate::machine::Machine;
-use crate::machine::consts::PAGE_SIZE;
+use crate::machine::consts::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use crate::machine::direct_map::DmapLevel;
 use crate::machine::frames::Content;
 use crate::machine::lazy::LazyArray;
 use crate::machine::pgtable::Level;
+use crate::machine::prot::Prot;
 
 /// Which oracle fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +55,10 @@ pub enum Oracle {
     /// is not 0, which `post_alloc_hook()` (and for split subpages, the 2026
     /// fix in `free_pages_prepare()`) promises.
     FreshPage,
+    /// The virtual-area allocator broke its lazy-purge rules: a freed area
+    /// not yet purged is still mapped or overlaps a busy one, or more pages
+    /// wait for a purge than `lazy_max_pages()` allows.
+    VmapSpace,
     /// The two kernels disagree on what an op showed, or a read does not give
     /// back what was written.
     Differential,
@@ -71,13 +76,14 @@ impl Oracle {
             Oracle::Overlap => "overlap",
             Oracle::Leak => "leak",
             Oracle::FreshPage => "fresh page",
+            Oracle::VmapSpace => "vmap space",
             Oracle::Differential => "differential",
         }
     }
 }
 
 impl Oracle {
-    pub const ALL: [Oracle; 9] = [
+    pub const ALL: [Oracle; 10] = [
         Oracle::BadPageState,
         Oracle::Oops,
         Oracle::WriteXorExecute,
@@ -86,6 +92,7 @@ impl Oracle {
         Oracle::Overlap,
         Oracle::Leak,
         Oracle::FreshPage,
+        Oracle::VmapSpace,
         Oracle::Differential,
     ];
 
@@ -190,6 +197,55 @@ impl Invariants {
         self.check_exec(s, &mut o);
         if touches_regions(op) {
             self.check_regions(s, &mut o);
+            Self::check_vmap(s, &mut o);
+        }
+    }
+
+    /// The lazy-purge rules of v5.18 `mm/vmalloc.c`: `free_unmap_vmap_area()`
+    /// clears an area's page tables (`vunmap_range_noflush()`) before
+    /// `free_vmap_area_noflush()` moves it to the purge list, so an unpurged
+    /// range maps nothing; it stays out of the free tree, so no busy area
+    /// overlaps it; and `vmap_lazy_nr` counts its pages, never beyond
+    /// `lazy_max_pages()` once a free has returned (it purges at once above
+    /// that).
+    fn check_vmap(s: &Session, o: &mut Out) {
+        let v = s.kernel.vmap_view();
+        let m = s.kernel.machine();
+        let mut all: Vec<(u64, u64, &str)> = (v.busy.iter().map(|&(a, b)| (a, b, "busy")))
+            .chain(v.unpurged.iter().map(|&(a, b)| (a, b, "unpurged")))
+            .collect();
+        all.sort();
+        for w in all.windows(2) {
+            if w[0].1 > w[1].0 {
+                o.find(
+                    Oracle::VmapSpace,
+                    format!(
+                        "{} vmap area {:#x}-{:#x} overlaps {} {:#x}-{:#x}\n",
+                        w[0].2, w[0].0, w[0].1, w[1].2, w[1].0, w[1].1
+                    ),
+                );
+            }
+        }
+        for &(start, end) in &v.unpurged {
+            if let Some(leaf) = m.pgtables.leaves_in(start, end).next() {
+                o.find(
+                    Oracle::VmapSpace,
+                    format!(
+                        "unpurged vm_area {start:#x}-{end:#x} is still mapped at {:016x}\n",
+                        leaf.va.max(start)
+                    ),
+                );
+            }
+        }
+        let pages: u64 = v.unpurged.iter().map(|(a, b)| (b - a) / PAGE_SIZE).sum();
+        if pages != v.lazy_pages || v.lazy_pages > v.lazy_max_pages && v.lazy_max_pages > 0 {
+            o.find(
+                Oracle::VmapSpace,
+                format!(
+                    "vmap_lazy_nr is {} with {pages} unpurged pages (lazy_max_pages() {})\n",
+                    v.lazy_pages, v.lazy_max_pages
+                ),
+            );
         }
     }
 
@@ -424,7 +480,10 @@ impl Invariants {
         }
     }
 
-    /// Oracle 3 on one executable page; the message if it fails.
+    /// Oracle 3 on one executable page; the message if it fails. It covers
+    /// the module range, where the JIT's and the module loader's executable
+    /// memory lives; a driver that makes its own vmalloc memory executable
+    /// (`set_memory_x()`) owns what that memory holds.
     fn verify_page(
         &self,
         m: &Machine,
@@ -432,6 +491,9 @@ impl Invariants {
         ids: &dyn Fn(usize) -> u32,
         va: u64,
     ) -> Option<String> {
+        if (VMALLOC_START..=VMALLOC_END).contains(&va) {
+            return None;
+        }
         let pfn = self.exec_pfn(va)?;
         let end = va + PAGE_SIZE;
         let live: Vec<&ImageSlot> = images
@@ -668,9 +730,55 @@ impl Invariants {
         }
     }
 
-    /// Oracle 6, after the teardown: every frame is free or was reported.
+    /// Oracle 6, after the teardown and `vm_unmap_aliases()`: every frame is
+    /// free or was reported, no virtual area is left busy or unpurged, and
+    /// every free frame's direct-map alias is back to its default (RW, NX) —
+    /// a page freed with a read-only alias faults its next user's first store
+    /// through the linear map, which is what `VM_FLUSH_RESET_PERMS` (or a
+    /// driver's `set_memory_rw()` before `vfree()`) prevents.
     pub fn check_leaks(&self, s: &Session, out: &mut Vec<Finding>) {
         let m = s.kernel.machine();
+        let leak = |message: String| Finding {
+            op: None,
+            oracle: Oracle::Leak,
+            kernel: s.name(),
+            message,
+        };
+        let v = s.kernel.vmap_view();
+        if !v.busy.is_empty() || !v.unpurged.is_empty() {
+            let list: Vec<String> = (v.busy.iter().map(|r| (r, "busy")))
+                .chain(v.unpurged.iter().map(|r| (r, "unpurged")))
+                .take(4)
+                .map(|((a, b), what)| format!("{a:#x}-{b:#x} {what}"))
+                .collect();
+            out.push(leak(format!(
+                "after freeing everything and vm_unmap_aliases(), {} vmap areas remain ({}{})\n",
+                v.busy.len() + v.unpurged.len(),
+                list.join(", "),
+                if v.busy.len() + v.unpurged.len() > 4 {
+                    ", …"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let stale: Vec<(u64, Prot)> = (m.dmap.leaves().into_iter())
+            .filter(|l| l.2 != Prot::PAGE_KERNEL)
+            .flat_map(|(first, level, prot)| (first..first + level.pages()).map(move |p| (p, prot)))
+            .filter(|&(pfn, _)| m.page_is_free(pfn))
+            .collect();
+        if let Some(&(pfn, prot)) = stale.first() {
+            out.push(Finding {
+                op: None,
+                oracle: Oracle::AliasCoherence,
+                kernel: s.name(),
+                message: format!(
+                    "after freeing everything, {} free pages have a direct-map alias that is not the default, first pfn {pfn:#x} at {:016x} ({prot:?}): a set_memory_*() nothing undid before the free\n",
+                    stale.len(),
+                    crate::machine::consts::pfn_to_virt(pfn)
+                ),
+            });
+        }
         let reported: u64 = m.leaked_blocks().iter().map(|&(_, o)| 1u64 << o).sum();
         let free = m.nr_free_pages();
         if free + reported != m.nr_pages() {
@@ -705,6 +813,7 @@ fn touches_regions(op: &Op) -> bool {
         op,
         Op::Vmalloc { .. }
             | Op::Kvmalloc { .. }
+            | Op::VmallocNode { .. }
             | Op::Vfree { .. }
             | Op::ProgLoad { .. }
             | Op::ProgLoadFail { .. }

@@ -86,7 +86,8 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
         x.step(trace.ops.len() + j, op);
     }
     x.sweep();
-    for (s, inv) in x.sessions.iter().zip(&x.inv) {
+    for (s, inv) in x.sessions.iter_mut().zip(&x.inv) {
+        s.kernel.vm_unmap_aliases();
         inv.check_leaks(s, &mut x.findings);
     }
     Run {

@@ -2,6 +2,8 @@
 //! handles, each op applied through the [`Kernel`] trait, and the oopses each op
 //! caused collected with its observation.
 
+use std::collections::BTreeMap;
+
 use super::obs::Obs;
 use super::op::{HandleKind, Op, ProgId};
 use super::text::{prog_text, subprog_text};
@@ -25,6 +27,8 @@ pub struct Session {
     progs: Vec<Option<Prog>>,
     /// The trace's program ids, by kernel `Prog` index.
     prog_ids: Vec<ProgId>,
+    /// Where each freed area was, by the trace's area id.
+    freed_addrs: BTreeMap<u32, u64>,
     oopses_seen: usize,
 }
 
@@ -40,6 +44,7 @@ impl Session {
             pages: Vec::new(),
             progs: Vec::new(),
             prog_ids: Vec::new(),
+            freed_addrs: BTreeMap::new(),
             oopses_seen: 0,
         }
     }
@@ -98,12 +103,38 @@ impl Session {
                 self.areas.push(r.ok());
                 r.map_or_else(Obs::Err, |_| Obs::Ok)
             }
+            Op::VmallocNode { size, align, flags } => {
+                let r = k.vmalloc_node(*size, *align, *flags);
+                self.areas.push(r.ok());
+                r.map_or_else(Obs::Err, |_| Obs::Ok)
+            }
             Op::Vfree { area } => {
                 let a = handle!(self.areas, HandleKind::Area, area.0);
                 self.areas[area.0 as usize] = None;
+                self.freed_addrs.insert(area.0, k.area_addr(a));
                 k.vfree(a);
                 Obs::Ok
             }
+            Op::SetMemory {
+                area,
+                off,
+                pages,
+                change,
+            } => {
+                let a = handle!(self.areas, HandleKind::Area, area.0);
+                k.set_memory(a, *off, *pages as u64, *change)
+                    .map_or_else(Obs::Err, |()| Obs::Ok)
+            }
+            Op::StaleVread { area, off, len } => {
+                let Some(&addr) = self.freed_addrs.get(&area.0) else {
+                    return Obs::Skipped(HandleKind::Area, area.0);
+                };
+                match k.stale_read(addr + off, *len as usize) {
+                    Ok(bytes) => Obs::Bytes(bytes),
+                    Err(cause) => Obs::NoAccess(cause),
+                }
+            }
+            Op::DirectMapStats => Obs::DirectMap(k.direct_map_stats()),
             Op::Vwrite { area, off, data } => {
                 let a = handle!(self.areas, HandleKind::Area, area.0);
                 k.vwrite(a, *off, data)

@@ -90,10 +90,12 @@ impl Shadow {
     /// Follows one op.
     pub fn observe(&mut self, op: &Op) {
         match op {
-            Op::Vmalloc { flags, .. } => self.areas.push(Some(ShadowArea {
-                zeroed: flags.zero,
-                ..Default::default()
-            })),
+            Op::Vmalloc { flags, .. } | Op::VmallocNode { flags, .. } => {
+                self.areas.push(Some(ShadowArea {
+                    zeroed: flags.zero,
+                    ..Default::default()
+                }))
+            }
             Op::Kvmalloc { .. } => self.areas.push(Some(ShadowArea::default())),
             Op::Vfree { area } => self.areas[area.0 as usize] = None,
             Op::Vwrite { area, off, data } => {

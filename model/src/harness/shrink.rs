@@ -53,7 +53,9 @@ fn remap(op: &Op, f: impl Fn(HandleKind, u32) -> Option<u32>) -> Option<Op> {
         | Op::Vwrite { area, .. }
         | Op::Vmemset { area, .. }
         | Op::Vread { area, .. }
-        | Op::VmallocToPage { area, .. } => *area = a(*area)?,
+        | Op::VmallocToPage { area, .. }
+        | Op::SetMemory { area, .. }
+        | Op::StaleVread { area, .. } => *area = a(*area)?,
         Op::ProgFree { prog }
         | Op::ProgRun { prog }
         | Op::ProgProbe { prog, .. }
@@ -79,6 +81,13 @@ fn weight(op: &Op) -> u64 {
         Op::Vwrite { off, data, .. } => off + data.len() as u64,
         Op::Vmemset { off, len, .. } | Op::Vread { off, len, .. } => off + *len as u64,
         Op::VmallocToPage { off, .. } => *off,
+        Op::VmallocNode {
+            size,
+            align,
+            flags: f,
+        } => size + u64::from(align.trailing_zeros()) + 1 + flags(f),
+        Op::SetMemory { off, pages, .. } => off + *pages as u64,
+        Op::StaleVread { off, len, .. } => off + *len as u64,
         Op::SetMapping { value, .. }
         | Op::SetIndex { value, .. }
         | Op::SetPagePrivate { value, .. } => u64::from(*value != 0),
@@ -181,6 +190,48 @@ fn simpler(op: &Op) -> Vec<Op> {
         Op::Vread { area, off, len } => {
             for (o, l) in [(0, *len), (*off, 1), (off & !0xfff, *len)] {
                 push(Op::Vread {
+                    area: *area,
+                    off: o,
+                    len: l,
+                });
+            }
+        }
+        Op::VmallocNode { size, align, flags } => {
+            push(Op::Vmalloc {
+                size: *size,
+                flags: *flags,
+            });
+            for s in sizes(*size) {
+                push(Op::VmallocNode {
+                    size: s.max(1),
+                    align: *align,
+                    flags: *flags,
+                });
+            }
+            push(Op::VmallocNode {
+                size: *size,
+                align: (align / 2).max(1),
+                flags: *flags,
+            });
+        }
+        Op::SetMemory {
+            area,
+            off,
+            pages,
+            change,
+        } => {
+            for (o, n) in [(0, *pages), (*off, 1), (*off, pages / 2)] {
+                push(Op::SetMemory {
+                    area: *area,
+                    off: o,
+                    pages: n.max(1),
+                    change: *change,
+                });
+            }
+        }
+        Op::StaleVread { area, off, len } => {
+            for (o, l) in [(0, *len), (*off, 1), (off & !0xfff, *len)] {
+                push(Op::StaleVread {
                     area: *area,
                     off: o,
                     len: l,

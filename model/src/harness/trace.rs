@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use super::op::{AreaId, HandleKind, Op, PageId, ProgId, limits};
-use crate::kernel::{HugeHint, VmallocFlags};
+use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
 use crate::machine::MachineConfig;
 use crate::machine::direct_map::DmapLeaf;
 
@@ -227,6 +227,22 @@ impl fmt::Display for OpText<'_> {
             Op::SetPagePrivate { page, value } => {
                 write!(f, "set_page_private({}, {value:#x})", pg(page))
             }
+            Op::SetMemory {
+                area,
+                off,
+                pages,
+                change,
+            } => write!(f, "{}({}, {pages})", change.name(), area_at(*area, *off)),
+            Op::VmallocNode { size, align, flags } => write!(
+                f,
+                "__vmalloc_node({}, {align:#x}, GFP_KERNEL{})",
+                fmt_size(*size),
+                gfp_text(flags.zero, flags.nofail).replacen(',', " |", 1)
+            ),
+            Op::StaleVread { area, off, len } => {
+                write!(f, "stale_vread({}, {len})", area_at(*area, *off))
+            }
+            Op::DirectMapStats => f.write_str("direct_map_stats()"),
         }
     }
 }
@@ -662,19 +678,28 @@ impl Parser {
     }
 
     fn live_area(&self, l: &mut Line) -> Result<(AreaId, u32, String), LineErr> {
+        self.area(l, true)
+    }
+
+    /// A vmalloc area, live or (`want_live` false) freed.
+    fn area(&self, l: &mut Line, want_live: bool) -> Result<(AreaId, u32, String), LineErr> {
         let col = l.col();
         let name = match l.peek() {
             Some(Tok::Ident(s)) => s.clone(),
             _ => String::new(),
         };
         let id = self.resolve(l, HandleKind::Area)?;
-        if let Some(at) = self.scope.areas[id as usize].freed_line {
-            return Err((
+        match (self.scope.areas[id as usize].freed_line, want_live) {
+            (Some(at), true) => Err((
                 col,
                 format!("expected a live vmalloc area, `{name}` was freed at line {at}"),
-            ));
+            )),
+            (None, false) => Err((
+                col,
+                format!("expected a freed vmalloc area, `{name}` is still allocated"),
+            )),
+            _ => Ok((AreaId(id), col, name)),
         }
-        Ok((AreaId(id), col, name))
     }
 
     fn live_page(&self, l: &mut Line) -> Result<PageId, LineErr> {
@@ -709,7 +734,17 @@ impl Parser {
         l: &mut Line,
         len: impl FnOnce(&mut Line) -> Result<u64, LineErr>,
     ) -> Result<(AreaId, u64, u64), LineErr> {
-        let (area, col, name) = self.live_area(l)?;
+        self.area_range(l, true, len)
+    }
+
+    /// [`Parser::area_at`] of a live or (`want_live` false) freed area.
+    fn area_range(
+        &self,
+        l: &mut Line,
+        want_live: bool,
+        len: impl FnOnce(&mut Line) -> Result<u64, LineErr>,
+    ) -> Result<(AreaId, u64, u64), LineErr> {
+        let (area, col, name) = self.area(l, want_live)?;
         let off = if l.eat('+') {
             l.number("an offset")?
         } else {
@@ -816,12 +851,12 @@ impl Parser {
             (Some(kind), name) => {
                 self.bind(name, kind);
                 match &op {
-                    Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } => {
-                        self.scope.areas.push(AreaState {
-                            size: *size,
-                            freed_line: None,
-                        })
-                    }
+                    Op::Vmalloc { size, .. }
+                    | Op::Kvmalloc { size, .. }
+                    | Op::VmallocNode { size, .. } => self.scope.areas.push(AreaState {
+                        size: *size,
+                        freed_line: None,
+                    }),
                     Op::VmallocToPage { area, .. } => {
                         self.scope.pages.push(PageState { area: *area })
                     }
@@ -983,6 +1018,55 @@ impl Parser {
                 Op::SetPagePrivate {
                     page,
                     value: l.number("a value")?,
+                }
+            }
+            "__vmalloc_node" => {
+                let size = self.size(l)?;
+                l.punct(',')?;
+                let col = l.col();
+                let align = l.number("an alignment")?;
+                if !align.is_power_of_two() {
+                    return Err((
+                        col,
+                        format!("expected a power-of-two alignment, found {align:#x}"),
+                    ));
+                }
+                l.punct(',')?;
+                let (zero, nofail) = gfp_flags(l, true)?;
+                Op::VmallocNode {
+                    size,
+                    align,
+                    flags: VmallocFlags {
+                        huge: HugeHint::Default,
+                        zero,
+                        nofail,
+                    },
+                }
+            }
+            "stale_vread" => {
+                let (area, off, len) = self.area_range(l, false, |l| {
+                    l.punct(',')?;
+                    l.number_in("a length", 1, limits::MAX_RW)
+                })?;
+                Op::StaleVread {
+                    area,
+                    off,
+                    len: len as u32,
+                }
+            }
+            "direct_map_stats" => Op::DirectMapStats,
+            f if SetMemory::from_name(f).is_some() => {
+                let change = SetMemory::from_name(f).expect("matched");
+                let (area, off, _) = self.area_at(l, |_| Ok(1))?;
+                l.punct(',')?;
+                let pages =
+                    l.number_in("a number of pages", 1, limits::MAX_SET_MEMORY_PAGES as u64)?
+                        as u32;
+                Op::SetMemory {
+                    area,
+                    off,
+                    pages,
+                    change,
                 }
             }
             "bpf_prog_load_subprogs_fail" => {

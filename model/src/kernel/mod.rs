@@ -9,8 +9,10 @@ pub mod optimised;
 pub mod probe;
 pub mod reference;
 
+use crate::machine::cpa::CpaError;
+use crate::machine::direct_map::DirectMapStats;
 use crate::machine::list::{DRIVER_LIST, page_lru};
-use crate::machine::oops::Fault;
+use crate::machine::oops::{Fault, FaultCause};
 use crate::machine::{Machine, MachineConfig};
 
 pub use crate::machine::text::Text;
@@ -24,6 +26,8 @@ pub enum Errno {
     Enomem,
     /// `-EINVAL`.
     Einval,
+    /// `-EFAULT` (CPA on an address with no mapping).
+    Efault,
 }
 
 impl Errno {
@@ -31,8 +35,62 @@ impl Errno {
         match self {
             Errno::Enomem => "ENOMEM",
             Errno::Einval => "EINVAL",
+            Errno::Efault => "EFAULT",
         }
     }
+}
+
+/// Which `set_memory_*()` a driver calls (`arch/x86/mm/pat/set_memory.c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetMemory {
+    /// `set_memory_ro()`: clear `_PAGE_RW`, on the direct-map alias too.
+    Ro,
+    /// `set_memory_rw()`: set `_PAGE_RW`, on the alias too.
+    Rw,
+    /// `set_memory_x()`: clear `_PAGE_NX`; NX-only, so the alias is left alone.
+    X,
+    /// `set_memory_nx()`: set `_PAGE_NX`; the alias is left alone.
+    Nx,
+    /// `set_memory_rox()`: clear `_PAGE_RW | _PAGE_NX`; the alias loses RW only.
+    Rox,
+}
+
+impl SetMemory {
+    pub const ALL: [SetMemory; 5] = [
+        SetMemory::Ro,
+        SetMemory::Rw,
+        SetMemory::X,
+        SetMemory::Nx,
+        SetMemory::Rox,
+    ];
+
+    /// The kernel function's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SetMemory::Ro => "set_memory_ro",
+            SetMemory::Rw => "set_memory_rw",
+            SetMemory::X => "set_memory_x",
+            SetMemory::Nx => "set_memory_nx",
+            SetMemory::Rox => "set_memory_rox",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// The virtual-area allocator's state, as `/proc/vmallocinfo` shows it: busy
+/// areas and lazily freed ones not yet purged ("unpurged vm_area"), each as
+/// `start..end` with its guard page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmapView {
+    pub busy: Vec<(u64, u64)>,
+    pub unpurged: Vec<(u64, u64)>,
+    /// `vmap_lazy_nr`: pages freed lazily and not yet purged.
+    pub lazy_pages: u64,
+    /// `lazy_max_pages()`: above this, a free purges at once.
+    pub lazy_max_pages: u64,
 }
 
 /// Whether a vmalloc caller asks for huge pages.
@@ -109,8 +167,14 @@ pub trait Kernel {
 
     // ---- driver side: vmalloc ---------------------------------------------
 
+    /// `__vmalloc_node_range()` over the vmalloc range with `align` (a power
+    /// of two): `__vmalloc_node(size, align, …)` with the alignment a caller
+    /// asks for, or any of the calls below with `align` 1.
+    fn vmalloc_node(&mut self, size: u64, align: u64, flags: VmallocFlags) -> Result<Area, Errno>;
     /// `vmalloc()` / `vzalloc()` / `vmalloc_huge()` / `vmalloc_no_huge()`.
-    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno>;
+    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno> {
+        self.vmalloc_node(size, 1, flags)
+    }
     /// `kvmalloc()`'s vmalloc fallback (the `kmalloc` attempt is taken to have
     /// failed, as it does for large sizes under fragmentation or
     /// `__GFP_NORETRY`), with or without `__GFP_NOFAIL`.
@@ -135,6 +199,47 @@ pub trait Kernel {
         let addr = self.area_addr(area) + off;
         self.machine_mut().memset(addr, value, len)
     }
+    /// `set_memory_*(area + off, pages)`: CPA on the area's mapping and, as
+    /// `cpa_process_alias()` does, its direct-map alias. A range that runs
+    /// past the mapping meets the guard page: "CPA: called for zero pte" and
+    /// `-EFAULT`, with the pages before it changed.
+    fn set_memory(
+        &mut self,
+        area: Area,
+        off: u64,
+        pages: u64,
+        change: SetMemory,
+    ) -> Result<(), Errno> {
+        let addr = self.area_addr(area) + off;
+        let m = self.machine_mut();
+        let r = match change {
+            SetMemory::Ro => m.set_memory_ro(addr, pages),
+            SetMemory::Rw => m.set_memory_rw(addr, pages),
+            SetMemory::X => m.set_memory_x(addr, pages),
+            SetMemory::Nx => m.set_memory_nx(addr, pages),
+            SetMemory::Rox => m.set_memory_rox(addr, pages),
+        };
+        r.map_err(|CpaError::Fault| Errno::Efault)
+    }
+    /// What a stale pointer to `addr` reads, `len` bytes, without an oops (as
+    /// [`Kernel::stale_probe`] asks what a stale jump would run).
+    fn stale_read(&self, addr: u64, len: usize) -> Result<Vec<u8>, FaultCause> {
+        let mut buf = vec![0; len];
+        (self.machine().probe_read(addr, &mut buf))
+            .map(|()| buf)
+            .map_err(|f| f.cause)
+    }
+    /// The direct map's counters: `/proc/meminfo`'s `DirectMap4k/2M/1G`
+    /// (`arch_report_meminfo()`) and `/proc/vmstat`'s
+    /// `direct_map_level2_splits` / `direct_map_level3_splits`.
+    fn direct_map_stats(&self) -> DirectMapStats {
+        self.machine().dmap.stats()
+    }
+    /// The virtual-area allocator's state (`/proc/vmallocinfo`).
+    fn vmap_view(&self) -> VmapView;
+    /// `vm_unmap_aliases()`: purge every lazily freed area now.
+    fn vm_unmap_aliases(&mut self) {}
+
     /// `vmalloc_to_page(area + off)`.
     fn vmalloc_to_page(&mut self, area: Area, off: u64) -> Option<PageRef> {
         let addr = self.area_addr(area) + off;

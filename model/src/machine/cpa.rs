@@ -34,6 +34,18 @@ impl Machine {
         clr: Prot,
     ) -> Result<(), CpaError> {
         self.stats.set_memory_calls += 1;
+        // "People should not be passing in unaligned addresses": the address
+        // is rounded down and the call goes on, with a WARN_ON_ONCE (every
+        // time here: the model does not keep WARN_ONCE state).
+        let addr = if addr % PAGE_SIZE != 0 {
+            self.oops(Oops::Warn {
+                function: "change_page_attr_set_clr",
+                message: String::new(),
+            });
+            addr & !(PAGE_SIZE - 1)
+        } else {
+            addr
+        };
         let checkalias = set.union(clr) != Prot::NX;
         let (alias_set, alias_clr) = (set.without(Prot::NX), clr.without(Prot::NX));
         let mut cur = addr;

@@ -78,6 +78,15 @@ impl Machine {
         self.oops_on(r)
     }
 
+    /// What a load of `buf.len()` bytes at `va` would give, without recording
+    /// anything: the question a stale pointer asks, like
+    /// [`Machine::probe_fetch`].
+    pub fn probe_read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.each_piece(va, buf.len(), Access::Read, |pfn, off, r| {
+            self.frames.read(pfn, off, &mut buf[r])
+        })
+    }
+
     fn oops_on<T>(&mut self, r: Result<T, Fault>) -> Result<T, Fault> {
         if let Err(f) = &r {
             self.oops(Oops::Fault(*f));

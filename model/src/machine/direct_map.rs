@@ -57,7 +57,7 @@ enum Pud {
 }
 
 /// `/proc/meminfo`'s `DirectMap*` lines and `/proc/vmstat`'s split counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DirectMapStats {
     pub directmap_4k_kb: u64,
     pub directmap_2m_kb: u64,

@@ -283,6 +283,9 @@ impl fmt::Display for Oops {
             }
             Oops::Warn { function, message } => {
                 writeln!(f, "WARNING: CPU: 0 PID: 1 at {function}")?;
+                if message.is_empty() {
+                    return Ok(());
+                }
                 writeln!(f, "{message}")
             }
         }

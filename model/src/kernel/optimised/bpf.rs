@@ -80,12 +80,16 @@ impl RwBuffer {
 }
 
 impl Core {
-    /// `module_alloc()` of `size` bytes for BPF, huge pages allowed, filled with
-    /// INT3 and made RO+X with `VM_FLUSH_RESET_PERMS`: the backing of a pack
-    /// (`alloc_new_pack`) or of an oversize program (`bpf_prog_pack_alloc`).
-    /// With `uninit-pack` the `bpf_fill_ill_insns()` that d88bb5eed04c added to
-    /// both is missing, so the memory becomes executable with whatever its
-    /// frames held.
+    /// `module_alloc()` of `size` bytes (a multiple of `PAGE_SIZE`) for BPF,
+    /// huge pages allowed, then `size` bytes of it filled with INT3 and made
+    /// RO+X with `VM_FLUSH_RESET_PERMS`: the backing of a pack
+    /// (`alloc_new_pack`: the pack size) or of an oversize program
+    /// (`bpf_prog_pack_alloc`: `round_up(size, PAGE_SIZE)`). A huge area is
+    /// mapped to the next `PMD_SIZE`, but only `size` bytes are filled and
+    /// protected, so the protection ends inside the last PMD leaf, which CPA
+    /// splits (a 2.1 MB program: 513 of 1024 pages RO+X). With `uninit-pack`
+    /// the `bpf_fill_ill_insns()` that d88bb5eed04c added to both is missing,
+    /// so the memory becomes executable with whatever its frames held.
     pub(super) fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
         let vm = VmFlags {
             allow_huge: true,
@@ -93,17 +97,18 @@ impl Core {
             nofail: false,
         };
         let mut area = self
-            .vmalloc_node_range(size, Space::Modules, false, vm)
+            .vmalloc_node_range(size, 1, Space::Modules, false, vm)
             .ok()?;
         // bpf_fill_ill_insns(): jit_fill_hole is memset(0xcc) on x86; the
         // area is still RW here.
         if !self.quirks.has(Quirk::UninitPack) && self.sabotage != Some(Sabotage::SkipPackFill) {
             self.m
-                .memset(area.addr, 0xcc, area.size as usize)
+                .memset(area.addr, 0xcc, size as usize)
                 .expect("a fresh module_alloc area is writable");
         }
         area.flush_reset_perms = true;
-        let pages = area.size / PAGE_SIZE;
+        debug_assert!(size % PAGE_SIZE == 0 && size <= area.size);
+        let pages = size / PAGE_SIZE;
         let r = match self.sabotage {
             Some(Sabotage::PackWritable) => self.m.set_memory_x(area.addr, pages),
             Some(Sabotage::CpaPastTheEnd) => self.m.set_memory_rox(area.addr, pages + 1),

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Area, Errno, ImageSlot, Kernel, PackView, Prog, Region, RegionKind, Text, VmallocFlags,
+    VmapView,
 };
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, PMD_SIZE, VMALLOC_END, VMALLOC_START,
@@ -50,6 +51,18 @@ pub enum Sabotage {
     ReuseChunk,
     /// `vfree` keeps the area's last page (oracle 6).
     LeakOnVfree,
+    /// `__purge_vmap_area_lazy()` does nothing: freed ranges are never given
+    /// back (oracle 6, vmap space).
+    NoPurge,
+    /// `free_vmap_area_noflush()` never purges, however many pages wait
+    /// (the vmap space oracle).
+    SkipLazyThreshold,
+    /// `vfree` leaves the area mapped (the vmap space oracle: an unpurged
+    /// range maps nothing).
+    KeepMappingOnVfree,
+    /// `VM_FLUSH_RESET_PERMS` is ignored: a freed pack's pages keep their
+    /// read-only alias (oracle 4, at the end).
+    NoResetPerms,
 }
 
 /// Everything but the pack allocator: the machine, vmalloc state, and the
@@ -85,13 +98,16 @@ impl Core {
     /// `free_vmap_area_noflush()`.
     fn free_vmap_area_noflush(&mut self, space: Space, addr: u64) {
         self.lazy_pages += self.space(space).free_lazy(addr);
-        if self.lazy_pages > LAZY_MAX_PAGES {
+        if self.lazy_pages > LAZY_MAX_PAGES && self.sabotage != Some(Sabotage::SkipLazyThreshold) {
             self.purge_vmap_area_lazy();
         }
     }
 
     /// `__purge_vmap_area_lazy()` over every range.
     fn purge_vmap_area_lazy(&mut self) {
+        if self.sabotage == Some(Sabotage::NoPurge) {
+            return;
+        }
         self.vmalloc_space.purge();
         self.module_space.purge();
         self.lazy_pages = 0;
@@ -222,7 +238,7 @@ impl Kernel for Optimised {
         &mut self.core.m
     }
 
-    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno> {
+    fn vmalloc_node(&mut self, size: u64, align: u64, flags: VmallocFlags) -> Result<Area, Errno> {
         let vm = VmFlags {
             allow_huge: flags.huge == super::HugeHint::Allow,
             no_huge: flags.huge == super::HugeHint::Forbid,
@@ -230,7 +246,7 @@ impl Kernel for Optimised {
         };
         let r = self
             .core
-            .vmalloc_node_range(size, Space::Vmalloc, flags.zero, vm);
+            .vmalloc_node_range(size, align, Space::Vmalloc, flags.zero, vm);
         self.new_area(r)
     }
 
@@ -243,7 +259,7 @@ impl Kernel for Optimised {
         };
         let r = self
             .core
-            .vmalloc_node_range(size, Space::Vmalloc, false, vm);
+            .vmalloc_node_range(size, 1, Space::Vmalloc, false, vm);
         self.new_area(r)
     }
 
@@ -306,6 +322,25 @@ impl Kernel for Optimised {
             kind: RegionKind::ProgArea,
         });
         areas.chain(packs).chain(oversize).collect()
+    }
+
+    fn vmap_view(&self) -> VmapView {
+        let c = &self.core;
+        let mut v = VmapView {
+            lazy_pages: c.lazy_pages,
+            lazy_max_pages: LAZY_MAX_PAGES,
+            ..VmapView::default()
+        };
+        for s in [&c.vmalloc_space, &c.module_space] {
+            s.view(&mut v.busy, &mut v.unpurged);
+        }
+        v
+    }
+
+    /// `vm_unmap_aliases()` → `_vm_unmap_aliases()` →
+    /// `__purge_vmap_area_lazy()`.
+    fn vm_unmap_aliases(&mut self) {
+        self.core.purge_vmap_area_lazy();
     }
 
     fn packs(&self) -> Vec<PackView> {

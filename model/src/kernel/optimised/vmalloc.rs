@@ -77,11 +77,19 @@ impl Core {
         }
     }
 
-    /// `__vmalloc_node_range(size, PAGE_SIZE, range, gfp, PAGE_KERNEL, vm_flags,
-    /// NUMA_NO_NODE)`.
+    /// `__vmalloc_node_range(size, align, range, gfp, PAGE_KERNEL, vm_flags,
+    /// NUMA_NO_NODE)`: with huge pages the size is rounded to `PMD_SIZE` and
+    /// the alignment raised to it (`align = max(real_align, 1UL << shift)`).
+    /// Whatever fails — no virtual range with that alignment
+    /// (`__get_vm_area_node()`: "vmalloc error: size %lu, vm_struct allocation
+    /// failed") or no pages — goes to `fail:`, which retries once with small
+    /// pages, the caller's size and alignment, and otherwise returns `NULL`.
+    /// (With `__GFP_NOFAIL` the kernel retries the area allocation forever;
+    /// the model returns `-ENOMEM`.)
     pub(super) fn vmalloc_node_range(
         &mut self,
         real_size: u64,
+        real_align: u64,
         space: Space,
         zero: bool,
         vm: VmFlags,
@@ -92,22 +100,21 @@ impl Core {
         let mut shift = self.vmalloc_shift(real_size, vm);
         loop {
             let size = round_up(real_size, 1 << shift);
-            let align = PAGE_SIZE.max(1 << shift);
+            let align = real_align.max(PAGE_SIZE).max(1 << shift);
             // __get_vm_area_node(): the area plus its guard page.
-            let addr = self
-                .alloc_vmap_area(space, size + PAGE_SIZE, align)
-                .ok_or(Errno::Enomem)?;
-            let mut area = VmStruct {
-                addr,
-                size,
-                pages: Vec::new(),
-                page_order: shift - PAGE_SHIFT,
-                space,
-                flush_reset_perms: false,
-                compound_pages: 0,
-            };
-            if self.vmalloc_area_node(&mut area, zero, vm.nofail) {
-                return Ok(area);
+            if let Some(addr) = self.alloc_vmap_area(space, size + PAGE_SIZE, align) {
+                let mut area = VmStruct {
+                    addr,
+                    size,
+                    pages: Vec::new(),
+                    page_order: shift - PAGE_SHIFT,
+                    space,
+                    flush_reset_perms: false,
+                    compound_pages: 0,
+                };
+                if self.vmalloc_area_node(&mut area, zero, vm.nofail) {
+                    return Ok(area);
+                }
             }
             // fail: retry with small pages.
             if shift > PAGE_SHIFT {
@@ -237,9 +244,11 @@ impl Core {
     /// `__free_pages(page, page_order)` once per block, which runs
     /// `free_tail_pages_check()` on every tail.
     pub(super) fn vunmap(&mut self, area: VmStruct) {
-        self.m.pgtables.unmap(area.addr, area.size);
+        if self.sabotage != Some(super::Sabotage::KeepMappingOnVfree) {
+            self.m.pgtables.unmap(area.addr, area.size);
+        }
         self.free_vmap_area_noflush(area.space, area.addr);
-        if area.flush_reset_perms {
+        if area.flush_reset_perms && self.sabotage != Some(super::Sabotage::NoResetPerms) {
             self.m.vm_reset_perms(&area.pages);
             self.purge_vmap_area_lazy();
         }

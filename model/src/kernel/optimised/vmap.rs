@@ -61,6 +61,17 @@ impl VmapSpace {
         (end - addr) / PAGE_SIZE
     }
 
+    /// Appends the busy and the unpurged ranges, each `start..end`.
+    pub fn view(&self, busy: &mut Vec<(u64, u64)>, unpurged: &mut Vec<(u64, u64)>) {
+        for (&s, &e) in &self.reserved {
+            if self.lazy.contains(&s) {
+                unpurged.push((s, e));
+            } else {
+                busy.push((s, e));
+            }
+        }
+    }
+
     /// `__purge_vmap_area_lazy()`: lazily freed ranges become reusable.
     pub fn purge(&mut self) {
         for a in self.lazy.drain(..) {

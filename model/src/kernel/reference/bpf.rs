@@ -23,7 +23,7 @@ impl Reference {
     fn jit_binary_alloc(&mut self, proglen: u64, align: u32, rand: u32) -> Result<Binary, Errno> {
         let size = round_up(proglen + HDR + 128, PAGE_SIZE);
         let pages = size / PAGE_SIZE;
-        let area = self.vmalloc_range(size, Gfp::KERNEL, Space::Modules)?;
+        let area = self.vmalloc_range(size, 1, Gfp::KERNEL, Space::Modules)?;
         let hdr = area.addr;
         // bpf_fill_ill_insns(hdr, size): memset 0xcc, the area is still RW.
         self.m

@@ -10,7 +10,9 @@
 mod bpf;
 mod vmap;
 
-use super::{Area, Errno, ImageSlot, Kernel, Prog, Region, RegionKind, Text, VmallocFlags};
+use super::{
+    Area, Errno, ImageSlot, Kernel, Prog, Region, RegionKind, Text, VmallocFlags, VmapView,
+};
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START, page_align,
 };
@@ -58,10 +60,16 @@ impl Reference {
         }
     }
 
-    /// `__vmalloc_node_range()` with order-0 pages only: reserve the area, get
-    /// one page at a time, map each with a PTE. On failure everything is given
-    /// back and the caller sees `NULL`.
-    fn vmalloc_range(&mut self, size: u64, gfp: Gfp, space: Space) -> Result<VmArea, Errno> {
+    /// `__vmalloc_node_range()` with order-0 pages only: reserve the area
+    /// (`align`ed), get one page at a time, map each with a PTE. On failure
+    /// everything is given back and the caller sees `NULL`.
+    fn vmalloc_range(
+        &mut self,
+        size: u64,
+        align: u64,
+        gfp: Gfp,
+        space: Space,
+    ) -> Result<VmArea, Errno> {
         let size = page_align(size);
         if size == 0 || size / PAGE_SIZE > self.m.nr_pages() {
             return Err(Errno::Enomem);
@@ -70,7 +78,7 @@ impl Reference {
             Space::Vmalloc => &mut self.vmalloc_space,
             Space::Modules => &mut self.module_space,
         };
-        let addr = vmap.alloc(size, PAGE_SIZE).ok_or(Errno::Enomem)?;
+        let addr = vmap.alloc(size, align).ok_or(Errno::Enomem)?;
         let mut area = VmArea {
             addr,
             size,
@@ -130,12 +138,12 @@ impl Kernel for Reference {
         &mut self.m
     }
 
-    fn vmalloc(&mut self, size: u64, flags: VmallocFlags) -> Result<Area, Errno> {
+    fn vmalloc_node(&mut self, size: u64, align: u64, flags: VmallocFlags) -> Result<Area, Errno> {
         let gfp = Gfp {
             zero: flags.zero,
             comp: false,
         };
-        let area = self.vmalloc_range(size, gfp, Space::Vmalloc)?;
+        let area = self.vmalloc_range(size, align, gfp, Space::Vmalloc)?;
         Ok(self.new_area(area))
     }
 
@@ -183,6 +191,16 @@ impl Kernel for Reference {
 
     fn images(&self) -> &[ImageSlot] {
         &self.images
+    }
+
+    /// Freed ranges are reusable at once: nothing is ever unpurged.
+    fn vmap_view(&self) -> VmapView {
+        let mut busy: Vec<_> = self.vmalloc_space.busy().collect();
+        busy.extend(self.module_space.busy());
+        VmapView {
+            busy,
+            ..VmapView::default()
+        }
     }
 
     fn regions(&self) -> Vec<Region> {

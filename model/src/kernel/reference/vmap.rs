@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::machine::consts::{PAGE_SIZE, round_up};
+use crate::machine::consts::PAGE_SIZE;
 
 /// One virtual range (vmalloc or modules) and the areas in it.
 #[derive(Clone)]
@@ -25,21 +25,29 @@ impl VmapSpace {
     }
 
     /// Reserves `size` bytes plus a guard page at the lowest `align`ed address
-    /// that fits.
+    /// that fits (`align` a power of two; below a page, a page). An alignment
+    /// no address of the range has fails.
     pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
+        let align = align.max(PAGE_SIZE);
+        let up = |x: u64| x.checked_add(align - 1).map(|v| v & !(align - 1));
         let need = size.checked_add(PAGE_SIZE)?;
-        let mut cand = round_up(self.start, align);
+        let mut cand = up(self.start)?;
         for (&s, &e) in &self.used {
             if cand.checked_add(need)? <= s {
                 break;
             }
-            cand = round_up(cand.max(e), align);
+            cand = up(cand.max(e))?;
         }
         if cand.checked_add(need)? > self.end {
             return None;
         }
         self.used.insert(cand, cand + need);
         Some(cand)
+    }
+
+    /// Every reserved range, guard page included.
+    pub fn busy(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.used.iter().map(|(&s, &e)| (s, e))
     }
 
     pub fn free(&mut self, addr: u64) {

@@ -1,0 +1,132 @@
+//! The kernels against what the kernel sources do, scenario by scenario: each
+//! test runs a short trace and checks one kernel behaviour by its effect, and
+//! would fail if the model did something else.
+
+use packmodel::harness::session::Session;
+use packmodel::harness::trace::{Trace, parse};
+use packmodel::kernel::{KernelKind, Quirks};
+use packmodel::machine::consts::PAGE_SIZE;
+
+fn trace(body: &str) -> Trace {
+    let text = format!("# packmodel trace v1\nconfig: nodes=1 mem=64M dmap=2M\n{body}");
+    parse("fidelity.trace", &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `kind` booted with `quirks` after the trace's ops (no teardown).
+fn after(kind: KernelKind, quirks: Quirks, body: &str) -> Session {
+    let t = trace(body);
+    let mut s = Session::new(kind, t.config, quirks);
+    for op in &t.ops {
+        s.step(op);
+    }
+    s
+}
+
+/// `bpf_prog_pack_alloc()`'s oversize path protects `round_up(size,
+/// PAGE_SIZE)` of its `module_alloc()`, not the PMD-rounded area: for a
+/// 2.1 MB program, 513 pages, which splits the area's second PMD leaf and the
+/// direct-map leaf of its second order-9 block.
+#[test]
+fn an_oversize_program_protects_its_pages_not_its_pmds() {
+    let s = after(
+        KernelKind::Optimised,
+        Quirks::NONE,
+        "big = bpf_prog_load(2100000)\n",
+    );
+    let m = s.kernel.machine();
+    let header = s.kernel.images()[0].image.header;
+    let pages = (2_100_000u64 + 8 + 16).div_ceil(PAGE_SIZE);
+    assert_eq!(pages, 513);
+    let rox = (0..1024u64)
+        .filter(|i| {
+            let leaf = m.pgtables.lookup(header + i * PAGE_SIZE).expect("mapped");
+            leaf.prot.executable() && !leaf.prot.writable()
+        })
+        .count() as u64;
+    assert_eq!(rox, pages, "RO+X pages of the 4 MiB huge area");
+    assert_eq!(m.pgtables.pmd_splits, 1, "the second PMD leaf is split");
+    let d = m.dmap.stats();
+    assert_eq!((d.direct_map_level2_splits, d.directmap_4k_kb), (1, 2048));
+}
+
+/// `set_memory_*()` on a driver's vmalloc area: the mapping changes, and the
+/// direct-map alias of each page behind it follows `cpa_process_alias()` —
+/// RW changes reach it, NX-only changes do not, `set_memory_rox()` takes RW
+/// but never gives X. A range past the area meets the guard page: "CPA:
+/// called for zero pte", `-EFAULT`, the pages before it changed.
+#[test]
+fn set_memory_on_a_driver_area_follows_the_alias_rule() {
+    use packmodel::harness::obs::Obs;
+    use packmodel::kernel::Errno;
+    use packmodel::machine::Prot;
+    let body = "v = vmalloc(16K)\n\
+        set_memory_ro(v + 0x1000, 2)\n\
+        set_memory_x(v + 0x1000, 1)\n\
+        set_memory_rox(v + 0x3000, 1)\n";
+    for kind in KernelKind::ALL {
+        let mut s = after(kind, Quirks::NONE, body);
+        let v = s.kernel.area_addr(s.area(0).unwrap());
+        let m = s.kernel.machine();
+        let page = |i: u64| {
+            let leaf = m.pgtables.lookup(v + i * PAGE_SIZE).unwrap();
+            (
+                leaf.prot,
+                m.dmap
+                    .prot(leaf.pfn + (v + i * PAGE_SIZE - leaf.va) / PAGE_SIZE),
+            )
+        };
+        assert_eq!(page(0), (Prot::PAGE_KERNEL, Prot::PAGE_KERNEL), "{kind:?}");
+        assert_eq!(
+            page(1),
+            (Prot::PAGE_KERNEL_ROX, Prot::PAGE_KERNEL_RO),
+            "{kind:?}"
+        );
+        assert_eq!(
+            page(2),
+            (Prot::PAGE_KERNEL_RO, Prot::PAGE_KERNEL_RO),
+            "{kind:?}"
+        );
+        assert_eq!(
+            page(3),
+            (Prot::PAGE_KERNEL_ROX, Prot::PAGE_KERNEL_RO),
+            "{kind:?}"
+        );
+        let past = trace("v = vmalloc(16K)\nset_memory_ro(v, 5)\n");
+        let st = s.step(&past.ops[1]);
+        assert_eq!(st.obs, Obs::Err(Errno::Efault), "{kind:?}");
+        let text = st.oopses.iter().map(|o| o.to_string()).collect::<String>();
+        assert!(
+            text.contains(&format!(
+                "CPA: called for zero pte. vaddr = {:x} cpa->vaddr = {:x}",
+                v + 0x4000,
+                v
+            )),
+            "{kind:?}: {text}"
+        );
+        let m = s.kernel.machine();
+        assert!(
+            !m.pgtables.lookup(v).unwrap().prot.writable(),
+            "changed before the guard"
+        );
+    }
+}
+
+/// `__vmalloc_node(size, align, …)`: the lowest address of the vmalloc range
+/// with that alignment (`alloc_vmap_area()`), and `NULL` where there is none.
+#[test]
+fn vmalloc_node_gives_the_alignment_asked_for_or_fails() {
+    use packmodel::harness::obs::Obs;
+    use packmodel::kernel::Errno;
+    let body = "a = __vmalloc_node(20K, 0x8000, GFP_KERNEL)\n\
+        b = __vmalloc_node(4K, 0x200000000000, GFP_KERNEL)\n\
+        c = __vmalloc_node(4K, 0x400000000000, GFP_KERNEL)\n";
+    for kind in KernelKind::ALL {
+        let t = trace(body);
+        let mut s = Session::new(kind, t.config, Quirks::NONE);
+        let obs: Vec<Obs> = t.ops.iter().map(|op| s.step(op).obs).collect();
+        assert_eq!(obs, [Obs::Ok, Obs::Ok, Obs::Err(Errno::Enomem)], "{kind:?}");
+        let addr = |i| s.kernel.area_addr(s.area(i).unwrap());
+        assert_eq!(addr(0) % 0x8000, 0, "{kind:?}");
+        assert_eq!(addr(1), 0xffff_e000_0000_0000, "{kind:?}");
+    }
+}
