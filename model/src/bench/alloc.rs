@@ -104,38 +104,53 @@ pub struct AllocReport {
 }
 
 impl AllocReport {
-    /// One JSON object, on one line.
+    /// One JSON object, on one line (rates to 0.1 op/s, the ratio to 0.001).
     pub fn to_json(&self) -> String {
-        let num = |x: f64| {
-            if x.is_finite() {
-                format!("{x:.1}")
-            } else {
-                "null".to_string()
-            }
-        };
-        let cases: Vec<String> = (self.cases.iter())
-            .map(|c| {
-                let mut s = format!(
-                    "{{\"name\":\"{}\",\"threads\":{},\"lockfree_ops_per_sec\":{},\
-                     \"baseline_ops_per_sec\":{},\"ratio\":{:.3}",
-                    c.name,
-                    c.threads,
-                    num(c.lockfree_ops_per_sec),
-                    num(c.baseline_ops_per_sec),
-                    c.ratio()
-                );
-                if let Some((lf, base)) = c.packs {
-                    s += &format!(",\"lockfree_packs\":{lf},\"baseline_packs\":{base}");
-                }
-                s + "}"
+        #[derive(serde::Serialize)]
+        struct CaseJson {
+            name: &'static str,
+            threads: usize,
+            lockfree_ops_per_sec: f64,
+            baseline_ops_per_sec: f64,
+            ratio: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lockfree_packs: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            baseline_packs: Option<usize>,
+        }
+        #[derive(serde::Serialize)]
+        struct ReportJson {
+            bench: &'static str,
+            pack_size: u64,
+            chunk_size: u64,
+            cases: Vec<CaseJson>,
+        }
+        let cases = (self.cases.iter())
+            .map(|c| CaseJson {
+                name: c.name,
+                threads: c.threads,
+                lockfree_ops_per_sec: round(c.lockfree_ops_per_sec, 1),
+                baseline_ops_per_sec: round(c.baseline_ops_per_sec, 1),
+                ratio: round(c.ratio(), 3),
+                lockfree_packs: c.packs.map(|p| p.0),
+                baseline_packs: c.packs.map(|p| p.1),
             })
             .collect();
-        format!(
-            "{{\"bench\":\"alloc\",\"pack_size\":{},\"chunk_size\":64,\"cases\":[{}]}}",
-            self.pack_size,
-            cases.join(",")
-        )
+        let doc = ReportJson {
+            bench: "alloc",
+            pack_size: self.pack_size,
+            chunk_size: 64,
+            cases,
+        };
+        serde_json::to_string(&doc).expect("a report serialises")
     }
+}
+
+/// `x` to `digits` decimals, for JSON figures (non-finite values become
+/// `null` when serialised).
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
 }
 
 impl fmt::Display for AllocReport {

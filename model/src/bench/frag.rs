@@ -315,36 +315,64 @@ pub fn render(opts: &FragOptions, results: &[FragResult]) -> String {
     s
 }
 
-/// One JSON object keyed by configuration name.
+/// One JSON object keyed by configuration name (after `programs` and `seed`).
 pub fn to_json(opts: &FragOptions, results: &[FragResult]) -> String {
-    let body: Vec<String> = results
-        .iter()
+    use super::alloc::round;
+    #[derive(serde::Serialize)]
+    struct Config {
+        direct_map_level2_splits: u64,
+        peak_direct_map_level2_splits: u64,
+        directmap_4k_kb: u64,
+        directmap_2m_kb: u64,
+        peak_directmap_4k_kb: u64,
+        cpa_calls: u64,
+        bytes_per_program: f64,
+        mean_program_bytes: f64,
+        peak_live_programs: usize,
+        failed_loads: usize,
+    }
+    /// The configurations in the order they ran, as keys.
+    struct Keyed(Vec<(&'static str, Config)>);
+    impl serde::Serialize for Keyed {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Doc {
+        programs: usize,
+        seed: u64,
+        #[serde(flatten)]
+        configs: Keyed,
+    }
+    let configs = (results.iter())
         .map(|r| {
-            format!(
-                "\"{}\":{{\"direct_map_level2_splits\":{},\"peak_direct_map_level2_splits\":{},\
-                 \"directmap_4k_kb\":{},\"directmap_2m_kb\":{},\"peak_directmap_4k_kb\":{},\
-                 \"cpa_calls\":{},\"bytes_per_program\":{:.1},\"mean_program_bytes\":{:.1},\
-                 \"peak_live_programs\":{},\"failed_loads\":{}}}",
-                r.name,
-                r.direct_map_level2_splits,
-                r.peak_direct_map_level2_splits,
-                r.directmap_4k_kb,
-                r.directmap_2m_kb,
-                r.peak_directmap_4k_kb,
-                r.cpa_calls,
-                r.bytes_per_program,
-                r.mean_program_bytes,
-                r.peak_live_programs,
-                r.failed_loads
-            )
+            let c = Config {
+                direct_map_level2_splits: r.direct_map_level2_splits,
+                peak_direct_map_level2_splits: r.peak_direct_map_level2_splits,
+                directmap_4k_kb: r.directmap_4k_kb,
+                directmap_2m_kb: r.directmap_2m_kb,
+                peak_directmap_4k_kb: r.peak_directmap_4k_kb,
+                cpa_calls: r.cpa_calls,
+                bytes_per_program: round(r.bytes_per_program, 1),
+                mean_program_bytes: round(r.mean_program_bytes, 1),
+                peak_live_programs: r.peak_live_programs,
+                failed_loads: r.failed_loads,
+            };
+            (r.name, c)
         })
         .collect();
-    format!(
-        "{{\"programs\":{},\"seed\":{},{}}}",
-        opts.programs,
-        opts.seed,
-        body.join(",")
-    )
+    let doc = Doc {
+        programs: opts.programs,
+        seed: opts.seed,
+        configs: Keyed(configs),
+    };
+    serde_json::to_string(&doc).expect("figures serialise")
 }
 
 /// `DirectMap4k` over the run for every configuration, as a self-contained

@@ -84,28 +84,45 @@ impl HarnessReport {
     /// One JSON object on one line: `execs_per_sec`, `ops_per_sec`, `inputs`,
     /// `peak_rss_bytes` over all inputs, then the same per set.
     pub fn to_json(&self) -> String {
-        let set = |f: &Figures| {
-            format!(
-                "{{\"inputs\":{},\"execs\":{},\"ops\":{},\"execs_per_sec\":{:.1},\"ops_per_sec\":{:.1},\"findings\":{}}}",
-                f.inputs,
-                f.execs,
-                f.ops,
-                f.execs_per_sec(),
-                f.ops_per_sec(),
-                f.findings
-            )
+        use super::alloc::round;
+        #[derive(serde::Serialize)]
+        struct Set {
+            inputs: usize,
+            execs: u64,
+            ops: u64,
+            execs_per_sec: f64,
+            ops_per_sec: f64,
+            findings: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct ReportJson {
+            bench: &'static str,
+            execs_per_sec: f64,
+            ops_per_sec: f64,
+            inputs: usize,
+            peak_rss_bytes: Option<u64>,
+            seed_corpus: Set,
+            generated: Set,
+        }
+        let set = |f: &Figures| Set {
+            inputs: f.inputs,
+            execs: f.execs,
+            ops: f.ops,
+            execs_per_sec: round(f.execs_per_sec(), 1),
+            ops_per_sec: round(f.ops_per_sec(), 1),
+            findings: f.findings,
         };
         let t = self.total();
-        format!(
-            "{{\"bench\":\"harness\",\"execs_per_sec\":{:.1},\"ops_per_sec\":{:.1},\"inputs\":{},\"peak_rss_bytes\":{},\"seed_corpus\":{},\"generated\":{}}}",
-            t.execs_per_sec(),
-            t.ops_per_sec(),
-            t.inputs,
-            self.peak_rss_bytes
-                .map_or("null".to_string(), |b| b.to_string()),
-            set(&self.corpus),
-            set(&self.generated)
-        )
+        let doc = ReportJson {
+            bench: "harness",
+            execs_per_sec: round(t.execs_per_sec(), 1),
+            ops_per_sec: round(t.ops_per_sec(), 1),
+            inputs: t.inputs,
+            peak_rss_bytes: self.peak_rss_bytes,
+            seed_corpus: set(&self.corpus),
+            generated: set(&self.generated),
+        };
+        serde_json::to_string(&doc).expect("a report serialises")
     }
 }
 

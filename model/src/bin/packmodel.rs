@@ -55,6 +55,10 @@ enum Cmd {
         /// trace's `quirks:` line; `''` for none).
         #[arg(long)]
         quirks: Option<String>,
+        /// Print the run as JSON (every op's observations, the direct-map
+        /// counters, the findings) instead of the report.
+        #[arg(long)]
+        json: bool,
     },
     /// Print fuzz input bytes as a trace.
     Fmt {
@@ -198,7 +202,8 @@ fn main() -> ExitCode {
             file,
             kernel,
             quirks,
-        } => cmd_replay(&file, kernel, quirks.as_deref()),
+            json,
+        } => cmd_replay(&file, kernel, quirks.as_deref(), json),
         Cmd::Fmt { file, quirks } => cmd_fmt(&file, &quirks),
         Cmd::Encode { file, out, force } => cmd_encode(&file, &out, force),
         Cmd::Hunt {
@@ -289,7 +294,12 @@ fn load_trace(path: &Path) -> Result<Trace, Usage> {
     trace::parse(&path.display().to_string(), &text).map_err(|e| Usage(e.to_string()))
 }
 
-fn cmd_replay(path: &Path, kernel: Option<KernelKind>, quirks: Option<&str>) -> Result<u8, Usage> {
+fn cmd_replay(
+    path: &Path,
+    kernel: Option<KernelKind>,
+    quirks: Option<&str>,
+    json: bool,
+) -> Result<u8, Usage> {
     let t = load_trace(path)?;
     let quirks = match quirks {
         Some(list) => Quirks::parse(list).map_err(|e| Usage(format!("--quirks: {e}")))?,
@@ -301,7 +311,15 @@ fn cmd_replay(path: &Path, kernel: Option<KernelKind>, quirks: Option<&str>) -> 
         None => vec![KernelKind::Reference, KernelKind::Optimised],
     };
     let r = run(&t, &kinds, quirks);
-    out!("{}", render(&path.display().to_string(), &t, quirks, &r));
+    let name = path.display().to_string();
+    if json {
+        outln!(
+            "{}",
+            packmodel::harness::json::render_json(&name, &t, quirks, &r)
+        );
+    } else {
+        out!("{}", render(&name, &t, quirks, &r));
+    }
     Ok(exit_code(&r))
 }
 

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod driver;
 pub mod encode;
 pub mod hunt;
+pub mod json;
 pub mod obs;
 pub mod op;
 pub mod oracle;

@@ -57,6 +57,23 @@ pub struct Digest {
     hash: u64,
 }
 
+impl Digest {
+    /// The length of the bytes it stands for.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never: only long observations are kept as digests.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first bytes.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+}
+
 impl Obs {
     /// What a program run shows: its bytes, or the text itself when it
     /// fetched exactly that and is long. Like [`Obs::Digest`], a long run's

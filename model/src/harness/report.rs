@@ -92,9 +92,40 @@ pub fn render(path: &str, trace: &Trace, quirks: Quirks, run: &Run) -> String {
         }
     }
     s.push('\n');
+    s.push_str(&counters(&names, run));
+    s.push('\n');
     s.push_str(&verdict(trace, &lines, &run.findings));
     if let Some(f) = run.findings.first() {
         s.push_str(&pictures(trace, quirks, run, f));
+    }
+    s
+}
+
+/// Each kernel's `/proc/meminfo` `DirectMap*` and `/proc/vmstat`
+/// `direct_map_level*_splits` after the trace and after the teardown.
+fn counters(names: &[&str], run: &Run) -> String {
+    let mut s = format!(
+        "{:31}{:>13}{:>13}{:>13}{:>26}{:>26}\n",
+        "direct map",
+        "DirectMap4k",
+        "DirectMap2M",
+        "DirectMap1G",
+        "direct_map_level2_splits",
+        "direct_map_level3_splits"
+    );
+    for (name, both) in names.iter().zip(&run.counters) {
+        for (when, d) in ["after the trace", "after the teardown"].iter().zip(both) {
+            let kb = |v: u64| format!("{v} kB");
+            let _ = writeln!(
+                s,
+                "  {name:9}  {when:18}{:>13}{:>13}{:>13}{:>26}{:>26}",
+                kb(d.directmap_4k_kb),
+                kb(d.directmap_2m_kb),
+                kb(d.directmap_1g_kb),
+                d.direct_map_level2_splits,
+                d.direct_map_level3_splits
+            );
+        }
     }
     s
 }

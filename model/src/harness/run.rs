@@ -12,6 +12,7 @@ use super::session::Session;
 use super::shadow::Shadow;
 use super::trace::Trace;
 use crate::kernel::{Kernel, KernelKind, Quirks};
+use crate::machine::direct_map::DirectMapStats;
 use crate::machine::oops::Oops;
 
 /// What one op did on each kernel.
@@ -37,6 +38,9 @@ pub struct Run {
     pub findings: Vec<Finding>,
     /// The first op from which the kernels were no longer compared.
     pub stopped_comparing: Option<usize>,
+    /// Each kernel's direct-map counters after the trace's ops and after the
+    /// teardown.
+    pub counters: Vec<[DirectMapStats; 2]>,
 }
 
 impl Run {
@@ -81,11 +85,17 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
         x.step(i, op);
     }
     x.sweep();
+    let after_trace: Vec<DirectMapStats> = (x.sessions.iter())
+        .map(|s| s.kernel.direct_map_stats())
+        .collect();
     let teardown = teardown(&x.scope);
     for (j, op) in teardown.iter().enumerate() {
         x.step(trace.ops.len() + j, op);
     }
     x.sweep();
+    let counters = (x.sessions.iter().zip(after_trace))
+        .map(|(s, t)| [t, s.kernel.direct_map_stats()])
+        .collect();
     for (s, inv) in x.sessions.iter_mut().zip(&x.inv) {
         s.kernel.vm_unmap_aliases();
         inv.check_leaks(s, &mut x.findings);
@@ -96,6 +106,7 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
         teardown,
         findings: x.findings,
         stopped_comparing: x.stopped_comparing,
+        counters,
     }
 }
 
