@@ -202,7 +202,8 @@ pub trait Kernel {
     /// `set_memory_*(area + off, pages)`: CPA on the area's mapping and, as
     /// `cpa_process_alias()` does, its direct-map alias. A range that runs
     /// past the mapping meets the guard page: "CPA: called for zero pte" and
-    /// `-EFAULT`, with the pages before it changed.
+    /// `-EFAULT`, with the pages before it changed. Like every
+    /// `change_page_attr_set_clr()`, it first calls `vm_unmap_aliases()`.
     fn set_memory(
         &mut self,
         area: Area,
@@ -210,6 +211,7 @@ pub trait Kernel {
         pages: u64,
         change: SetMemory,
     ) -> Result<(), Errno> {
+        self.vm_unmap_aliases();
         let addr = self.area_addr(area) + off;
         let m = self.machine_mut();
         let r = match change {

@@ -108,6 +108,8 @@ impl Core {
         }
         area.flush_reset_perms = true;
         debug_assert!(size % PAGE_SIZE == 0 && size <= area.size);
+        // change_page_attr_set_clr() begins with vm_unmap_aliases().
+        self.purge_vmap_area_lazy();
         let pages = size / PAGE_SIZE;
         let r = match self.sabotage {
             Some(Sabotage::PackWritable) => self.m.set_memory_x(area.addr, pages),

@@ -104,7 +104,7 @@ impl Core {
     }
 
     /// `__purge_vmap_area_lazy()` over every range.
-    fn purge_vmap_area_lazy(&mut self) {
+    pub(super) fn purge_vmap_area_lazy(&mut self) {
         if self.sabotage == Some(Sabotage::NoPurge) {
             return;
         }
