@@ -130,3 +130,43 @@ fn vmalloc_node_gives_the_alignment_asked_for_or_fails() {
         assert_eq!(addr(1), 0xffff_e000_0000_0000, "{kind:?}");
     }
 }
+
+/// `vfree()` unmaps an area at once but hands its range out again only after
+/// a purge (`free_vmap_area_noflush()`, `__purge_vmap_area_lazy()`), which
+/// every CPA call starts with (`change_page_attr_set_clr()` →
+/// `vm_unmap_aliases()`): until then a stale pointer faults, afterwards it
+/// may read the range's next owner. The reference kernel reuses at once.
+#[test]
+fn a_freed_range_is_reused_only_after_a_purge() {
+    use packmodel::harness::obs::Obs;
+    use packmodel::machine::oops::FaultCause;
+    let t = trace(
+        "old = vmalloc(8K)\n\
+         vwrite(old, \"11\")\n\
+         vfree(old)\n\
+         a = vmalloc(8K)\n\
+         vwrite(a, \"22\")\n\
+         stale_vread(old, 1)\n\
+         set_memory_ro(a, 1)\n\
+         b = vmalloc(8K)\n\
+         vwrite(b, \"33\")\n\
+         stale_vread(old, 1)\n",
+    );
+    let stale = |kind| {
+        let mut s = Session::new(kind, t.config, Quirks::NONE);
+        let obs: Vec<Obs> = t.ops.iter().map(|op| s.step(op).obs).collect();
+        let v = s.kernel.vmap_view();
+        (obs[5].clone(), obs[9].clone(), v.unpurged.len())
+    };
+    let fault = Obs::NoAccess(FaultCause::NotPresent);
+    assert_eq!(
+        stale(KernelKind::Optimised),
+        (fault, Obs::Bytes(vec![0x33]), 0),
+        "lazily freed until set_memory_ro() purged it; then b got the range"
+    );
+    assert_eq!(
+        stale(KernelKind::Reference),
+        (Obs::Bytes(vec![0x22]), Obs::Bytes(vec![0x22]), 0),
+        "reused at once by a"
+    );
+}

@@ -317,3 +317,42 @@ fn reset_perms_on_free_splits_and_never_merges() {
     );
     assert_eq!(m.stats.set_direct_map_calls, 1024);
 }
+
+fn bug_lines(m: &Machine) -> Vec<String> {
+    m.oopses()
+        .iter()
+        .filter(|o| matches!(o, Oops::Bug { .. }))
+        .flat_map(|o| {
+            o.to_string()
+                .lines()
+                .filter(|l| l.starts_with("kernel BUG at") || l.starts_with("page dumped"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `VM_BUG_ON_PAGE()` names the file and line of the check that fired, as
+/// v5.18 prints it: the ones in `free_pages_prepare()` and `split_page()`
+/// are in mm/page_alloc.c, `put_page_testzero()`'s in include/linux/mm.h.
+#[test]
+fn vm_bug_on_page_names_the_line_of_its_check() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    m.__free_pages(head, 8);
+    m.split_page(head, 9);
+    let single = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    m.__free_pages(single, 0);
+    m.put_page(single);
+    assert_eq!(
+        bug_lines(&m),
+        [
+            "page dumped because: VM_BUG_ON_PAGE(compound && compound_order(page) != order)",
+            "kernel BUG at mm/page_alloc.c:1329!",
+            "page dumped because: VM_BUG_ON_PAGE(PageCompound(page))",
+            "kernel BUG at mm/page_alloc.c:3515!",
+            "page dumped because: VM_BUG_ON_PAGE(page_ref_count(page) == 0)",
+            "kernel BUG at include/linux/mm.h:720!",
+        ]
+    );
+}

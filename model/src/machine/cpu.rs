@@ -177,8 +177,7 @@ impl Machine {
             let a = addr + done as u64;
             let Some(pfn) = self.pgtables.vmalloc_to_pfn(a) else {
                 self.oops(Oops::Bug {
-                    file: "arch/x86/kernel/alternative.c",
-                    condition: "BUG_ON(!pages[0] || (cross_page_boundary && !pages[1]))",
+                    site: super::oops::bug::TEXT_POKE_PAGES,
                     dump: None,
                 });
                 return None;

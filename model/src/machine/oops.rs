@@ -207,6 +207,82 @@ impl fmt::Display for Fault {
     }
 }
 
+/// A `BUG_ON()`, `VM_BUG_ON_PAGE()` or `VM_BUG_ON_FOLIO()` of the kernel: the
+/// file and line `kernel BUG at …!` names and the condition it prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BugSite {
+    pub file: &'static str,
+    pub line: u32,
+    pub condition: &'static str,
+}
+
+/// The checks the model has, at their v5.18 lines (`text_poke`'s at the
+/// 5.19 line, as text_poke_copy/_set came with 5.19). The lines were counted
+/// in a v5.18 `mm/page_alloc.c` and `include/linux/mm.h`, and 1329 and
+/// mm.h:720 also appear in 5.18-rc oopses ("kernel BUG at
+/// mm/page_alloc.c:1329!", "kernel BUG at include/linux/mm.h:720!");
+/// alternative.c:1041 is syzbot 87f65c75f4a72db05445's text_poke_copy()
+/// BUG on 5.19-rc4.
+pub mod bug {
+    use super::BugSite;
+
+    const fn site(file: &'static str, line: u32, condition: &'static str) -> BugSite {
+        BugSite {
+            file,
+            line,
+            condition,
+        }
+    }
+
+    /// `free_pages_prepare()`.
+    pub const FREE_PAGES_PREPARE_TAIL: BugSite =
+        site("mm/page_alloc.c", 1305, "VM_BUG_ON_PAGE(PageTail(page))");
+    /// `free_pages_prepare()`, for a high-order block.
+    pub const FREE_PAGES_PREPARE_ORDER: BugSite = site(
+        "mm/page_alloc.c",
+        1329,
+        "VM_BUG_ON_PAGE(compound && compound_order(page) != order)",
+    );
+    /// `split_page()`.
+    pub const SPLIT_PAGE_COMPOUND: BugSite = site(
+        "mm/page_alloc.c",
+        SPLIT_PAGE_LINE,
+        "VM_BUG_ON_PAGE(PageCompound(page))",
+    );
+    /// `split_page()`.
+    pub const SPLIT_PAGE_COUNT: BugSite = site(
+        "mm/page_alloc.c",
+        SPLIT_PAGE_LINE + 1,
+        "VM_BUG_ON_PAGE(!page_count(page))",
+    );
+    const SPLIT_PAGE_LINE: u32 = 3515;
+    /// `put_page_testzero()`, which `folio_put_testzero()` calls on the
+    /// head page.
+    pub const PUT_PAGE_TESTZERO: BugSite = site(
+        "include/linux/mm.h",
+        720,
+        "VM_BUG_ON_PAGE(page_ref_count(page) == 0)",
+    );
+    /// `folio_entire_mapcount()`, which `compound_mapcount()` is in 5.18.
+    pub const FOLIO_ENTIRE_MAPCOUNT: BugSite = site(
+        "include/linux/mm.h",
+        788,
+        "VM_BUG_ON_FOLIO(!folio_test_large(folio))",
+    );
+    /// `folio_get()`, which `get_page()` is in 5.18.
+    pub const FOLIO_GET: BugSite = site(
+        "include/linux/mm.h",
+        1164,
+        "VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))",
+    );
+    /// `__text_poke()`: a page of the target is not mapped.
+    pub const TEXT_POKE_PAGES: BugSite = site(
+        "arch/x86/kernel/alternative.c",
+        1041,
+        "BUG_ON(!pages[0] || (cross_page_boundary && !pages[1]))",
+    );
+}
+
 /// One oops, in the order the machine recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Oops {
@@ -219,8 +295,7 @@ pub enum Oops {
     Fault(Fault),
     /// `VM_BUG_ON_PAGE()` / `VM_BUG_ON_FOLIO()` / `BUG_ON()`.
     Bug {
-        file: &'static str,
-        condition: &'static str,
+        site: BugSite,
         dump: Option<PageDump>,
     },
     /// `WARN()` / `WARN_ONCE()`.
@@ -268,18 +343,16 @@ impl fmt::Display for Oops {
                 writeln!(f, "page dumped because: {reason}")
             }
             Oops::Fault(fault) => write!(f, "{fault}"),
-            Oops::Bug {
-                file,
-                condition,
-                dump,
-            } => {
+            Oops::Bug { site, dump } => {
                 if let Some(d) = dump {
                     write!(f, "{d}")?;
-                    writeln!(f, "page dumped because: {condition}")?;
+                    writeln!(f, "page dumped because: {}", site.condition)?;
                 } else {
-                    writeln!(f, "{condition}")?;
+                    writeln!(f, "{}", site.condition)?;
                 }
-                writeln!(f, "kernel BUG at {file}!")
+                writeln!(f, "------------[ cut here ]------------")?;
+                writeln!(f, "kernel BUG at {}:{}!", site.file, site.line)?;
+                writeln!(f, "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI")
             }
             Oops::Warn { function, message } => {
                 writeln!(f, "WARNING: CPU: 0 PID: 1 at {function}")?;

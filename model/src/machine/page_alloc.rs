@@ -6,7 +6,7 @@
 
 use super::Machine;
 use super::consts::PMD_ORDER;
-use super::oops::{Oops, PageDump};
+use super::oops::{BugSite, Oops, PageDump, bug};
 use super::page::{
     COMPOUND_PAGE_DTOR, PAGE_MAPPING_FLAGS, Page, TAIL_MAPPING, W_LRU_NEXT, page_ptr, pg,
 };
@@ -126,9 +126,10 @@ impl Machine {
         first.set_compound_order_byte(order as u8);
         first.set_compound_nr(1 << order);
         first.set_compound_mapcount_raw(-1);
-        if order > 1 {
-            first.set_compound_pincount(0);
-        }
+        // Unconditional since "mm: Make compound_pincount always available"
+        // (5.18): the pincount lives in the first tail, which every compound
+        // page has.
+        first.set_compound_pincount(0);
     }
 
     /// `compound_order()`: `page[1].compound_order` of a head, else 0.
@@ -145,10 +146,10 @@ impl Machine {
     /// stale `private` and `lru` words stay as they were.
     pub fn split_page(&mut self, pfn: u64, order: u32) {
         if self.mm.page(pfn).is_compound() {
-            return self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(PageCompound(page))");
+            return self.vm_bug_on_page(pfn, bug::SPLIT_PAGE_COMPOUND);
         }
         if self.mm.page(pfn).refcount() == 0 {
-            return self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(!page_count(page))");
+            return self.vm_bug_on_page(pfn, bug::SPLIT_PAGE_COUNT);
         }
         for p in pfn + 1..pfn + (1 << order) {
             self.mm.page_mut(p).set_refcount(1);
@@ -219,7 +220,7 @@ impl Machine {
         let page = self.mm.page_mut(pfn);
         let count = page.refcount();
         if count == 0 {
-            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) == 0)");
+            self.vm_bug_on_page(pfn, bug::PUT_PAGE_TESTZERO);
             return false;
         }
         page.set_refcount(count - 1);
@@ -245,17 +246,14 @@ impl Machine {
     /// `free_pages_prepare(page, order, check_free = true)` of v5.18.
     fn free_pages_prepare(&mut self, pfn: u64, order: u32) -> bool {
         if self.mm.page(pfn).is_tail() {
-            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(PageTail(page))");
+            self.vm_bug_on_page(pfn, bug::FREE_PAGES_PREPARE_TAIL);
             return false;
         }
         let mut bad = 0;
         if order > 0 {
             let compound = self.mm.page(pfn).is_compound();
             if compound && self.compound_order(pfn) != order {
-                self.vm_bug_on_page(
-                    pfn,
-                    "VM_BUG_ON_PAGE(compound && compound_order(page) != order)",
-                );
+                self.vm_bug_on_page(pfn, bug::FREE_PAGES_PREPARE_ORDER);
                 return false;
             }
             for p in pfn + 1..pfn + (1 << order) {
@@ -324,15 +322,17 @@ impl Machine {
         reason.is_none()
     }
 
-    /// `compound_mapcount(page)`: `VM_BUG_ON_PAGE(!PageCompound(page))`, then the
-    /// first tail of `compound_head(page)` holds `compound_mapcount` (biased by
-    /// -1). `None` after a BUG.
+    /// `compound_mapcount(page)`, which 5.18 makes
+    /// `folio_entire_mapcount(page_folio(page))`: the folio is
+    /// `compound_head(page)`, `VM_BUG_ON_FOLIO(!folio_test_large(folio))`
+    /// unless it is a head page, then its first tail holds the mapcount
+    /// (biased by -1). `None` after a BUG.
     fn compound_mapcount(&mut self, pfn: u64) -> Option<i32> {
-        if !self.mm.page(pfn).is_compound() {
-            self.vm_bug_on_page(pfn, "VM_BUG_ON_PAGE(!PageCompound(page))");
+        let head = self.head_or_oops(pfn)?;
+        if !self.mm.page(head).is_head() {
+            self.vm_bug_on_page(head, bug::FOLIO_ENTIRE_MAPCOUNT);
             return None;
         }
-        let head = self.mm.compound_head(pfn).ok()?;
         let first = head + 1;
         (first < self.mm.nr_pages())
             .then(|| self.mm.page(first).compound_mapcount_raw().wrapping_add(1))
@@ -346,12 +346,12 @@ impl Machine {
         self.mm.page_mut(pfn).set_mapcount_raw(-1);
     }
 
-    /// `VM_BUG_ON_PAGE()`: dump the page and BUG (the operation stops there).
-    pub(crate) fn vm_bug_on_page(&mut self, pfn: u64, condition: &'static str) {
+    /// `VM_BUG_ON_PAGE()` / `VM_BUG_ON_FOLIO()` at `site`: dump the page (the
+    /// folio's head for the latter) and BUG (the operation stops there).
+    pub(crate) fn vm_bug_on_page(&mut self, pfn: u64, site: BugSite) {
         let dump = PageDump::capture(&self.mm, pfn);
         self.oops(Oops::Bug {
-            file: "include/linux/mm.h",
-            condition,
+            site,
             dump: Some(dump),
         });
     }
@@ -375,24 +375,23 @@ impl Machine {
         };
         let count = self.mm.page(head).refcount();
         if (count as u32).wrapping_add(127) <= 127 {
-            return self.vm_bug_on_page(
-                head,
-                "VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio))",
-            );
+            return self.vm_bug_on_page(head, bug::FOLIO_GET);
         }
         self.mm.page_mut(head).set_refcount(count + 1);
     }
 
-    /// `put_page()` = `folio_put(page_folio(page))`: drop the head's reference;
-    /// the last one frees the page (a compound page as a whole, with
-    /// `compound_order()`), which runs the free-time checks.
+    /// `put_page()` = `folio_put(page_folio(page))`: drop the head's reference
+    /// (`folio_put_testzero()` is `put_page_testzero()` of the head in 5.18,
+    /// with its `VM_BUG_ON_PAGE`); the last one frees the page (a compound
+    /// page as a whole, with `compound_order()`), which runs the free-time
+    /// checks.
     pub fn put_page(&mut self, pfn: u64) {
         let Some(head) = self.head_or_oops(pfn) else {
             return;
         };
         let count = self.mm.page(head).refcount();
         if count == 0 {
-            return self.vm_bug_on_page(head, "VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0)");
+            return self.vm_bug_on_page(head, bug::PUT_PAGE_TESTZERO);
         }
         self.mm.page_mut(head).set_refcount(count - 1);
         if count == 1 {

@@ -122,7 +122,7 @@ pub const QUIRKS: &[QuirkInfo] = &[
     QuirkInfo {
         quirk: Quirk::PackSizeMaskLookup,
         name: "pack-size-mask-lookup",
-        versions: "bpf-next, March 2022 (ef078600eec2 until 96805674e562; never in a release)",
+        versions: "bpf-next, March 2022 (ef078600eec2 until 96805674e562, both merged for 5.18-rc1)",
         fixed_by: "96805674e562 (syzbot c946805b5ce6ab87df0b), ea2babac63d4",
         symptom: "with 2 nodes a pack is 4 MiB but only PMD-aligned; a free that finds its pack as ptr & ~(pack size - 1) misses one that is not 4 MiB-aligned: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
     },
