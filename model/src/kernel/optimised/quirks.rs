@@ -103,7 +103,7 @@ pub const QUIRKS: &[QuirkInfo] = &[
         name: "pack-mask-lookup",
         versions: "5.18-rc1..rc3 (x86, NUMA)",
         fixed_by: "ea2babac63d4 (6.0; 559089e0a93d hid it from 5.18-rc4 on)",
-        symptom: "with 2 nodes a pack is 4 MiB, and a free finds its pack as ptr & PMD_MASK: every program in a pack's second 2 MiB misses, 4 MiB-aligned or not: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
+        symptom: "a free finds its pack as ptr & PMD_MASK: with 2 nodes a pack is 4 MiB and every program in its second 2 MiB misses, 4 MiB-aligned or not, as does any program in a pack whose huge allocation fell back to 4 KiB pages (not PMD-aligned): \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
     },
     QuirkInfo {
         quirk: Quirk::FallbackMappedAsPmd,
