@@ -253,20 +253,27 @@ impl DirectMap {
 
     /// Every leaf as (first pfn, level, prot), in pfn order.
     pub fn leaves(&self) -> Vec<(u64, DmapLevel, Prot)> {
+        self.leaves_where(|_| true)
+    }
+
+    /// The leaves whose protection `keep` accepts, as [`DirectMap::leaves`].
+    pub fn leaves_where(&self, keep: impl Fn(Prot) -> bool) -> Vec<(u64, DmapLevel, Prot)> {
         let mut out = Vec::new();
         for (g, pud) in self.puds.iter().enumerate() {
             let gbase = g as u64 * GB_PAGES;
             match pud {
-                Pud::Leaf(p) => out.push((gbase, DmapLevel::G1, *p)),
+                Pud::Leaf(p) if keep(*p) => out.push((gbase, DmapLevel::G1, *p)),
+                Pud::Leaf(_) => {}
                 Pud::Table(pmds) => {
                     for (i, pmd) in pmds.iter().enumerate() {
                         let base = gbase + i as u64 * PTRS_PER_PTE;
                         match pmd {
                             Pmd::None => {}
-                            Pmd::Leaf(p) => out.push((base, DmapLevel::M2, *p)),
+                            Pmd::Leaf(p) if keep(*p) => out.push((base, DmapLevel::M2, *p)),
+                            Pmd::Leaf(_) => {}
                             Pmd::Table(ptes) => out.extend(
-                                ptes.iter()
-                                    .enumerate()
+                                (ptes.iter().enumerate())
+                                    .filter(|(_, p)| keep(**p))
                                     .map(|(j, p)| (base + j as u64, DmapLevel::K4, *p)),
                             ),
                         }
