@@ -338,6 +338,15 @@ impl Gen {
         (!list.is_empty()).then(|| list[r8(u) as usize % list.len()])
     }
 
+    /// A read of one of `areas`: the area, an offset inside it and a length
+    /// up to `MAX_RW` that stays inside it.
+    fn read_at(areas: &[(AreaId, u64)], u: &mut Unstructured) -> Option<(AreaId, u64, u32)> {
+        let (area, size) = Self::pick(areas, u)?;
+        let off = r32(u) as u64 % size;
+        let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
+        Some((area, off, len as u32))
+    }
+
     /// Generates one op of `kind` (or nothing, when the kind has no valid
     /// target right now).
     fn generate(&mut self, kind: Kind, u: &mut Unstructured) {
@@ -407,16 +416,10 @@ impl Gen {
                 }
             }
             Kind::Vread => {
-                let Some((area, size)) = Self::pick(&self.areas, u) else {
+                let Some((area, off, len)) = Self::read_at(&self.areas, u) else {
                     return;
                 };
-                let off = r32(u) as u64 % size;
-                let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
-                Op::Vread {
-                    area,
-                    off,
-                    len: len as u32,
-                }
+                Op::Vread { area, off, len }
             }
             Kind::VmallocToPage => {
                 let Some((area, size)) = Self::pick(&self.areas, u) else {
@@ -563,16 +566,10 @@ impl Gen {
                 }
             }
             Kind::StaleVread => {
-                let Some((area, size)) = Self::pick(&self.freed_areas, u) else {
+                let Some((area, off, len)) = Self::read_at(&self.freed_areas, u) else {
                     return;
                 };
-                let off = r32(u) as u64 % size;
-                let len = 1 + r16(u) as u64 % limits::MAX_RW.min(size - off);
-                Op::StaleVread {
-                    area,
-                    off,
-                    len: len as u32,
-                }
+                Op::StaleVread { area, off, len }
             }
             Kind::DirectMapStats => Op::DirectMapStats,
         };
