@@ -170,3 +170,51 @@ fn a_freed_range_is_reused_only_after_a_purge() {
         "reused at once by a"
     );
 }
+
+/// A machine full of packs: with nothing else allocated, every frame can back
+/// a pack (`alloc_new_pack()` has no limit of its own), and one more fails.
+#[test]
+fn packs_can_fill_all_of_memory() {
+    use packmodel::harness::obs::Obs;
+    use packmodel::kernel::Errno;
+    for (nodes, fits) in [(1u8, 32), (2, 16)] {
+        let pack = (2u64 << 20) * nodes as u64;
+        let len = pack - 8 - 16;
+        let body: String = (0..=fits)
+            .map(|_| format!("bpf_prog_load({len})\n"))
+            .collect();
+        let text = format!("# packmodel trace v1\nconfig: nodes={nodes} mem=64M dmap=2M\n{body}");
+        let t = parse("fill.trace", &text).unwrap();
+        let mut s = Session::new(KernelKind::Optimised, t.config, Quirks::NONE);
+        let obs: Vec<Obs> = t.ops.iter().map(|op| s.step(op).obs).collect();
+        assert!(
+            obs[..fits].iter().all(|o| *o == Obs::Ok),
+            "{nodes} nodes: {obs:?}"
+        );
+        assert_eq!(obs[fits], Obs::Err(Errno::Enomem), "{nodes} nodes");
+        assert_eq!(s.kernel.packs().len(), fits);
+        assert_eq!(s.kernel.machine().nr_free_pages(), 0);
+    }
+}
+
+/// The huge-page decision of `__vmalloc_node_range()` (5.18): with
+/// `NUMA_NO_NODE` the size is shared among the online nodes, and only
+/// `size / nodes >= PMD_SIZE` is mapped by PMDs.
+#[test]
+fn huge_vmalloc_needs_a_pmd_per_node() {
+    for (nodes, size, pmd) in [(1u8, "2M", true), (2, "2M", false), (2, "4M", true)] {
+        let text = format!(
+            "# packmodel trace v1\nconfig: nodes={nodes} mem=64M dmap=2M\nv = vmalloc_huge({size})\n"
+        );
+        let t = parse("huge.trace", &text).unwrap();
+        let mut s = Session::new(KernelKind::Optimised, t.config, Quirks::NONE);
+        s.step(&t.ops[0]);
+        let v = s.kernel.area_addr(s.area(0).unwrap());
+        let level = s.kernel.machine().pgtables.lookup(v).unwrap().level;
+        assert_eq!(
+            level == packmodel::machine::pgtable::Level::Pmd,
+            pmd,
+            "{nodes} nodes, {size}"
+        );
+    }
+}

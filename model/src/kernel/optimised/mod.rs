@@ -190,7 +190,8 @@ impl Optimised {
         );
         let mut m = Machine::new(cfg);
         m.free_clears_private = !quirks.has(quirks::Quirk::SplitKeepsPrivate);
-        let max_packs = (m.nr_pages() * PAGE_SIZE / pack_size) as usize + 1;
+        // Every pack holds pack_size bytes of frames: no more can be live.
+        let max_packs = (m.nr_pages() * PAGE_SIZE / pack_size) as usize;
         Self {
             core: Core {
                 m,
@@ -207,10 +208,6 @@ impl Optimised {
             images: Vec::new(),
             binaries: Vec::new(),
         }
-    }
-
-    pub fn quirks(&self) -> Quirks {
-        self.core.quirks
     }
 
     /// Breaks the kernel on purpose (tests of the oracles only).

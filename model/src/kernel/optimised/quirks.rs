@@ -220,6 +220,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_quirk_knows_its_row_and_its_name_selects_it_alone() {
+        for row in QUIRKS {
+            assert_eq!(row.quirk.info(), row);
+            assert_eq!(row.quirk.name(), row.name);
+            let alone = Quirks::parse(row.name).unwrap();
+            assert_eq!(alone, Quirks::NONE.with(row.quirk));
+            assert_eq!(alone.names(), [row.name]);
+            for other in QUIRKS.iter().filter(|o| o.quirk != row.quirk) {
+                assert!(
+                    !alone.has(other.quirk),
+                    "{} selects {}",
+                    row.name,
+                    other.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn parse_print_and_errors() {
         assert_eq!(Quirks::parse(""), Ok(Quirks::NONE));
         assert_eq!(Quirks::parse(" none "), Ok(Quirks::NONE));
@@ -227,6 +246,13 @@ mod tests {
         assert!(q.has(Quirk::UninitPack) && q.has(Quirk::HugeVmallocOptOut));
         assert!(!q.has(Quirk::CompoundHugeVmalloc));
         assert_eq!(q.to_string(), "huge-vmalloc-opt-out, uninit-pack");
+        let twice = Quirks::parse("uninit-pack, uninit-pack").unwrap();
+        assert_eq!(
+            twice,
+            Quirks::NONE.with(Quirk::UninitPack),
+            "a name twice is once"
+        );
+        assert!(Quirks::NONE.is_empty() && !twice.is_empty());
         let e = Quirks::parse("no-such-quirk").unwrap_err();
         assert!(
             e.starts_with("unknown quirk `no-such-quirk`; valid quirks: huge-vmalloc-opt-out"),
