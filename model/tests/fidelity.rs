@@ -218,3 +218,82 @@ fn huge_vmalloc_needs_a_pmd_per_node() {
         );
     }
 }
+
+/// What each driver-side page op does to the `struct page` it names, word by
+/// word, on both kernels: `page->mapping` and `->index` stores, `list_add` /
+/// `list_del` / `INIT_LIST_HEAD` on `lru` (list.h, no CONFIG_DEBUG_LIST),
+/// `SetPageReserved` / `ClearPageReserved` (PG_reserved, bit 12),
+/// `set_page_private`, and `get_page` / `put_page` on `_refcount` — and what
+/// the reads give back.
+#[test]
+fn driver_page_ops_change_the_words_the_kernel_macros_do() {
+    use packmodel::harness::obs::Obs;
+    use packmodel::machine::list::{DRIVER_LIST, page_lru};
+    use packmodel::machine::page::{
+        LIST_POISON1, LIST_POISON2, W_FLAGS, W_INDEX, W_LRU_NEXT, W_LRU_PREV, W_MAPPING, W_PRIVATE,
+    };
+    let t = trace(
+        "v = vmalloc(8K)\n\
+         pg = vmalloc_to_page(v + 0x1000)\n\
+         pg->mapping = 0xffff88800a5c0e18\n\
+         pg->index = 7\n\
+         set_page_private(pg, 0x2a)\n\
+         SetPageReserved(pg)\n\
+         get_page(pg)\n\
+         list_add(&pg->lru, &driver_list)\n\
+         page_count(pg)\n\
+         pg->mapping\n\
+         page_index(pg)\n\
+         page_private(pg)\n\
+         list_del(&pg->lru)\n\
+         INIT_LIST_HEAD(&pg->lru)\n\
+         ClearPageReserved(pg)\n\
+         put_page(pg)\n\
+         page_count(pg)\n",
+    );
+    for kind in KernelKind::ALL {
+        let mut s = Session::new(kind, t.config, Quirks::NONE);
+        let mut obs = Vec::new();
+        let mut words = Vec::new();
+        for op in &t.ops {
+            obs.push(s.step(op).obs);
+            if let Some(pg) = s.page(0) {
+                words.push(s.kernel.machine().mm.page(pg.0).words());
+            }
+        }
+        let pfn = s.page(0).unwrap().0;
+        let lru = page_lru(pfn);
+        let w = |op: usize| words[op - 1];
+        assert_eq!(w(2)[W_MAPPING], 0xffff_8880_0a5c_0e18, "{kind:?}");
+        assert_eq!(w(3)[W_INDEX], 7, "{kind:?}");
+        assert_eq!(w(4)[W_PRIVATE], 0x2a, "{kind:?}");
+        assert_ne!(w(5)[W_FLAGS] & 1 << 12, 0, "{kind:?}: PG_reserved");
+        assert_eq!(
+            (w(7)[W_LRU_NEXT], w(7)[W_LRU_PREV]),
+            (DRIVER_LIST, DRIVER_LIST),
+            "{kind:?}"
+        );
+        assert_eq!(
+            obs[8..12],
+            [
+                Obs::Count(2),
+                Obs::Word(0xffff_8880_0a5c_0e18),
+                Obs::Word(7),
+                Obs::Word(0x2a)
+            ],
+            "{kind:?}"
+        );
+        assert_eq!(
+            (w(12)[W_LRU_NEXT], w(12)[W_LRU_PREV]),
+            (LIST_POISON1, LIST_POISON2),
+            "{kind:?}"
+        );
+        assert_eq!(
+            (w(13)[W_LRU_NEXT], w(13)[W_LRU_PREV]),
+            (lru, lru),
+            "{kind:?}"
+        );
+        assert_eq!(w(14)[W_FLAGS] & 1 << 12, 0, "{kind:?}: PG_reserved cleared");
+        assert_eq!(obs[16], Obs::Count(1), "{kind:?}");
+    }
+}

@@ -74,6 +74,32 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
             }
         }
     }
+    // What the driver knows of its own page: vmalloc hands out order-0 pages
+    // with one reference and no mapping (the page allocator checks both at
+    // free and at allocation), so page_count() is one plus the driver's
+    // get_page()s and page->mapping what the driver last stored — on every
+    // kernel, whatever the two show.
+    let known = match op {
+        Op::PageCount { page } => Some((
+            *page,
+            "page_count",
+            Obs::Count(1 + x.driver.page(*page).refs as i32),
+        )),
+        Op::PageMapping { page } => {
+            Some((*page, "->mapping", Obs::Word(x.driver.page(*page).mapping)))
+        }
+        _ => None,
+    };
+    if let Some((page, what, want)) = known {
+        for (name, got) in [("reference", r), ("optimised", o)] {
+            if matches!(got, Obs::Count(_) | Obs::Word(_)) && *got != want {
+                return Divergent(format!(
+                    "{what} of pg{} on the {name} kernel is {got}, where the driver's own references and stores make it {want}\n",
+                    page.0
+                ));
+            }
+        }
+    }
     if let Op::PagePrivate { page } = op {
         // The page allocator hands out pages with private == 0 (post_alloc_hook;
         // since the 2026 fix also for split subpages): the driver's own value

@@ -26,7 +26,9 @@ pub struct DriverPage {
     /// References taken with `get_page` and not yet dropped.
     pub refs: u32,
     pub on_list: bool,
-    pub mapping_set: bool,
+    /// What the driver last stored in `page->mapping` (a fresh page's is
+    /// NULL: the page allocator hands out no page with a mapping).
+    pub mapping: u64,
     pub reserved: bool,
     /// What the driver last stored in `page->index`; until then the field is
     /// whatever the page's last user left (the kernel never clears it).
@@ -157,7 +159,7 @@ impl Driver {
         match op {
             Op::GetPage { .. } => p.refs += 1,
             Op::PutPage { .. } => p.refs = p.refs.saturating_sub(1),
-            Op::SetMapping { value, .. } => p.mapping_set = *value != 0,
+            Op::SetMapping { value, .. } => p.mapping = *value,
             Op::SetIndex { value, .. } => p.index = Some(*value),
             Op::SetPagePrivate { value, .. } => p.private = Some(*value),
             Op::ListAdd { .. } => p.on_list = true,
@@ -177,7 +179,7 @@ impl Driver {
             if p.on_list {
                 ops.push(Op::ListDel { page });
             }
-            if p.mapping_set {
+            if p.mapping != 0 {
                 ops.push(Op::SetMapping { page, value: 0 });
             }
             if p.reserved {

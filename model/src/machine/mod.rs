@@ -83,7 +83,6 @@ pub struct MachineStats {
 /// The machine.
 #[derive(Clone)]
 pub struct Machine {
-    cfg: MachineConfig,
     /// Every frame's `struct page`.
     pub mm: Memmap,
     /// Every frame's contents.
@@ -112,7 +111,6 @@ impl Machine {
         let mm = Memmap::new(nr);
         let buddy = Buddy::new(&mm, cfg.nodes as usize);
         let mut m = Self {
-            cfg,
             mm,
             frames: Frames::new(nr),
             buddy,
@@ -129,21 +127,12 @@ impl Machine {
         m
     }
 
-    pub fn config(&self) -> &MachineConfig {
-        &self.cfg
-    }
-
     pub fn nr_pages(&self) -> u64 {
         self.mm.nr_pages()
     }
 
     pub fn nr_nodes(&self) -> usize {
         self.buddy.nr_nodes()
-    }
-
-    /// `page_to_nid()`.
-    pub fn page_to_nid(&self, pfn: u64) -> usize {
-        self.buddy.node_of(pfn)
     }
 
     /// Records an oops.
