@@ -212,3 +212,182 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::op::{AreaId, PageId, ProgId};
+    use crate::kernel::{SetMemory, Text, VmallocFlags};
+    use crate::machine::oops::FaultCause;
+
+    const V0: AreaId = AreaId(0);
+
+    /// Compares `r` with `o` for `op`, the driver having allocated a 16 KiB
+    /// area v0 (and taken one page handle of it) and nothing else.
+    fn cmp(op: &Op, r: Obs, o: Obs, within_budget: bool) -> Comparison {
+        let mut driver = Driver::default();
+        for op in [
+            Op::Vmalloc {
+                size: 16 << 10,
+                flags: VmallocFlags::default(),
+            },
+            Op::VmallocToPage { area: V0, off: 0 },
+        ] {
+            driver.observe(&op);
+        }
+        let shadow = Shadow::default();
+        let x = Expect {
+            shadow: &shadow,
+            driver: &driver,
+            within_budget,
+        };
+        compare(op, &r, &o, &x)
+    }
+
+    fn divergent(c: &Comparison) -> bool {
+        matches!(c, Comparison::Divergent(_))
+    }
+
+    #[test]
+    fn failures_compare_by_what_failed() {
+        let alloc = Op::Vmalloc {
+            size: 4096,
+            flags: VmallocFlags::default(),
+        };
+        let (enomem, einval) = (Obs::Err(Errno::Enomem), Obs::Err(Errno::Einval));
+        use Comparison::*;
+        assert_eq!(
+            cmp(&alloc, enomem.clone(), enomem.clone(), true),
+            BothFailedAlike
+        );
+        assert!(divergent(&cmp(&alloc, enomem.clone(), einval, true)));
+        assert!(divergent(&cmp(&alloc, Obs::Ok, enomem.clone(), true)));
+        assert!(matches!(
+            cmp(&alloc, enomem, Obs::Ok, false),
+            Incomparable { stop: true, .. }
+        ));
+        let run = Op::ProgRun { prog: ProgId(0) };
+        let fault = |c| Obs::Fault(c);
+        assert_eq!(
+            cmp(
+                &run,
+                fault(FaultCause::NotPresent),
+                fault(FaultCause::NotPresent),
+                true
+            ),
+            BothFailedAlike
+        );
+        assert!(divergent(&cmp(
+            &run,
+            fault(FaultCause::NotPresent),
+            fault(FaultCause::ExecNx),
+            true
+        )));
+        assert_eq!(cmp(&run, Obs::Oopsed, Obs::Oopsed, true), BothFailedAlike);
+        assert!(divergent(&cmp(&run, Obs::Oopsed, Obs::Ok, true)));
+    }
+
+    #[test]
+    fn program_texts_compare_by_their_bytes() {
+        let run = Op::ProgRun { prog: ProgId(0) };
+        let (a, b) = (Text::new(1, 5000), Text::new(2, 5000));
+        assert_eq!(
+            cmp(&run, Obs::Text(a), Obs::Text(a), true),
+            Comparison::Equal
+        );
+        assert!(divergent(&cmp(&run, Obs::Text(a), Obs::Text(b), true)));
+        assert_eq!(
+            cmp(&run, Obs::Text(a), Obs::Bytes(a.to_vec()), true),
+            Comparison::Equal
+        );
+    }
+
+    #[test]
+    fn per_kernel_observations_are_incomparable_and_stale_faults_equal() {
+        let stats = Op::DirectMapStats;
+        let d = Obs::DirectMap(Default::default());
+        assert!(matches!(
+            cmp(&stats, d.clone(), d, true),
+            Comparison::Incomparable { stop: false, .. }
+        ));
+        let stale = Op::StaleVread {
+            area: V0,
+            off: 0,
+            len: 1,
+        };
+        let gone = Obs::NoAccess(FaultCause::NotPresent);
+        assert_eq!(
+            cmp(&stale, gone.clone(), gone.clone(), true),
+            Comparison::Equal
+        );
+        for (r, o) in [
+            (gone.clone(), Obs::Bytes(vec![1])),
+            (Obs::Bytes(vec![1]), Obs::Bytes(vec![1])),
+        ] {
+            assert!(matches!(
+                cmp(&stale, r, o, true),
+                Comparison::Incomparable { stop: false, .. }
+            ));
+        }
+    }
+
+    /// A `set_memory_*` that fails on one kernel only is a divergence inside
+    /// the size asked for, incomparable past it (the huge rounding).
+    #[test]
+    fn set_memory_past_the_size_asked_for_is_incomparable() {
+        let call = |off: u64, pages: u32| Op::SetMemory {
+            area: V0,
+            off,
+            pages,
+            change: SetMemory::Ro,
+        };
+        let (ok, fault) = (Obs::Ok, Obs::Err(Errno::Efault));
+        assert!(divergent(&cmp(
+            &call(0, 4),
+            ok.clone(),
+            fault.clone(),
+            true
+        )));
+        assert!(divergent(&cmp(
+            &call(0x3000, 1),
+            fault.clone(),
+            ok.clone(),
+            true
+        )));
+        for c in [call(0, 5), call(0x3000, 2), call(0x4000, 1)] {
+            assert!(matches!(
+                cmp(&c, fault.clone(), ok.clone(), true),
+                Comparison::Incomparable { stop: false, .. }
+            ));
+        }
+        assert_eq!(
+            cmp(&call(0, 5), fault.clone(), fault, true),
+            Comparison::BothFailedAlike
+        );
+        assert_eq!(cmp(&call(0, 4), ok.clone(), ok, true), Comparison::Equal);
+    }
+
+    #[test]
+    fn page_reads_are_checked_against_the_driver() {
+        let pg = PageId(0);
+        let count = Op::PageCount { page: pg };
+        assert_eq!(
+            cmp(&count, Obs::Count(1), Obs::Count(1), true),
+            Comparison::Equal
+        );
+        assert!(divergent(&cmp(&count, Obs::Count(2), Obs::Count(2), true)));
+        let mapping = Op::PageMapping { page: pg };
+        assert_eq!(
+            cmp(&mapping, Obs::Word(0), Obs::Word(0), true),
+            Comparison::Equal
+        );
+        assert!(divergent(&cmp(&mapping, Obs::Word(1), Obs::Word(1), true)));
+        let private = Op::PagePrivate { page: pg };
+        assert!(divergent(&cmp(&private, Obs::Word(0), Obs::Word(5), true)));
+        let index = Op::PageIndex { page: pg };
+        assert!(matches!(
+            cmp(&index, Obs::Word(3), Obs::Word(4), true),
+            Comparison::Incomparable { .. }
+        ));
+    }
+}
