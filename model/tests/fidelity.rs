@@ -297,3 +297,34 @@ fn driver_page_ops_change_the_words_the_kernel_macros_do() {
         assert_eq!(obs[16], Obs::Count(1), "{kind:?}");
     }
 }
+
+/// `free_vmap_area_noflush()` purges only when `vmap_lazy_nr` exceeds
+/// `lazy_max_pages()` (32 MiB of pages with one CPU): exactly that many
+/// waiting pages stay unpurged, one more purges them all.
+#[test]
+fn the_lazy_purge_starts_above_lazy_max_pages() {
+    // 8191 pages and a guard page: exactly lazy_max_pages() when freed.
+    let t = trace(
+        "a = vmalloc(33550336)\n\
+         vfree(a)\n\
+         b = vmalloc(4K)\n\
+         vfree(b)\n",
+    );
+    let mut s = Session::new(KernelKind::Optimised, t.config, Quirks::NONE);
+    s.step(&t.ops[0]);
+    s.step(&t.ops[1]);
+    let v = s.kernel.vmap_view();
+    assert_eq!(
+        (v.lazy_pages, v.unpurged.len()),
+        (8192, 1),
+        "at the limit: kept"
+    );
+    s.step(&t.ops[2]);
+    s.step(&t.ops[3]);
+    let v = s.kernel.vmap_view();
+    assert_eq!(
+        (v.lazy_pages, v.unpurged.len()),
+        (0, 0),
+        "over it: all purged"
+    );
+}

@@ -36,8 +36,19 @@ impl Budget {
         }
     }
 
-    /// Charges or refunds `op`.
-    pub fn observe(&mut self, op: &Op) {
+    /// Charges or refunds `op`, then tells whether the op ran within budget:
+    /// everything live fits, and for a load that fails on purpose, the
+    /// programs it allocates for a while fit too.
+    pub fn observe(&mut self, op: &Op) -> bool {
+        self.charge(op);
+        match op {
+            Op::ProgLoadFail { len, .. } => self.fits_transient(&[*len]),
+            Op::ProgLoadSubprogsFail { lens, .. } => self.fits_transient(lens),
+            _ => self.within(),
+        }
+    }
+
+    fn charge(&mut self, op: &Op) {
         match op {
             Op::Vmalloc { size, flags } => {
                 let huge = flags.huge == HugeHint::Allow;
@@ -82,12 +93,72 @@ impl Budget {
     }
 
     /// Would programs of `lens` (a load that fails on purpose) fit?
-    pub fn fits_transient(&self, lens: &[u32]) -> bool {
+    fn fits_transient(&self, lens: &[u32]) -> bool {
         self.charged + lens.iter().map(|&l| self.prog_charge(l)).sum::<u64>() <= self.limit
     }
 
     /// Is everything live within budget?
-    pub fn within(&self) -> bool {
+    fn within(&self) -> bool {
         self.charged <= self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::VmallocFlags;
+
+    fn vmalloc(size: u64, huge: HugeHint) -> Op {
+        Op::Vmalloc {
+            size,
+            flags: VmallocFlags {
+                huge,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A 16 MiB machine: 8 MiB of budget, one 2 MiB pack always charged.
+    #[test]
+    fn live_objects_and_transient_loads_are_charged_at_the_larger_footprint() {
+        let cfg = MachineConfig {
+            mem_mib: 16,
+            ..Default::default()
+        };
+        let mut b = Budget::new(&cfg);
+        assert!(b.observe(&vmalloc(4 << 20, HugeHint::Default)), "2 + 4 MiB");
+        assert!(b.observe(&vmalloc(1 << 20, HugeHint::Default)), "7 MiB");
+        assert!(
+            !b.observe(&vmalloc(1 << 20, HugeHint::Allow)),
+            "a huge 1 MiB is 2 MiB: 9 MiB"
+        );
+        assert!(b.observe(&Op::Vfree { area: AreaId(2) }), "back to 7 MiB");
+        let fail = |len| Op::ProgLoadFail { len, rand: 0 };
+        assert!(b.observe(&fail(100)), "a page and two chunks for a moment");
+        assert!(
+            !b.observe(&fail(1 << 20)),
+            "1 MiB of pages for a moment: over"
+        );
+        let subs = Op::ProgLoadSubprogsFail {
+            lens: vec![300 << 10, 300 << 10, 300 << 10, 300 << 10],
+            fail: 0,
+            rand: 0,
+        };
+        assert!(!b.observe(&subs), "four 300 KiB subprograms at once: over");
+        assert!(b.observe(&Op::Vfree { area: AreaId(0) }), "3 MiB live");
+        assert!(b.observe(&subs));
+        assert!(b.observe(&Op::ProgLoad {
+            len: 100,
+            align: 1,
+            rand: 0
+        }));
+        assert!(b.observe(&Op::ProgFree { prog: ProgId(0) }));
+        assert!(
+            !b.observe(&Op::Kvmalloc {
+                size: 5 << 20,
+                nofail: false
+            }),
+            "kvmalloc is huge: 6 MiB"
+        );
     }
 }

@@ -126,12 +126,7 @@ impl Runner {
     /// Applies op `i` to every kernel, checks the invariants on each, and
     /// compares the observations.
     fn step(&mut self, i: usize, op: &Op) {
-        self.budget.observe(op);
-        let within = match op {
-            Op::ProgLoadFail { len, .. } => self.budget.fits_transient(&[*len]),
-            Op::ProgLoadSubprogsFail { lens, .. } => self.budget.fits_transient(lens),
-            _ => self.budget.within(),
-        };
+        let within = self.budget.observe(op);
         let mut step = RunStep {
             obs: Vec::with_capacity(self.sessions.len()),
             oopses: Vec::with_capacity(self.sessions.len()),

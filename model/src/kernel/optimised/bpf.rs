@@ -120,6 +120,9 @@ impl Core {
             self.vunmap(area);
             return None;
         }
+        if self.sabotage == Some(Sabotage::HideExecChanges) {
+            self.m.pgtables.take_exec_changed();
+        }
         if self.sabotage == Some(Sabotage::AliasWritable) {
             for &pfn in &area.pages {
                 self.m.set_direct_map_default_noflush(pfn);

@@ -63,6 +63,10 @@ pub enum Sabotage {
     /// `VM_FLUSH_RESET_PERMS` is ignored: a freed pack's pages keep their
     /// read-only alias (oracle 4, at the end).
     NoResetPerms,
+    /// A new pack's page-table changes are dropped from the machine's change
+    /// log, so the incremental oracles never see the pack become executable:
+    /// the end-of-run sweep must find the drift (and panic: a model bug).
+    HideExecChanges,
 }
 
 /// Everything but the pack allocator: the machine, vmalloc state, and the
