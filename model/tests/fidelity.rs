@@ -4,7 +4,7 @@
 
 use packmodel::harness::session::Session;
 use packmodel::harness::trace::{Trace, parse};
-use packmodel::kernel::{KernelKind, Quirks};
+use packmodel::kernel::{KernelKind, Quirks, Text};
 use packmodel::machine::consts::PAGE_SIZE;
 
 fn trace(body: &str) -> Trace {
@@ -327,4 +327,77 @@ fn the_lazy_purge_starts_above_lazy_max_pages() {
         (0, 0),
         "over it: all purged"
     );
+}
+
+/// `__vmalloc_node_range()`'s size checks: `WARN_ON_ONCE(!size)` and
+/// `(size >> PAGE_SHIFT) > totalram_pages()` give NULL; all of memory, on a
+/// machine where all of it is free, is allowed (and is all the pages).
+#[test]
+fn vmalloc_refuses_nothing_and_more_than_memory_but_not_all_of_it() {
+    use packmodel::kernel::{Errno, VmallocFlags};
+    use packmodel::machine::MachineConfig;
+    let cfg = MachineConfig {
+        mem_mib: 16,
+        ..Default::default()
+    };
+    for kind in KernelKind::ALL {
+        let mut k = kind.boot(cfg, Quirks::NONE);
+        let flags = VmallocFlags::default();
+        assert_eq!(k.vmalloc(0, flags), Err(Errno::Enomem), "{kind:?}");
+        assert_eq!(
+            k.vmalloc((16 << 20) + 1, flags),
+            Err(Errno::Enomem),
+            "{kind:?}"
+        );
+        assert!(k.vmalloc(16 << 20, flags).is_ok(), "{kind:?}");
+        assert_eq!(k.machine().nr_free_pages(), 0, "{kind:?}");
+    }
+}
+
+/// A JIT whose binary cannot be allocated fails the load with `-ENOMEM`, on
+/// the error path and in `jit_subprogs()` alike.
+#[test]
+fn a_failing_load_reports_enomem_when_memory_is_gone() {
+    use packmodel::kernel::{Errno, VmallocFlags};
+    for kind in KernelKind::ALL {
+        let mut k = kind.boot(Default::default(), Quirks::NONE);
+        k.vmalloc(64 << 20, VmallocFlags::default()).unwrap();
+        assert_eq!(k.bpf_prog_load_fail(100, 0), Err(Errno::Enomem), "{kind:?}");
+        let texts = [Text::new(1, 64), Text::new(2, 64)];
+        assert_eq!(
+            k.bpf_prog_load_subprogs_fail(&texts, 1, 0),
+            Err(Errno::Enomem),
+            "{kind:?}"
+        );
+    }
+}
+
+/// `/proc/vmallocinfo` of both kernels: a live area is busy with its guard
+/// page; a freed one is gone (reference) or unpurged until a purge
+/// (optimised).
+#[test]
+fn vmallocinfo_lists_busy_and_unpurged_areas() {
+    use packmodel::kernel::VmallocFlags;
+    for kind in KernelKind::ALL {
+        let mut k = kind.boot(Default::default(), Quirks::NONE);
+        let a = k.vmalloc(8 << 10, VmallocFlags::default()).unwrap();
+        let addr = k.area_addr(a);
+        let v = k.vmap_view();
+        assert_eq!(
+            (v.busy, v.unpurged),
+            (vec![(addr, addr + 0x3000)], vec![]),
+            "{kind:?}"
+        );
+        k.vfree(a);
+        let v = k.vmap_view();
+        let lazy = kind == KernelKind::Optimised;
+        let unpurged = if lazy {
+            vec![(addr, addr + 0x3000)]
+        } else {
+            vec![]
+        };
+        assert_eq!((v.busy, v.unpurged), (vec![], unpurged), "{kind:?}");
+        k.vm_unmap_aliases();
+        assert_eq!(k.vmap_view().unpurged, vec![], "{kind:?}");
+    }
 }

@@ -137,6 +137,19 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
         }
         _ => {}
     }
+    // A jump into a program's own text lands at the offset it was aimed at.
+    if let Op::ProgProbe { prog, off } = op {
+        for (name, got) in [("reference", r), ("optimised", o)] {
+            if let Obs::Landing(Landing::OwnText(k)) = got {
+                if i64::from(*k) != i64::from(*off) {
+                    return Divergent(format!(
+                        "a jump to prog{} {off:+} on the {name} kernel {got}\n",
+                        prog.0
+                    ));
+                }
+            }
+        }
+    }
     match (r, o) {
         (Obs::Err(a), Obs::Err(b)) if a == b => BothFailedAlike,
         (Obs::Err(Errno::Enomem), Obs::Ok) | (Obs::Ok, Obs::Err(Errno::Enomem)) => {
@@ -384,6 +397,13 @@ mod tests {
         assert!(divergent(&cmp(&mapping, Obs::Word(1), Obs::Word(1), true)));
         let private = Op::PagePrivate { page: pg };
         assert!(divergent(&cmp(&private, Obs::Word(0), Obs::Word(5), true)));
+        let probe = Op::ProgProbe {
+            prog: ProgId(0),
+            off: 7,
+        };
+        let own = |k| Obs::Landing(Landing::OwnText(k));
+        assert_eq!(cmp(&probe, own(7), own(7), true), Comparison::Equal);
+        assert!(divergent(&cmp(&probe, own(0), own(0), true)));
         let index = Op::PageIndex { page: pg };
         assert!(matches!(
             cmp(&index, Obs::Word(3), Obs::Word(4), true),

@@ -605,6 +605,19 @@ mod tests {
                     break;
                 };
                 let (mut mm2, mut b2) = (mm.clone(), b.clone());
+                // The order predicted is that of the free block the next
+                // order-0 rmqueue splits: found from the page it returns.
+                let first = b.clone().rmqueue(&mut mm.clone(), 0, nid).unwrap();
+                let truth = if first >= b.zones[b.node_of(first)].untouched {
+                    MAX_ORDER - 1
+                } else {
+                    (0..MAX_ORDER)
+                        .find(|&o| {
+                            b.free_order.get((first & !((1u64 << o) - 1)) as usize) == o as u8
+                        })
+                        .expect("the page came from a free block")
+                };
+                assert_eq!(order, truth, "case {case}: next_order0_block");
                 let pfn = b.rmqueue_run(&mut mm, order, nid).unwrap();
                 for i in 0..1u64 << order {
                     assert_eq!(b2.rmqueue(&mut mm2, 0, nid), Some(pfn + i));
@@ -617,6 +630,26 @@ mod tests {
             }
         }
         assert!(runs > 30, "only {runs} runs of more than one page");
+    }
+
+    /// The first and last free block of a list point at the list head,
+    /// `zone->free_area[order].free_list`, which the model places at
+    /// KDATA_START + 1 MiB + 4 KiB per node + 64 bytes per order.
+    #[test]
+    fn free_list_heads_sit_where_the_model_puts_struct_zone() {
+        assert_eq!(free_list_addr(0, 0), 0xffff_ffff_82b0_0000);
+        assert_eq!(free_list_addr(1, 3), 0xffff_ffff_82b0_10c0);
+        let (mut mm, mut b) = setup(4096, 2);
+        let p = b.rmqueue(&mut mm, 0, 1).unwrap();
+        let buddy = b.rmqueue(&mut mm, 0, 1).unwrap();
+        assert_eq!(buddy, p ^ 1, "so that p cannot merge");
+        b.free_one_page(&mut mm, p, 0);
+        let head = mm.page(p);
+        assert_eq!(
+            (head.word(W_LRU_NEXT), head.word(W_LRU_PREV)),
+            (free_list_addr(1, 0), free_list_addr(1, 0)),
+            "the only order-0 block of node 1"
+        );
     }
 
     #[test]

@@ -147,14 +147,10 @@ impl Kernel for Reference {
         Ok(self.new_area(area))
     }
 
-    fn kvmalloc(&mut self, size: u64, nofail: bool) -> Result<Area, Errno> {
-        self.vmalloc(
-            size,
-            VmallocFlags {
-                nofail,
-                ..Default::default()
-            },
-        )
+    /// Plain `vmalloc()`: order-0 pages have nothing to fall back from, so
+    /// `__GFP_NOFAIL` changes nothing here.
+    fn kvmalloc(&mut self, size: u64, _nofail: bool) -> Result<Area, Errno> {
+        self.vmalloc(size, VmallocFlags::default())
     }
 
     fn vfree(&mut self, area: Area) {
