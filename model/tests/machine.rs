@@ -356,3 +356,73 @@ fn vm_bug_on_page_names_the_line_of_its_check() {
         ]
     );
 }
+
+/// A second `list_del()` follows `LIST_POISON1`, which is not canonical: a
+/// general protection fault, not a page fault.
+#[test]
+fn a_second_list_del_is_a_general_protection_fault() {
+    let mut m = machine();
+    let p = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    m.list_add(page_lru(p), DRIVER_LIST).unwrap();
+    m.list_del(page_lru(p)).unwrap();
+    assert!(m.list_del(page_lru(p)).is_none(), "the access oopsed");
+    assert!(
+        m.oopses()[0].to_string().starts_with(
+            "general protection fault, probably for non-canonical address 0xdead000000000"
+        ),
+        "{}",
+        m.oopses()[0]
+    );
+}
+
+/// Loads and stores through the direct map (`__va(pfn)`) reach the frame and
+/// obey the alias's protection; past the end of RAM nothing is mapped.
+#[test]
+fn the_direct_map_reaches_every_frame_with_its_alias_protection() {
+    use packmodel::machine::consts::pfn_to_virt;
+    let mut m = machine();
+    let p = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let va = pfn_to_virt(p) + 0x123;
+    assert_eq!(va, 0xffff_8880_0000_0000 + (p << 12) + 0x123);
+    m.write(va, &[1, 2, 3]).unwrap();
+    let mut b = [0; 3];
+    m.frames.read(p, 0x123, &mut b);
+    assert_eq!(b, [1, 2, 3], "the store went to frame {p:#x}");
+    m.dmap.change(p, 1, Prot::NONE, Prot::RW);
+    let f = m.write(va, &[9]).unwrap_err();
+    assert_eq!((f.cause, f.addr), (FaultCause::WriteToReadOnly, va));
+    let mut r = [0; 3];
+    m.read(va, &mut r).unwrap();
+    assert_eq!(r, [1, 2, 3], "a read-only alias still reads");
+    let end = pfn_to_virt(m.nr_pages());
+    assert_eq!(
+        m.read(end, &mut r).unwrap_err().cause,
+        FaultCause::NotPresent
+    );
+    assert_eq!(m.read(end - 1, &mut r[..1]).map(|_| ()), Ok(()));
+}
+
+/// CPA rounds an unaligned address down to its page, with a WARN.
+#[test]
+fn cpa_on_an_unaligned_address_warns_and_changes_its_page() {
+    let mut m = machine();
+    let p = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let q = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    m.pgtables
+        .map_ptes(VMALLOC_START, &[p, q], Prot::PAGE_KERNEL);
+    m.set_memory_ro(VMALLOC_START + PAGE_SIZE + 0x10, 1)
+        .unwrap();
+    assert_eq!(
+        m.pgtables.lookup(VMALLOC_START).unwrap().prot,
+        Prot::PAGE_KERNEL
+    );
+    assert_eq!(
+        m.pgtables.lookup(VMALLOC_START + PAGE_SIZE).unwrap().prot,
+        Prot::PAGE_KERNEL_RO
+    );
+    assert!(
+        m.oopses()[0]
+            .to_string()
+            .contains("at change_page_attr_set_clr")
+    );
+}

@@ -652,6 +652,78 @@ mod tests {
         );
     }
 
+    /// Every free list, read through the `lru` words of its blocks' head
+    /// pages as the kernel's list.h would walk it: from the list head at
+    /// `free_list_addr()`, each `next` is the following block's `&page->lru`
+    /// and each `prev` the one before, back to the head; each head page has
+    /// `PageBuddy` and its order in `private`. Compared with the allocator's
+    /// own lists over random allocations and frees on two nodes.
+    #[test]
+    fn free_lists_are_in_the_lru_words() {
+        let (mut mm, mut b) = setup(4096, 2);
+        let mut r = Rnd(0x51af_d7ed_558c_cd1d);
+        let mut held: Vec<(u64, u32)> = Vec::new();
+        for _ in 0..400 {
+            if !held.is_empty() && r.below(2) == 0 {
+                let (p, o) = held.swap_remove(r.below(held.len() as u64) as usize);
+                b.free_one_page(&mut mm, p, o);
+            } else {
+                let o = r.below(4) as u32;
+                if let Some(p) = b.rmqueue(&mut mm, o, r.below(2) as usize) {
+                    held.push((p, o));
+                }
+            }
+        }
+        for (node, z) in b.zones.iter().enumerate() {
+            for o in 0..MAX_ORDER {
+                let head = free_list_addr(node, o);
+                let mut at = head;
+                let mut prev = head;
+                let mut p = z.head[o as usize];
+                while p != NONE {
+                    let page = mm.page(p as u64);
+                    let lru = page_ptr(p as u64) + 8;
+                    assert_eq!(
+                        page.word(W_LRU_PREV),
+                        prev,
+                        "node {node} order {o} pfn {p:#x}"
+                    );
+                    assert_eq!(page.private(), o as u64);
+                    assert_eq!(page.mapcount_raw(), PAGE_BUDDY_MAPCOUNT_VALUE);
+                    if at != head {
+                        assert_eq!(at, lru, "the previous block's next");
+                    }
+                    at = page.word(W_LRU_NEXT);
+                    prev = lru;
+                    p = b.next.get(p as usize);
+                }
+                assert_eq!(
+                    at, head,
+                    "node {node} order {o}: the last block's next is the head"
+                );
+            }
+        }
+    }
+
+    /// `buddy_merge_likely()`: a block whose buddy one order up is free goes
+    /// to the tail of its list (it will likely merge soon), so the next
+    /// allocation takes another block first.
+    #[test]
+    fn a_block_likely_to_merge_goes_to_the_tail() {
+        let (mut mm, mut b) = setup(4096, 1);
+        let p: Vec<u64> = (0..8).map(|_| b.rmqueue(&mut mm, 0, 0).unwrap()).collect();
+        assert_eq!(p, (0..8).collect::<Vec<_>>());
+        b.free_one_page(&mut mm, 2, 0);
+        b.free_one_page(&mut mm, 3, 0); // 2..4 free as one order-1 block
+        b.free_one_page(&mut mm, 5, 0); // 4 is held: 5 stays order 0
+        b.free_one_page(&mut mm, 0, 0); // 1 is held; 2..4 is free: likely
+        assert_eq!(b.rmqueue(&mut mm, 0, 0), Some(5), "0 went to the tail");
+        assert_eq!(b.rmqueue(&mut mm, 0, 0), Some(0));
+        b.free_one_page(&mut mm, 6, 0); // 7 held, 4..6 not free: head
+        b.free_one_page(&mut mm, 0, 0); // likely again: tail
+        assert_eq!(b.rmqueue(&mut mm, 0, 0), Some(6));
+    }
+
     #[test]
     fn nodes_fall_back_in_zonelist_order() {
         let (mut mm, mut b) = setup(2048, 2);

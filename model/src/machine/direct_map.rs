@@ -205,19 +205,14 @@ impl DirectMap {
         debug_assert!(!prot.is_wx() || !self.wx.is_empty());
     }
 
-    /// `__change_page_attr_set_clr(cpa, 0)` on `__va(pfn)` for `numpages`.
-    /// Returns the number of leaves whose protection changed.
-    pub fn change(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot) -> u64 {
+    /// `__change_page_attr_set_clr(cpa, 0)` on `__va(pfn)` for `numpages`
+    /// pages of memory (the direct map of RAM has no holes here, so
+    /// `__cpa_process_fault()`'s skipping of them never applies).
+    pub fn change(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot) {
         let mut cur = pfn;
         let mut rem = numpages;
-        let mut changed = 0;
         while rem > 0 {
-            let Some((old, level, first)) = self.lookup(cur) else {
-                // __cpa_process_fault(): holes in the identity map are skipped.
-                cur += 1;
-                rem -= 1;
-                continue;
-            };
+            let (old, level, first) = self.lookup(cur).expect("a pfn of memory");
             let new = old.apply(set, clr);
             let to_end = first + level.pages() - cur;
             let n = rem.min(to_end);
@@ -226,11 +221,9 @@ impl DirectMap {
                 // would not change is preserved ("lp_sameprot").
                 if new != old {
                     self.set_leaf(cur, level, new);
-                    changed += 1;
                 }
             } else if cur == first && n == level.pages() {
                 self.set_leaf(first, level, new);
-                changed += 1;
             } else {
                 self.split(cur, level);
                 continue;
@@ -238,7 +231,6 @@ impl DirectMap {
             cur += n;
             rem -= n;
         }
-        changed
     }
 
     pub fn stats(&self) -> DirectMapStats {
@@ -327,6 +319,91 @@ mod tests {
             d.lookup(1030),
             Some((Prot::PAGE_KERNEL_RO, DmapLevel::M2, 1024))
         );
+    }
+
+    /// Each leaf level reports the leaf's first pfn, and where no memory is
+    /// there is no leaf.
+    #[test]
+    fn lookup_names_the_leaf_and_its_first_pfn() {
+        let mut d = DirectMap::new(16384, DmapLeaf::M2);
+        assert_eq!(
+            d.lookup(1000),
+            Some((Prot::PAGE_KERNEL, DmapLevel::M2, 512))
+        );
+        assert_eq!(d.lookup(16384), None);
+        d.change(1000, 1, Prot::NONE, RO);
+        assert_eq!(
+            d.lookup(1001),
+            Some((Prot::PAGE_KERNEL, DmapLevel::K4, 1001))
+        );
+        let g = DirectMap::new(16384, DmapLeaf::G1);
+        assert_eq!(g.lookup(5000), Some((Prot::PAGE_KERNEL, DmapLevel::G1, 0)));
+        assert_eq!(g.lookup(16384), None, "RAM ends before the GiB does");
+        let two = DirectMap::new(2 * GB_PAGES, DmapLeaf::G1);
+        assert_eq!(two.lookup(GB_PAGES + 7).map(|l| l.2), Some(GB_PAGES));
+    }
+
+    /// The change log holds adjacent changes as one range and others apart,
+    /// each leaf counted in pages.
+    #[test]
+    fn changes_are_logged_as_ranges() {
+        let mut d = DirectMap::new(16384, DmapLeaf::M2);
+        d.change(1024, 512, Prot::NONE, RO);
+        d.change(1536, 512, Prot::NONE, RO);
+        d.change(4000, 2, Prot::NONE, RO);
+        d.change(3990, 1, Prot::NONE, RO);
+        assert_eq!(
+            d.take_changed(),
+            [(1024, 1024), (4000, 2), (3990, 1)],
+            "two whole leaves, two 4K pages, one more page"
+        );
+        assert_eq!(d.take_changed(), []);
+        let mut g = DirectMap::new(16384, DmapLeaf::G1);
+        g.change(0, GB_PAGES, Prot::NONE, RO);
+        assert_eq!(g.take_changed(), [(0, GB_PAGES)]);
+        assert_eq!(g.prot(5), Prot::PAGE_KERNEL_RO);
+        assert_eq!(
+            g.stats().direct_map_level3_splits,
+            0,
+            "a whole GiB: no split"
+        );
+    }
+
+    /// A writable and executable large leaf stays so in each of the pieces a
+    /// split makes, and only the piece that changes stops being one.
+    #[test]
+    fn wx_leaves_are_tracked_through_splits() {
+        let exec = Prot::NX; // clear NX: RW and X
+        let mut d = DirectMap::new(16384, DmapLeaf::G1);
+        d.change(0, GB_PAGES, Prot::NONE, exec);
+        assert_eq!(d.wx_leaves().collect::<Vec<_>>(), [(0, DmapLevel::G1)]);
+        d.change(1024 + 3, 1, Prot::NONE, RO);
+        let wx: Vec<_> = d.wx_leaves().collect();
+        assert_eq!(
+            wx.len(),
+            511 + 511,
+            "511 other 2M leaves, 511 other 4K pages"
+        );
+        assert!(wx.contains(&(512, DmapLevel::M2)) && wx.contains(&(1024 + 4, DmapLevel::K4)));
+        assert!(!wx.contains(&(1024 + 3, DmapLevel::K4)) && !wx.contains(&(1024, DmapLevel::M2)));
+        let all: Vec<_> = d.leaves();
+        assert_eq!(all.len(), 511 + 512);
+        assert_eq!(all.iter().filter(|l| l.2.is_wx()).count(), wx.len());
+        let ro: Vec<_> = d.leaves_where(|p| p == Prot::PAGE_KERNEL_RO.without(Prot::NX));
+        assert_eq!(
+            ro,
+            [(
+                1024 + 3,
+                DmapLevel::K4,
+                Prot::PAGE_KERNEL_RO.without(Prot::NX)
+            )]
+        );
+        let whole = DirectMap::new(16384, DmapLeaf::G1);
+        assert_eq!(
+            whole.leaves_where(|_| true),
+            [(0, DmapLevel::G1, Prot::PAGE_KERNEL)]
+        );
+        assert_eq!(whole.leaves_where(|_| false), []);
     }
 
     #[test]
