@@ -312,6 +312,23 @@ impl Frames {
 mod tests {
     use super::*;
 
+    /// Every kind of write logs its frame once until the log is taken, and
+    /// then again.
+    #[test]
+    fn writes_are_logged_once_per_frame_until_taken() {
+        let mut f = Frames::new(256);
+        f.write(3, 0, &[1]);
+        f.fill(130, 8, 16, 0xcc);
+        f.write(3, 9, &[2]);
+        f.zero(64);
+        f.write_text(200, 0, &Text::new(7, 100), 0..100);
+        assert_eq!(f.take_written(), [3, 130, 64, 200]);
+        assert!(f.take_written().is_empty());
+        f.write(130, 0, &[5]);
+        f.write(63, 0, &[5]);
+        assert_eq!(f.take_written(), [130, 63]);
+    }
+
     #[test]
     fn boot_garbage_is_deterministic_distinct_and_never_int3() {
         let f = Frames::new(64);
