@@ -426,3 +426,55 @@ fn cpa_on_an_unaligned_address_warns_and_changes_its_page() {
             .contains("at change_page_attr_set_clr")
     );
 }
+
+/// `PAGE_FLAGS_CHECK_AT_FREE` and `_AT_PREP` of v5.18
+/// (include/linux/page-flags.h), flag by flag: a page freed with one of lru,
+/// locked, private, private_2, writeback, reserved, slab, active,
+/// unevictable or mlocked set is a bad page, any other flag is cleared at
+/// free; a free page that has any flag when it is allocated is a bad page
+/// (node bits are not flags).
+#[test]
+fn the_flags_checked_at_free_and_at_allocation() {
+    use packmodel::machine::page::pg;
+    const AT_FREE: [&str; 10] = [
+        "lru",
+        "locked",
+        "private",
+        "private_2",
+        "writeback",
+        "reserved",
+        "slab",
+        "active",
+        "unevictable",
+        "mlocked",
+    ];
+    for bit in 0..pg::NR_PAGEFLAGS {
+        let name = pg::NAMES[bit as usize];
+        let mut m = Machine::new(MachineConfig {
+            nodes: 2,
+            ..Default::default()
+        });
+        let p = m.alloc_pages_node(Some(1), Gfp::KERNEL, 0).unwrap();
+        m.mm.page_mut(p).set_flag(bit);
+        m.__free_pages(p, 0);
+        let bad = bad_pages(&m);
+        if AT_FREE.contains(&name) {
+            assert_eq!(bad, [(p, "PAGE_FLAGS_CHECK_AT_FREE flag(s) set")], "{name}");
+            continue;
+        }
+        assert!(bad.is_empty(), "{name}: {bad:?}");
+        assert_eq!(
+            m.mm.page(p).flags() & ((1 << pg::NR_PAGEFLAGS) - 1),
+            0,
+            "{name} cleared"
+        );
+        m.mm.page_mut(p).set_flag(bit);
+        let q = m.alloc_pages_node(Some(1), Gfp::KERNEL, 0).unwrap();
+        assert_ne!(q, p, "{name}: the bad page is not handed out");
+        assert_eq!(
+            bad_pages(&m),
+            [(p, "PAGE_FLAGS_CHECK_AT_PREP flag(s) set")],
+            "{name}"
+        );
+    }
+}

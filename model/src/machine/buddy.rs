@@ -23,7 +23,7 @@
 use super::consts::{KDATA_START, MAX_ORDER};
 use super::lazy::LazyArray;
 use super::page::{
-    LIST_POISON1, LIST_POISON2, Memmap, PAGE_BUDDY_MAPCOUNT_VALUE, W_LRU_NEXT, W_LRU_PREV, page_ptr,
+    LIST_POISON1, LIST_POISON2, Memmap, PAGE_TYPE_BUDDY, W_LRU_NEXT, W_LRU_PREV, page_ptr,
 };
 
 const NONE: u32 = u32::MAX;
@@ -369,7 +369,7 @@ impl Buddy {
         page.set_word(W_LRU_NEXT, next_ptr);
         page.set_word(W_LRU_PREV, prev_ptr);
         page.set_private(order as u64);
-        page.set_mapcount_raw(PAGE_BUDDY_MAPCOUNT_VALUE);
+        page.set_mapcount_raw(PAGE_TYPE_BUDDY);
     }
 
     /// Sets (`on`) or clears the free bits of the block of `2^order` pages at
@@ -465,7 +465,11 @@ mod tests {
         assert_eq!(mm.page(p).word(W_LRU_PREV), LIST_POISON2);
         assert_eq!(mm.page(p).private(), 0);
         // The order-0 buddy that expand() freed is PageBuddy with order 0.
-        assert_eq!(mm.page(1).mapcount_raw(), PAGE_BUDDY_MAPCOUNT_VALUE);
+        assert_eq!(mm.page(1).mapcount_raw(), PAGE_TYPE_BUDDY);
+        assert_eq!(
+            PAGE_TYPE_BUDDY as u32, 0xffff_ff7f,
+            "page_type with PG_buddy clear"
+        );
         assert_eq!(mm.page(512).private(), 9);
         assert!(b.is_free(1000) && !b.is_free(0));
     }
@@ -689,7 +693,7 @@ mod tests {
                         "node {node} order {o} pfn {p:#x}"
                     );
                     assert_eq!(page.private(), o as u64);
-                    assert_eq!(page.mapcount_raw(), PAGE_BUDDY_MAPCOUNT_VALUE);
+                    assert_eq!(page.mapcount_raw(), PAGE_TYPE_BUDDY);
                     if at != head {
                         assert_eq!(at, lru, "the previous block's next");
                     }

@@ -99,8 +99,11 @@ pub const TAIL_MAPPING: u64 = 0x400 + POISON_POINTER_DELTA;
 pub const PAGE_MAPPING_FLAGS: u64 = 0x3;
 /// `COMPOUND_PAGE_DTOR` in `enum compound_dtor_id`.
 pub const COMPOUND_PAGE_DTOR: u8 = 1;
-/// `PAGE_BUDDY_MAPCOUNT_VALUE`: `_mapcount` of a free block's head (`PageBuddy`).
-pub const PAGE_BUDDY_MAPCOUNT_VALUE: i32 = -128;
+/// `_mapcount` of a free block's head (`PageBuddy`): since 4.18 it is
+/// `page_type`, which starts as -1 and `__SetPageBuddy()` clears `PG_buddy`
+/// (0x80) in (`include/linux/page-flags.h`: `PAGE_TYPE_BASE` 0xf0000000,
+/// `PG_buddy` 0x00000080), so 0xffffff7f.
+pub const PAGE_TYPE_BUDDY: i32 = !0x80;
 
 /// Word indices.
 pub const W_FLAGS: usize = 0;
