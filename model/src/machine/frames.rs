@@ -312,6 +312,107 @@ impl Frames {
 mod tests {
     use super::*;
 
+    /// Frames against the plainest model of them — 4 KiB of bytes each, boot
+    /// garbage at first — over random writes, fills, text pages and pieces,
+    /// and every way of reading and comparing them back.
+    #[test]
+    fn frames_hold_what_a_plain_byte_array_holds() {
+        const N: u64 = 6;
+        let mut f = Frames::new(N);
+        let mut plain: Vec<Vec<u8>> = (0..N)
+            .map(|p| (0..PS).map(|o| boot_byte(p, o)).collect())
+            .collect();
+        let texts = [
+            Text::new(11, 3 * PS as u32 + 100),
+            Text::new(12, 2 * PS as u32),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for step in 0..4000 {
+            let pfn = rnd(N as usize) as u64;
+            let off = if rnd(3) == 0 { 0 } else { rnd(PS) };
+            let len = if off == 0 && rnd(2) == 0 {
+                PS
+            } else {
+                1 + rnd(PS - off)
+            };
+            let page = &mut plain[pfn as usize];
+            match rnd(5) {
+                0 => {
+                    let data: Vec<u8> = (0..len).map(|_| rnd(256) as u8).collect();
+                    f.write(pfn, off, &data);
+                    page[off..off + len].copy_from_slice(&data);
+                }
+                1 => {
+                    let v = [0xcc, 0, rnd(256) as u8][rnd(3)];
+                    f.fill(pfn, off, len, v);
+                    page[off..off + len].fill(v);
+                }
+                2 => {
+                    let t = texts[rnd(2)];
+                    let start = rnd(t.len() - len + 1);
+                    let start = if len == PS && rnd(2) == 0 {
+                        start & !(PS - 1)
+                    } else {
+                        start
+                    };
+                    f.write_text(pfn, off, &t, start..start + len);
+                    t.read(start, &mut page[off..off + len]);
+                }
+                3 => {
+                    let data = vec![rnd(2) as u8 * 0xcc; len];
+                    f.write(pfn, off, &data);
+                    page[off..off + len].copy_from_slice(&data);
+                }
+                _ => {
+                    f.zero(pfn);
+                    page.fill(0);
+                }
+            }
+            // Read it all back, every way, at a random range.
+            let o = rnd(PS);
+            let n = 1 + rnd(PS - o);
+            let mut buf = vec![0; n];
+            for p in 0..N {
+                let want = &plain[p as usize];
+                f.read(p, o, &mut buf);
+                assert_eq!(buf, want[o..o + n], "step {step}: read {p} at {o:#x}+{n}");
+                let mut whole = vec![0; PS];
+                f.read(p, 0, &mut whole);
+                assert_eq!(&whole, want, "step {step}: whole frame {p}");
+                assert_eq!(f.byte(p, o), want[o]);
+                assert!(f.holds(p, o, &want[o..o + n]));
+                let mut other = want[o..o + n].to_vec();
+                other[n - 1] ^= 1;
+                assert!(!f.holds(p, o, &other), "step {step}: holds is exact");
+                let v = want[o];
+                let same = want[o..o + n].iter().all(|&b| b == v);
+                assert_eq!(f.all_equal(p, o, n, v), same, "step {step}: all_equal {p}");
+                for t in texts {
+                    let k = rnd(t.len() - n + 1);
+                    let mut tb = vec![0; n];
+                    t.read(k, &mut tb);
+                    assert_eq!(f.holds_text(p, o, &t, k..k + n), tb == want[o..o + n]);
+                }
+                if let Content::Text { text, off: to } = f.content(p) {
+                    let r = to as usize + o..to as usize + o + n;
+                    assert!(f.holds_text(p, o, &text, r.clone()), "its own text");
+                    if r.end < text.len() {
+                        let shifted = r.start + 1..r.end + 1;
+                        let mut tb = vec![0; n];
+                        text.read(shifted.start, &mut tb);
+                        assert_eq!(f.holds_text(p, o, &text, shifted), tb == want[o..o + n]);
+                    }
+                }
+            }
+        }
+    }
+
     /// Every kind of write logs its frame once until the log is taken, and
     /// then again.
     #[test]
