@@ -478,3 +478,125 @@ fn the_flags_checked_at_free_and_at_allocation() {
         );
     }
 }
+
+/// `__dump_page()` of a tail resolves its head (and prints the compound
+/// line from the first tail); a page whose `compound_head` points more than
+/// `MAX_ORDER_NR_PAGES` away, or above it, is dumped alone.
+#[test]
+fn a_page_dump_shows_the_head_of_a_sane_tail_only() {
+    use packmodel::machine::oops::PageDump;
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    let d = PageDump::capture(&m.mm, head + 5).to_string();
+    assert!(
+        d.contains(&format!(
+            "head:{:016x} order:9 compound_mapcount:0 compound_pincount:0",
+            0xffff_ea00_0000_0000u64 + head * 64
+        )),
+        "{d}"
+    );
+    assert_eq!(
+        d.matches("head: ").count(),
+        2,
+        "the head's raw words too:\n{d}"
+    );
+    let h = PageDump::capture(&m.mm, head).to_string();
+    assert!(h.contains("order:9") && !h.contains("head: "), "{h}");
+    let single = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let s = PageDump::capture(&m.mm, single).to_string();
+    assert!(!s.contains("order:") && !s.contains("head: "), "{s}");
+    // A tail bit pointing far below, or above the page: no head to show.
+    let p = 3000;
+    for bogus in [p - 1500, p + 1] {
+        let page = 0xffff_ea00_0000_0000u64 + bogus * 64;
+        m.mm.page_mut(p).set_word(W_LRU_NEXT, page | 1);
+        let s = PageDump::capture(&m.mm, p).to_string();
+        assert!(
+            !s.contains("head: ") && !s.contains("order:"),
+            "{bogus:#x}: {s}"
+        );
+    }
+}
+
+/// The x86 page-fault text: a NULL pointer dereference below 4 KiB, an
+/// unable-to-handle fault from there on.
+#[test]
+fn faults_below_a_page_are_null_pointer_dereferences() {
+    let mut m = machine();
+    let mut b = [0; 1];
+    for (addr, first) in [
+        (
+            0x10u64,
+            "BUG: kernel NULL pointer dereference, address: 0000000000000010",
+        ),
+        (
+            0xfff,
+            "BUG: kernel NULL pointer dereference, address: 0000000000000fff",
+        ),
+        (
+            0x1000,
+            "BUG: unable to handle page fault for address: 0000000000001000",
+        ),
+    ] {
+        let f = m.read(addr, &mut b).unwrap_err();
+        assert_eq!(f.to_string().lines().next(), Some(first));
+    }
+}
+
+/// The driver's static data is 16 aligned words at KDATA_START; anything
+/// else there, unaligned or past them, is a wild access.
+#[test]
+fn kernel_data_is_sixteen_words_and_nothing_else() {
+    use packmodel::machine::consts::KDATA_START;
+    let mut m = machine();
+    assert_eq!(
+        m.kmem_read(KDATA_START),
+        Some(DRIVER_LIST),
+        "an empty list points at itself"
+    );
+    assert_eq!(m.kmem_read(KDATA_START + 8), Some(DRIVER_LIST));
+    assert_eq!(m.kmem_read(KDATA_START + 15 * 8), Some(0));
+    assert_eq!(m.oopses().len(), 0);
+    assert_eq!(m.kmem_read(KDATA_START + 16 * 8), None);
+    assert_eq!(m.kmem_read(KDATA_START + 4), None);
+    assert_eq!(m.oopses().len(), 2);
+}
+
+/// Two pages on the driver's list, as list.h links them, and unlinked.
+#[test]
+fn the_driver_list_links_its_pages_as_list_h_does() {
+    let mut m = machine();
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let b = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    let (la, lb) = (page_lru(a), page_lru(b));
+    m.list_add(la, DRIVER_LIST).unwrap();
+    m.list_add(lb, DRIVER_LIST).unwrap();
+    let words = |m: &mut Machine, at: u64| (m.kmem_read(at).unwrap(), m.kmem_read(at + 8).unwrap());
+    assert_eq!(words(&mut m, DRIVER_LIST), (lb, la), "head: next b, prev a");
+    assert_eq!(words(&mut m, lb), (la, DRIVER_LIST));
+    assert_eq!(words(&mut m, la), (DRIVER_LIST, lb));
+    m.list_del(lb).unwrap();
+    assert_eq!(words(&mut m, DRIVER_LIST), (la, la));
+    assert_eq!(words(&mut m, la), (DRIVER_LIST, DRIVER_LIST));
+    assert_eq!(
+        words(&mut m, lb),
+        (LIST_POISON1, packmodel::machine::page::LIST_POISON2)
+    );
+}
+
+/// `split_page()` of a block whose head has no reference is the second of
+/// its two checks, one line further down.
+#[test]
+fn split_page_of_an_unreferenced_block_is_its_second_bug() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 2).unwrap();
+    m.mm.page_mut(head).set_refcount(0);
+    m.split_page(head, 2);
+    assert_eq!(
+        bug_lines(&m),
+        [
+            "page dumped because: VM_BUG_ON_PAGE(!page_count(page))",
+            "kernel BUG at mm/page_alloc.c:3516!",
+        ]
+    );
+}

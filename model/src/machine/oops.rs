@@ -310,24 +310,6 @@ impl Oops {
     pub fn is_bad_page(&self) -> bool {
         matches!(self, Oops::BadPage { .. })
     }
-
-    /// The pfn of the page the oops is about, if any.
-    pub fn pfn(&self) -> Option<u64> {
-        match self {
-            Oops::BadPage { dump, .. } => Some(dump.pfn),
-            Oops::Bug { dump, .. } => dump.as_ref().map(|d| d.pfn),
-            _ => None,
-        }
-    }
-
-    /// The first line, for one-line summaries.
-    pub fn headline(&self) -> String {
-        self.to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    }
 }
 
 impl fmt::Display for Oops {
