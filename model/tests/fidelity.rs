@@ -354,6 +354,43 @@ fn vmalloc_refuses_nothing_and_more_than_memory_but_not_all_of_it() {
     }
 }
 
+/// `__vmalloc_node_range()` refuses a size over `totalram_pages()` before it
+/// reserves an area or takes a page: what the next allocations get is what
+/// they would have got without the attempt (an attempt that took every free
+/// page and gave it back would leave the free lists in another order).
+#[test]
+fn a_vmalloc_larger_than_memory_takes_no_page() {
+    use packmodel::kernel::VmallocFlags;
+    use packmodel::machine::MachineConfig;
+    let cfg = MachineConfig {
+        mem_mib: 16,
+        ..Default::default()
+    };
+    let flags = VmallocFlags::default();
+    for kind in KernelKind::ALL {
+        let pfns = |attempt: bool| {
+            let mut k = kind.boot(cfg, Quirks::NONE);
+            let held = k.vmalloc(3 << 20, flags).unwrap();
+            let _ = k.vmalloc(5 << 20, flags).unwrap();
+            k.vfree(held);
+            if attempt {
+                assert!(k.vmalloc((16 << 20) + 1, flags).is_err(), "{kind:?}");
+            }
+            let a = k.vmalloc(6 << 20, flags).unwrap();
+            (0..6 << 8)
+                .map(|i| k.vmalloc_to_page(a, i << 12).unwrap().0)
+                .collect::<Vec<_>>()
+        };
+        let (with, without) = (pfns(true), pfns(false));
+        let first = with.iter().zip(&without).position(|(a, b)| a != b);
+        assert_eq!(
+            first.map(|i| (i, with[i], without[i])),
+            None,
+            "{kind:?}: (page, pfn after the attempt, pfn without it)"
+        );
+    }
+}
+
 /// A JIT whose binary cannot be allocated fails the load with `-ENOMEM`, on
 /// the error path and in `jit_subprogs()` alike.
 #[test]
