@@ -380,3 +380,54 @@ impl Optimised {
         self.jit_binary_pack_free(hdr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::frames::Content;
+
+    /// `RwBuffer::put` copies each page of the buffer the cheapest way that
+    /// gives the kernel's bytes: a page all of text as the text (no copy of a
+    /// megabyte program), a page or piece past the text as an INT3 fill, the
+    /// header's page as bytes. Every byte is what `text_poke_copy` of the
+    /// buffer gives.
+    #[test]
+    fn put_copies_text_pages_as_text_and_fills_the_rest() {
+        const PS: usize = PAGE_SIZE as usize;
+        let text = Text::new(9, 2 * PS as u32);
+        let rw = RwBuffer {
+            size: 4 * PAGE_SIZE,
+            image: HDR,
+            text: Some(text),
+        };
+        let mut frames = Frames::new(8);
+        // Pages 0-3: the buffer's pages in turn; page 4: a pack's page.
+        for page in 0..4 {
+            rw.put(&mut frames, page as u64, 0, page * PS..(page + 1) * PS);
+        }
+        // Page 1 is all text (from text offset PS - 8); page 2 holds its end.
+        assert!(matches!(frames.content(0), Content::Data(_)));
+        assert_eq!(
+            frames.content(1),
+            Content::Text {
+                text,
+                off: (PS - HDR as usize) as u32
+            }
+        );
+        assert!(matches!(frames.content(2), Content::Data(_)));
+        assert_eq!(frames.content(3), Content::Fill(0xcc));
+        // A piece past the text on a page of a pack (INT3 since the pack was
+        // made) leaves the page a fill: no buffer for a page of INT3.
+        frames.fill(4, 0, PS, 0xcc);
+        rw.put(&mut frames, 4, 512, 3 * PS..3 * PS + 1024);
+        assert_eq!(frames.content(4), Content::Fill(0xcc));
+        let mut want = vec![0xcc; 4 * PS];
+        want[..4].copy_from_slice(&rw.header());
+        text.read(0, &mut want[8..8 + text.len()]);
+        let mut got = vec![0; 4 * PS];
+        for page in 0..4 {
+            frames.read(page as u64, 0, &mut got[page * PS..(page + 1) * PS]);
+        }
+        assert!(got == want, "the bytes of the buffer");
+    }
+}
