@@ -438,3 +438,44 @@ fn vmallocinfo_lists_busy_and_unpurged_areas() {
         assert_eq!(k.vmap_view().unpurged, vec![], "{kind:?}");
     }
 }
+
+/// `bpf_jit_binary_pack_alloc()`: the binary is `size =
+/// round_up(proglen + sizeof(header) + 16, BPF_PROG_CHUNK_SIZE)` bytes; the
+/// image starts `start = (random % hole) & ~(alignment - 1)` bytes after the
+/// 8-byte header, where `hole = min(size - (proglen + 8), 64 - 8)`.
+#[test]
+fn the_image_starts_in_the_hole_the_jit_leaves() {
+    for (len, align, rand) in [
+        (64, 1, 55),
+        (64, 1, 56),
+        (100, 1, 15),
+        (100, 1, 23),
+        (64, 8, 47),
+    ] {
+        let mut k = KernelKind::Optimised.boot(Default::default(), Quirks::NONE);
+        let p = k.bpf_prog_load(&Text::new(3, len), align, rand).unwrap();
+        let img = &k.images()[p.0 as usize].image;
+        let size = (len as u64 + 8 + 16).div_ceil(64) * 64;
+        let hole = (size - (len as u64 + 8)).min(64 - 8);
+        let start = (rand as u64 % hole) & !(align as u64 - 1);
+        assert_eq!(
+            (img.text_start - img.header, img.alloc_size),
+            (8 + start, size),
+            "len {len} align {align} random {rand}"
+        );
+    }
+}
+
+/// A program larger than a pack gets a `module_alloc()` of
+/// `round_up(size, PAGE_SIZE)` of its own (`bpf_prog_pack_alloc()`), and its
+/// image spans all of it.
+#[test]
+fn an_oversize_image_spans_its_pages() {
+    let mut k = KernelKind::Optimised.boot(Default::default(), Quirks::NONE);
+    let len = (2 << 20) + 100_000;
+    let p = k.bpf_prog_load(&Text::new(3, len), 1, 0).unwrap();
+    let img = &k.images()[p.0 as usize].image;
+    let size = (len as u64 + 8 + 16).div_ceil(64) * 64;
+    assert_eq!(img.header % PAGE_SIZE, 0);
+    assert_eq!(img.alloc_size, size.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+}

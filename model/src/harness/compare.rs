@@ -169,8 +169,9 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                 }
             }
         }
-        // Both kernels' runs of one program fetched exactly its text.
-        (Obs::Text(a), Obs::Text(b)) if a == b => Equal,
+        // Both kernels' runs of one program fetched exactly its text: equal
+        // without materialising it (the arm below would find the same).
+        (Obs::Text(ra), Obs::Text(oa)) if ra == oa => Equal,
         (Obs::Bytes(_) | Obs::Text(_), Obs::Bytes(_) | Obs::Text(_)) => {
             let (a, b) = (r.bytes().expect("bytes"), o.bytes().expect("bytes"));
             let (a, b) = (&a[..], &b[..]);
@@ -312,6 +313,20 @@ mod tests {
         assert_eq!(
             cmp(&run, Obs::Text(a), Obs::Bytes(a.to_vec()), true),
             Comparison::Equal
+        );
+        // A divergence names the first byte that differs, or the lengths.
+        let (x, y) = (a.to_vec(), b.to_vec());
+        let i = x.iter().zip(&y).position(|(p, q)| p != q).unwrap();
+        assert_eq!(
+            cmp(&run, Obs::Text(a), Obs::Text(b), true),
+            Comparison::Divergent(format!(
+                "the bytes differ first at +{i}: reference {:#04x}, optimised {:#04x}\n",
+                x[i], y[i]
+            ))
+        );
+        assert_eq!(
+            cmp(&run, Obs::Text(a), Obs::Bytes(x[..100].to_vec()), true),
+            Comparison::Divergent("the lengths differ: reference 5000, optimised 100\n".into())
         );
     }
 

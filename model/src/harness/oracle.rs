@@ -828,3 +828,34 @@ fn touches_regions(op: &Op) -> bool {
             | Op::ProgFree { .. }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--oracle` takes each oracle by its slug, and nothing else.
+    #[test]
+    fn oracles_go_by_their_slugs_on_the_command_line() {
+        let slugs: Vec<String> = Oracle::ALL.iter().map(|o| o.slug()).collect();
+        assert_eq!(
+            slugs,
+            [
+                "bad-page-state",
+                "oops",
+                "wx",
+                "executable-content",
+                "alias-coherence",
+                "overlap",
+                "leak",
+                "fresh-page",
+                "vmap-space",
+                "differential"
+            ]
+        );
+        for o in Oracle::ALL {
+            assert_eq!(Oracle::from_slug(&o.slug()), Some(o));
+        }
+        assert_eq!(Oracle::from_slug("W^X"), None);
+        assert_eq!(Oracle::from_slug("bad page state"), None);
+    }
+}
