@@ -246,7 +246,7 @@ impl Invariants {
             }
         }
         let pages: u64 = v.unpurged.iter().map(|(a, b)| (b - a) / PAGE_SIZE).sum();
-        if pages != v.lazy_pages || v.lazy_pages > v.lazy_max_pages && v.lazy_max_pages > 0 {
+        if pages != v.lazy_pages || v.lazy_pages > v.lazy_max_pages {
             o.find(
                 Oracle::VmapSpace,
                 format!(

@@ -89,7 +89,8 @@ pub struct VmapView {
     pub unpurged: Vec<(u64, u64)>,
     /// `vmap_lazy_nr`: pages freed lazily and not yet purged.
     pub lazy_pages: u64,
-    /// `lazy_max_pages()`: above this, a free purges at once.
+    /// `lazy_max_pages()`: above this, a free purges at once (0 for a kernel
+    /// that never defers a purge).
     pub lazy_max_pages: u64,
 }
 
