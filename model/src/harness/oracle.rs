@@ -885,6 +885,51 @@ mod tests {
         inv.rmap_remove(99, a);
     }
 
+    /// A program run that fetched bytes other than the JIT's text is
+    /// reported where they first differ, even if both kernels fetched the
+    /// same (the differential comparison would not see it); its own text,
+    /// whole or its first bytes, is not.
+    #[test]
+    fn a_run_that_fetched_other_bytes_than_the_text_is_reported() {
+        use crate::harness::op::ProgId;
+        use crate::kernel::KernelKind;
+        use crate::kernel::Quirks;
+        let mut s = Session::new(KernelKind::Optimised, Default::default(), Quirks::NONE);
+        let load = Op::ProgLoad {
+            len: 100,
+            align: 1,
+            rand: 0,
+        };
+        assert!(s.step(&load).oopses.is_empty());
+        let text = s.kernel.images()[0].image.text.to_vec();
+        let run = Op::ProgRun { prog: ProgId(0) };
+        let findings = |bytes: Vec<u8>| {
+            let step = Step {
+                obs: Obs::Bytes(bytes),
+                oopses: vec![],
+            };
+            let mut out = Vec::new();
+            let mut o = Out {
+                out: &mut out,
+                op: Some(1),
+                kernel: "optimised",
+            };
+            Invariants::check_obs(&s, &run, &step, &mut o);
+            out.into_iter().map(|f| f.message).collect::<Vec<_>>()
+        };
+        assert_eq!(findings(text.clone()), [String::new(); 0]);
+        assert_eq!(findings(text[..10].to_vec()), [String::new(); 0]);
+        let mut bad = text.clone();
+        bad[42] ^= 0xff;
+        assert_eq!(
+            findings(bad.clone()),
+            [format!(
+                "bpf_prog_run(prog0) fetched {:#04x} at +42 where the JIT wrote {:#04x}\n",
+                bad[42], text[42]
+            )]
+        );
+    }
+
     /// `--oracle` takes each oracle by its slug, and nothing else.
     #[test]
     fn oracles_go_by_their_slugs_on_the_command_line() {

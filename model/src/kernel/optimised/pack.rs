@@ -929,6 +929,54 @@ mod tests {
         }
     }
 
+    /// The consistency check names each way the allocator's state can be
+    /// wrong (a checker that cannot fail checks nothing).
+    #[test]
+    fn check_consistency_finds_each_inconsistency() {
+        let broken = |f: &dyn Fn(&PackAlloc)| {
+            let (pa, mut src) = setup(2 * MIB, 3);
+            pa.alloc(64, &mut src).unwrap();
+            pa.alloc(2 * MIB, &mut src).unwrap();
+            ok(&pa);
+            f(&pa);
+            pa.check_consistency().unwrap_err()
+        };
+        // Slot 0: a pack with one chunk in use; slot 1: a full pack; slot 2: free.
+        assert_eq!(
+            broken(&|pa| pa.slots[2].used.store(DEAD | 1, Relaxed)),
+            "slot 2: free slot has a count of 1"
+        );
+        assert_eq!(
+            broken(&|pa| pa.slots[2].bitmap[3].store(0b101, Relaxed)),
+            "slot 2: free slot has 2 chunks set"
+        );
+        assert_eq!(
+            broken(&|pa| pa.slots[0].bitmap[0].store(0b111, Relaxed)),
+            "slot 0: count = 1 but 3 chunks set"
+        );
+        assert_eq!(
+            broken(&|pa| {
+                pa.slots[0].bitmap[0].store(0, Relaxed);
+                pa.slots[0].used.store(0, Relaxed);
+            }),
+            "slot 0: live pack with no chunk in use"
+        );
+        assert_eq!(
+            broken(&|pa| pa.slots[0].summary[0].store(0, Relaxed)),
+            format!(
+                "slot 0: summary word 0 is 0x0000000000000000, the words' room {:#018x}",
+                summary_of(0, 512, |w| u64::from(w == 0))
+            )
+        );
+        assert_eq!(
+            broken(&|pa| pa.slots[1].base.store(BASE + MIB, Relaxed)),
+            format!(
+                "packs in slots 0 and 1 overlap: {BASE:#x}, {:#x}",
+                BASE + MIB
+            )
+        );
+    }
+
     #[test]
     fn is_send_and_sync() {
         fn check<T: Send + Sync>() {}
