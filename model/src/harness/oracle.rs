@@ -917,8 +917,8 @@ mod tests {
             Invariants::check_obs(&s, &run, &step, &mut o);
             out.into_iter().map(|f| f.message).collect::<Vec<_>>()
         };
-        assert_eq!(findings(text.clone()), [String::new(); 0]);
-        assert_eq!(findings(text[..10].to_vec()), [String::new(); 0]);
+        assert!(findings(text.clone()).is_empty());
+        assert!(findings(text[..10].to_vec()).is_empty());
         let mut bad = text.clone();
         bad[42] ^= 0xff;
         assert_eq!(
