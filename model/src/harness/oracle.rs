@@ -387,14 +387,12 @@ impl Invariants {
 
     /// The executable vas that map frame `pfn`.
     fn exec_vas(&self, pfn: u64, out: &mut Vec<u64>) {
-        match (pfn < self.rmap.len() as u64).then(|| *self.rmap.get(pfn as usize)) {
-            Some(va) if va != 0 => {
-                out.push(va);
-                if let Some(more) = self.rmap_more.get(&pfn) {
-                    out.extend(more);
-                }
-            }
-            _ => {}
+        if pfn >= self.rmap.len() as u64 || *self.rmap.get(pfn as usize) == 0 {
+            return;
+        }
+        out.push(*self.rmap.get(pfn as usize));
+        if let Some(more) = self.rmap_more.get(&pfn) {
+            out.extend(more);
         }
     }
 
@@ -927,6 +925,40 @@ mod tests {
                 "bpf_prog_run(prog0) fetched {:#04x} at +42 where the JIT wrote {:#04x}\n",
                 bad[42], text[42]
             )]
+        );
+    }
+
+    /// A direct-map change alone — no page-table change, no write — that
+    /// makes a program page's alias writable is found after that op.
+    #[test]
+    fn a_writable_alias_of_program_text_is_found_when_the_direct_map_changes() {
+        use crate::kernel::{KernelKind, Quirks};
+        let mut s = Session::new(KernelKind::Optimised, Default::default(), Quirks::NONE);
+        let mut inv = Invariants::default();
+        let mut out = Vec::new();
+        let load = Op::ProgLoad {
+            len: 100,
+            align: 1,
+            rand: 0,
+        };
+        let step = s.step(&load);
+        inv.after_op(&mut s, 0, &load, &step, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let text = s.kernel.images()[0].image.text_start & !(PAGE_SIZE - 1);
+        let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(text).unwrap();
+        let m = s.kernel.machine_mut();
+        m.dmap.change(pfn, 1, Prot::RW, Prot::NONE);
+        let nothing = Op::DirectMapStats;
+        let step = s.step(&nothing);
+        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        let found: Vec<_> = out.iter().map(|f| (f.op, f.oracle)).collect();
+        assert_eq!(found, [(Some(1), Oracle::AliasCoherence)]);
+        assert!(
+            out[0]
+                .message
+                .starts_with(&format!("executable page {text:016x} (pfn {pfn:#x})")),
+            "{}",
+            out[0].message
         );
     }
 
