@@ -387,7 +387,7 @@ impl Invariants {
 
     /// The executable vas that map frame `pfn`.
     fn exec_vas(&self, pfn: u64, out: &mut Vec<u64>) {
-        if pfn >= self.rmap.len() as u64 || *self.rmap.get(pfn as usize) == 0 {
+        if *self.rmap.get(pfn as usize) == 0 {
             return;
         }
         out.push(*self.rmap.get(pfn as usize));
