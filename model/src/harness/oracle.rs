@@ -534,12 +534,24 @@ impl Invariants {
                     continue;
                 }
                 let page = &mut buf[(lo - va) as usize..(hi - va) as usize];
-                let matches = text.is_none_or(|t| {
-                    let k = (lo - img.text_start) as usize;
-                    t.holds(k, page)
-                });
-                if matches {
-                    page.fill(0xcc);
+                match text {
+                    None => page.fill(0xcc),
+                    Some(t) => {
+                        let k = (lo - img.text_start) as usize;
+                        if t.holds(k, page) {
+                            page.fill(0xcc);
+                        } else {
+                            // Keep only the bytes that differ, so that the
+                            // report names the first of them.
+                            let mut want = vec![0; page.len()];
+                            t.read(k, &mut want);
+                            for (b, w) in page.iter_mut().zip(want) {
+                                if *b == w {
+                                    *b = 0xcc;
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -958,6 +970,45 @@ mod tests {
                 .starts_with(&format!("executable page {text:016x} (pfn {pfn:#x})")),
             "{}",
             out[0].message
+        );
+    }
+
+    /// A byte of a live program's text overwritten in its frame is found
+    /// after the op that wrote it, and named as such.
+    #[test]
+    fn an_overwritten_byte_of_live_text_is_named() {
+        use crate::kernel::{KernelKind, Quirks};
+        let mut s = Session::new(KernelKind::Optimised, Default::default(), Quirks::NONE);
+        let mut inv = Invariants::default();
+        let mut out = Vec::new();
+        let load = Op::ProgLoad {
+            len: 100,
+            align: 1,
+            rand: 0,
+        };
+        let step = s.step(&load);
+        inv.after_op(&mut s, 0, &load, &step, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let a = s.kernel.images()[0].image.text_start + 10;
+        let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(a).unwrap();
+        let off = (a % PAGE_SIZE) as usize;
+        s.kernel.machine_mut().frames.write(pfn, off, &[0x90]);
+        let nothing = Op::DirectMapStats;
+        let step = s.step(&nothing);
+        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|f| (f.op, f.oracle, f.message.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                Some(1),
+                Oracle::ExecutableContent,
+                format!(
+                    "executable byte 0x90 at {a:016x} (pfn {pfn:#x} +{off:#x}): a live program's text overwritten\n"
+                )
+            )]
         );
     }
 
