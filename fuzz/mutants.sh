@@ -26,8 +26,8 @@
 # they are listed but do not fail the run. Only a missed mutant that is
 # neither equivalent (.cargo/mutants.toml) nor in the ledger does.
 #
-# `--missed-from DIR` runs only the mutants that DIR's run missed or timed
-# out on (by name without line numbers), for after the tests have changed.
+# `--missed-from DIR` runs only the mutants that DIR's run missed
+# (by name without line numbers), for after the tests have changed.
 #
 # `--report DIR...` runs nothing: it prints the same summary for earlier
 # runs' output directories taken together: a mutant's outcomes in a later
@@ -91,7 +91,7 @@ else
 import json, re, sys
 for o in json.load(open(sys.argv[1]))["outcomes"]:
     m = o["scenario"].get("Mutant") if isinstance(o["scenario"], dict) else None
-    if m and o["summary"] in ("MissedMutant", "Timeout"):
+    if m and o["summary"] == "MissedMutant":
         file, rest = re.match(r"([^:]+):\d+:\d+: (.*)", m["name"]).groups()
         print(f"^{re.escape(file)}:\\d+:\\d+: {re.escape(rest)}$")
 EOF
