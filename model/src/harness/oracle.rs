@@ -417,28 +417,26 @@ impl Invariants {
     }
 
     /// Re-reads the leaves of `start..start+len` into the executable map;
-    /// returns the pages that are executable now.
+    /// returns the pages that are executable now. A logged range starts where a leaf that changed started
+    /// (`PageTables::note`), and a part of a huge leaf changes only by
+    /// splitting it, which logs the whole huge leaf first: so no executable
+    /// leaf straddles `start`. (Were that ever false, the final sweep's
+    /// comparison of the executable map would panic.)
     fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<u64> {
         let end = start + len;
-        let first: Option<u64> = self
-            .exec
-            .range(..start)
-            .next_back()
-            .filter(|(va, (_, n))| **va + n * PAGE_SIZE > start)
-            .map(|(va, _)| *va);
-        let old: Vec<u64> = first
-            .into_iter()
-            .chain(self.exec.range(start..end).map(|(va, _)| *va))
-            .collect();
+        let old: Vec<u64> = self.exec.range(start..end).map(|(va, _)| *va).collect();
         for va in old {
             let (pfn, pages) = self.exec.remove(&va).expect("listed");
             for i in 0..pages {
                 self.rmap_remove(pfn + i, va + i * PAGE_SIZE);
             }
         }
-        let (lo, hi) = (first.map_or(start, |f| f.min(start)), end);
         let mut now = Vec::new();
-        for leaf in m.pgtables.leaves_in(lo, hi).filter(|l| l.prot.executable()) {
+        for leaf in m
+            .pgtables
+            .leaves_in(start, end)
+            .filter(|l| l.prot.executable())
+        {
             let pages = leaf.level.size() / PAGE_SIZE;
             self.exec.insert(leaf.va, (leaf.pfn, pages));
             for i in 0..pages {
