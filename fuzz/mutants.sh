@@ -34,7 +34,8 @@
 # directory replace an earlier one's (mutants are matched by name without
 # line numbers), so a run of the missed ones on newer code updates them,
 # e.g. `fuzz/mutants.sh --out NEW --missed-from OLD`. A missed mutant that .cargo/mutants.toml now lists as equivalent is
-# counted as equivalent, not missed.
+# counted as equivalent, not missed, and mutants of code that is no longer
+# there (by `cargo mutants --list` now) are left out.
 #
 # Exit status: 0 if no mutant was missed outside the ledger, 1 if one was, 2
 # on bad usage.
@@ -66,6 +67,11 @@ if [ -n "$report" ]; then
         [ -f "$f" ] || { echo "fuzz/mutants.sh: $f: no such file (expected a cargo-mutants output directory)" >&2; exit 2; }
         outcomes+=("$f")
     done
+    # Mutants of code since removed or changed do not count.
+    current=$(mktemp)
+    cargo mutants -p packmodel -f 'model/src/kernel/**' -f 'model/src/machine/**' \
+        -f model/src/harness/oracle.rs -f model/src/harness/compare.rs -f model/src/harness/run.rs \
+        --list >"$current"
 else
     [ ${#args[@]} -gt 0 ] || args=(kernel machine oracles)
     command -v cargo-mutants >/dev/null || {
@@ -108,7 +114,7 @@ EOF
     outcomes=("$out/mutants.out/outcomes.json")
 fi
 
-python3 - "$ledger" "${outcomes[@]}" <<'EOF'
+python3 - "$ledger" "${current:-}" "${outcomes[@]}" <<'EOF'
 import json, re, sys, tomllib
 from collections import Counter
 
@@ -129,13 +135,20 @@ KIND = {"CaughtMutant": "caught", "MissedMutant": "missed", "Unviable": "unviabl
 # A later run's outcomes for a mutant (named without line numbers, which
 # move as the code does) replace an earlier run's.
 latest = {}
-for path in sys.argv[2:]:
+present = {bare(l) for l in open(sys.argv[2])} if sys.argv[2] else None
+for path in sys.argv[3:]:
     run = {}
     for o in json.load(open(path))["outcomes"]:
         m = o["scenario"].get("Mutant") if isinstance(o["scenario"], dict) else None
         if m:
             run.setdefault(bare(m["name"]), []).append((m["name"], m["file"], KIND.get(o["summary"], o["summary"])))
     latest.update(run)
+if present is not None:
+    latest = {
+        k: v
+        for k, v in latest.items()
+        if k in present or any(r.search(name) for name, _, _ in v for r in equivalent)
+    }
 counts, missed = {}, []
 for name, f, kind in sorted(x for outcomes in latest.values() for x in outcomes):
     if kind == "missed" and any(r.search(name) for r in equivalent):
