@@ -1218,6 +1218,11 @@ mod tests {
         // The layout of `used`: count in bits 0-39, generation in 40-62, DEAD 63.
         assert_eq!(COUNT, 0x0000_00ff_ffff_ffff);
         assert_eq!(GEN, 0x7fff_ff00_0000_0000);
+        assert_eq!(
+            GEN,
+            ((1 << GEN_BITS) - 1) << COUNT_BITS,
+            "GEN_BITS names them"
+        );
         assert_eq!(DEAD, 0x8000_0000_0000_0000);
         assert_eq!(released(0), DEAD | (COUNT + 1));
         assert_eq!(released(GEN), DEAD, "the last generation wraps to 0");
