@@ -977,6 +977,21 @@ mod tests {
         );
     }
 
+    /// The empty summary, computed without the words, is the summary of an
+    /// empty bitmap of any length, its last summary word partial or not.
+    #[test]
+    fn empty_summary_is_the_summary_of_no_chunks_in_use() {
+        for words in 1..=40usize {
+            for i in 0..words.div_ceil(PER) {
+                assert_eq!(
+                    empty_summary(i, words),
+                    summary_of(i, words, |_| 0),
+                    "summary word {i} of {words} words"
+                );
+            }
+        }
+    }
+
     #[test]
     fn is_send_and_sync() {
         fn check<T: Send + Sync>() {}
