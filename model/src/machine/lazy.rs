@@ -67,21 +67,6 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
         *self.get_mut(i) = v;
     }
 
-    /// The values other than the default, with their indices, in order
-    /// (for checks that recompute the array; skips unwritten chunks).
-    pub fn non_default(&self) -> impl Iterator<Item = (usize, T)> + '_
-    where
-        T: PartialEq,
-    {
-        (self.chunks.iter().enumerate())
-            .filter_map(|(c, chunk)| chunk.as_ref().map(|chunk| (c, chunk)))
-            .flat_map(move |(c, chunk)| {
-                (chunk.iter().enumerate())
-                    .filter(move |&(_, v)| *v != self.default)
-                    .map(move |(i, v)| (c * N + i, *v))
-            })
-    }
-
     /// Chunks allocated so far (for reports and tests).
     pub fn chunks_allocated(&self) -> usize {
         self.chunks.iter().filter(|c| c.is_some()).count()
@@ -101,16 +86,5 @@ mod tests {
         assert_eq!(*a.get(130), 7);
         assert_eq!(*a.get(131), 0);
         assert_eq!(a.chunks_allocated(), 1);
-    }
-
-    #[test]
-    fn non_default_lists_what_was_written_in_order() {
-        let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
-        assert_eq!(a.non_default().count(), 0);
-        for (i, v) in [(999, 3), (130, 7), (0, 1), (131, 0), (64, 2)] {
-            a.set(i, v);
-        }
-        let got: Vec<(usize, u32)> = a.non_default().collect();
-        assert_eq!(got, [(0, 1), (64, 2), (130, 7), (999, 3)]);
     }
 }
