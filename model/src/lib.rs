@@ -8,9 +8,12 @@
 //!   CPA, CPU — shared by both kernels;
 //! - [`kernel`]: the kernel API ([`kernel::Kernel`]) and its implementations;
 //! - [`harness`]: ops, traces, runs, oracles and reports;
+//! - [`guest`]: a real kernel under QEMU as one more source of observations
+//!   (ground truth, DESIGN §11);
 //! - the `packmodel` binary and the fuzz targets are thin front ends.
 
 pub mod bench;
+pub mod guest;
 pub mod harness;
 pub mod kernel;
 pub mod machine;

@@ -46,8 +46,21 @@ enum Cmd {
     /// Run a text trace on both kernels (or one) and print each op, what each
     /// kernel showed, and the verdict.
     Replay {
-        /// The trace (`*.trace`).
-        file: PathBuf,
+        /// The trace (`*.trace`); several with `--on linux` (one boot).
+        #[arg(required = true, num_args = 1..)]
+        file: Vec<PathBuf>,
+        /// Also run the traces on a real kernel under QEMU and compare it
+        /// with the model's fixed kernel: `linux` (Debian's 6.1 as
+        /// `linux/setup.sh` prepares it) or `linux=VMLINUX` (an
+        /// `initramfs.cpio.gz` built for it beside it: `linux/setup.sh --tree`).
+        #[arg(long, value_name = "linux[=VMLINUX]")]
+        on: Option<String>,
+        /// The guest's time limit, in seconds, for the whole boot.
+        #[arg(long, default_value_t = 120)]
+        guest_timeout: u64,
+        /// Extra kernel command-line words for the guest.
+        #[arg(long, default_value = "", hide = true)]
+        guest_append: String,
         /// Run one kernel only.
         #[arg(long, value_parser = kernel_name)]
         kernel: Option<KernelKind>,
@@ -200,10 +213,33 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Replay {
             file,
+            on: Some(on),
+            guest_timeout,
+            guest_append,
             kernel,
             quirks,
             json,
-        } => cmd_replay(&file, kernel, quirks.as_deref(), json),
+        } => {
+            if kernel.is_some() || quirks.is_some() || json {
+                Err(Usage(
+                    "--on linux compares with the model's fixed kernel: no --kernel, --quirks or --json".into(),
+                ))
+            } else {
+                cmd_replay_linux(&file, &on, guest_timeout, guest_append)
+            }
+        }
+        Cmd::Replay {
+            file,
+            kernel,
+            quirks,
+            json,
+            ..
+        } => match &file[..] {
+            [one] => cmd_replay(one, kernel, quirks.as_deref(), json),
+            _ => Err(Usage(
+                "replay takes one trace (several only with --on linux)".into(),
+            )),
+        },
         Cmd::Fmt { file, quirks } => cmd_fmt(&file, &quirks),
         Cmd::Encode { file, out, force } => cmd_encode(&file, &out, force),
         Cmd::Hunt {
@@ -321,6 +357,71 @@ fn cmd_replay(
         out!("{}", render(&name, &t, quirks, &r));
     }
     Ok(exit_code(&r))
+}
+
+/// `replay --on linux[=VMLINUX] FILE…`: every trace parsed first (a bad one
+/// is status 2 before any boot), one boot for all, then each trace's replay
+/// table with the `linux` column.
+fn cmd_replay_linux(
+    paths: &[PathBuf],
+    on: &str,
+    timeout: u64,
+    append: String,
+) -> Result<u8, Usage> {
+    use packmodel::guest::{GuestConfig, run_traces};
+    use packmodel::harness::run::run_with_linux;
+    let mut cfg = match on.split_once('=') {
+        None if on == "linux" => GuestConfig::in_build_dir(&default_guest_dir()),
+        Some(("linux", vmlinux)) => {
+            let v = PathBuf::from(vmlinux);
+            let dir = v.parent().unwrap_or(Path::new(".")).to_path_buf();
+            GuestConfig {
+                kernel: v,
+                ..GuestConfig::in_build_dir(&dir)
+            }
+        }
+        _ => {
+            return Err(Usage(format!(
+                "--on: expected linux or linux=VMLINUX, not {on}"
+            )));
+        }
+    };
+    cfg.timeout = std::time::Duration::from_secs(timeout);
+    cfg.append = append;
+    let mut traces = Vec::new();
+    let mut texts = Vec::new();
+    for p in paths {
+        let t = load_trace(p)?;
+        texts.push((p.display().to_string(), read_text(p)?));
+        traces.push(t);
+    }
+    let guest = run_traces(&cfg, &texts).map_err(|e| Usage(e.to_string()))?;
+    let mut code = 0;
+    for ((name, _), (t, got)) in texts.iter().zip(traces.iter().zip(guest.traces)) {
+        let steps = got.map_err(|e| Usage(format!("{name}: the guest agent stopped: {e}")))?;
+        let r = run_with_linux(t, steps);
+        out!(
+            "{}",
+            render(name, t, Quirks::default(), &r).replacen(
+                " on optimised (",
+                &format!(" on optimised and linux {} (", guest.release),
+                1
+            )
+        );
+        outln!();
+        code = code.max(exit_code(&r));
+    }
+    Ok(code)
+}
+
+/// Where `linux/setup.sh` puts Debian's pinned kernel:
+/// `$PACKMODEL_GUEST_DIR`, or `linux/build/debian-6.1.0-57-amd64` in the
+/// source tree this binary was built from.
+fn default_guest_dir() -> PathBuf {
+    match std::env::var_os("PACKMODEL_GUEST_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../linux/build/debian-6.1.0-57-amd64"),
+    }
 }
 
 fn cmd_fmt(path: &Path, quirks: &str) -> Result<u8, Usage> {

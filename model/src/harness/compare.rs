@@ -52,7 +52,14 @@ pub struct Expect<'a> {
 
 /// Compares the reference's `r` with the optimised kernel's `o` for `op`.
 pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
+    compare_named(op, ["reference", "optimised"], r, o, x)
+}
+
+/// Compares what the kernels `names` showed, `r` and `o`, for `op`: any two
+/// sources of observations (two model kernels, a model kernel and Linux).
+pub fn compare_named(op: &Op, names: [&str; 2], r: &Obs, o: &Obs, x: &Expect) -> Comparison {
     use Comparison::*;
+    let [rn, on] = names;
     let (shadow, within_budget) = (x.shadow, x.within_budget);
     if let Op::PageIndex { page } = op {
         match x.driver.page(*page).index {
@@ -63,7 +70,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                 };
             }
             Some(v) => {
-                for (name, got) in [("reference", r), ("optimised", o)] {
+                for (name, got) in [(rn, r), (on, o)] {
                     if *got != Obs::Word(v) && matches!(got, Obs::Word(_)) {
                         return Divergent(format!(
                             "page_index(pg{}) on the {name} kernel is {got}, but the driver set it to {v:#x}\n",
@@ -91,7 +98,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
         _ => None,
     };
     if let Some((page, what, want)) = known {
-        for (name, got) in [("reference", r), ("optimised", o)] {
+        for (name, got) in [(rn, r), (on, o)] {
             if matches!(got, Obs::Count(_) | Obs::Word(_)) && *got != want {
                 return Divergent(format!(
                     "{what} of pg{} on the {name} kernel is {got}, where the driver's own references and stores make it {want}\n",
@@ -105,7 +112,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
         // since the 2026 fix also for split subpages): the driver's own value
         // or 0 is the only right answer.
         let want = x.driver.page(*page).private.unwrap_or(0);
-        for (name, got) in [("reference", r), ("optimised", o)] {
+        for (name, got) in [(rn, r), (on, o)] {
             if matches!(got, Obs::Word(w) if *w != want) {
                 return Divergent(format!(
                     "page_private(pg{}) on the {name} kernel is {got}, where it should be {want:#x}: a value the driver never stored\n",
@@ -139,7 +146,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
     }
     // A jump into a program's own text lands at the offset it was aimed at.
     if let Op::ProgProbe { prog, off } = op {
-        for (name, got) in [("reference", r), ("optimised", o)] {
+        for (name, got) in [(rn, r), (on, o)] {
             if let Obs::Landing(Landing::OwnText(k)) = got {
                 if i64::from(*k) != i64::from(*off) {
                     return Divergent(format!(
@@ -153,11 +160,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
     match (r, o) {
         (Obs::Err(a), Obs::Err(b)) if a == b => BothFailedAlike,
         (Obs::Err(Errno::Enomem), Obs::Ok) | (Obs::Ok, Obs::Err(Errno::Enomem)) => {
-            let who = if matches!(r, Obs::Err(_)) {
-                "reference"
-            } else {
-                "optimised"
-            };
+            let who = if matches!(r, Obs::Err(_)) { rn } else { on };
             if within_budget {
                 Divergent(format!(
                     "the {who} kernel ran out of memory within the declared memory budget\n"
@@ -177,7 +180,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
             let (a, b) = (&a[..], &b[..]);
             match op {
                 Op::Vread { area, off, .. } => {
-                    for (name, got) in [("reference", a), ("optimised", b)] {
+                    for (name, got) in [(rn, a), (on, b)] {
                         if let Some(mm) = shadow.check(*area, *off, got) {
                             return Divergent(format!(
                                 "the {name} kernel read {:#04x} at v{} + {:#x} where the driver had written {:#04x}\n",
@@ -188,7 +191,7 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                     Equal
                 }
                 _ if a == b => Equal,
-                _ => Divergent(first_difference(a, b)),
+                _ => Divergent(first_difference(names, a, b)),
             }
         }
         (Obs::Landing(a), Obs::Landing(b)) => {
@@ -196,10 +199,10 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
                 Equal
             } else if matches!(a, Landing::OwnText(_)) || matches!(b, Landing::OwnText(_)) {
                 Divergent(format!(
-                    "a jump into the program's own text: reference {a}, optimised {b}\n"
+                    "a jump into the program's own text: {rn} {a}, {on} {b}\n"
                 ))
             } else if a.is_bug() != b.is_bug() {
-                Divergent(format!("the same jump: reference {a}, optimised {b}\n"))
+                Divergent(format!("the same jump: {rn} {a}, {on} {b}\n"))
             } else {
                 Incomparable {
                     why: "the jump lands outside the program's own text, where the layouts differ",
@@ -209,21 +212,17 @@ pub fn compare(op: &Op, r: &Obs, o: &Obs, x: &Expect) -> Comparison {
         }
         (Obs::Fault(_), Obs::Fault(_)) | (Obs::Oopsed, Obs::Oopsed) if r == o => BothFailedAlike,
         _ if r == o => Equal,
-        _ => Divergent(format!("reference: {r}; optimised: {o}\n")),
+        _ => Divergent(format!("{rn}: {r}; {on}: {o}\n")),
     }
 }
 
-fn first_difference(a: &[u8], b: &[u8]) -> String {
+fn first_difference([an, bn]: [&str; 2], a: &[u8], b: &[u8]) -> String {
     match a.iter().zip(b).position(|(x, y)| x != y) {
         Some(i) => format!(
-            "the bytes differ first at +{i}: reference {:#04x}, optimised {:#04x}\n",
+            "the bytes differ first at +{i}: {an} {:#04x}, {bn} {:#04x}\n",
             a[i], b[i]
         ),
-        None => format!(
-            "the lengths differ: reference {}, optimised {}\n",
-            a.len(),
-            b.len()
-        ),
+        None => format!("the lengths differ: {an} {}, {bn} {}\n", a.len(), b.len()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod decode;
 pub mod driver;
 pub mod encode;
+pub mod ground;
 pub mod hunt;
 pub mod json;
 pub mod obs;

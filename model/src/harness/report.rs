@@ -46,9 +46,12 @@ pub fn render(path: &str, trace: &Trace, quirks: Quirks, run: &Run) -> String {
         .max()
         .unwrap_or(4)
         .clamp(4, 48);
+    let linux = run.steps.iter().any(|st| st.linux.is_some());
     let _ = write!(s, " op  line  {:width$}  {:OBS_WIDTH$}", "call", names[0]);
     if names.len() == 2 {
         let _ = write!(s, "  {}", names[1]);
+    } else if linux {
+        let _ = write!(s, "  linux");
     }
     s.push('\n');
     for (i, (text, step)) in lines.iter().zip(&run.steps).enumerate() {
@@ -78,11 +81,18 @@ pub fn render(path: &str, trace: &Trace, quirks: Quirks, run: &Run) -> String {
                 _ => String::new(),
             };
             let _ = write!(s, "{first:OBS_WIDTH$}  {second}{tag}");
+        } else if let Some(l) = &step.linux {
+            let _ = write!(s, "{first:OBS_WIDTH$}  {}", linux_cell(l));
         } else {
             let _ = write!(s, "{first}");
         }
         s.truncate(s.trim_end().len());
         s.push('\n');
+        if let Some(l) = &step.linux {
+            for line in &l.step.log {
+                let _ = writeln!(s, "           | linux: {line}");
+            }
+        }
         for (k, oopses) in step.oopses.iter().enumerate() {
             for o in oopses {
                 for l in o.to_string().lines() {
@@ -92,11 +102,50 @@ pub fn render(path: &str, trace: &Trace, quirks: Quirks, run: &Run) -> String {
         }
     }
     s.push('\n');
+    if linux {
+        s.push_str(&linux_summary(run));
+        s.push('\n');
+    }
     s.push_str(&counters(&names, run));
     s.push('\n');
     s.push_str(&verdict(trace, &lines, &run.findings));
     if let Some(f) = run.findings.first() {
         s.push_str(&pictures(trace, quirks, run, f));
+    }
+    s
+}
+
+/// What Linux showed for one op: `=` when it agrees with the model, else
+/// its observation and the comparison's tag.
+fn linux_cell(l: &super::run::LinuxStep) -> String {
+    use super::compare::Comparison;
+    match &l.cmp {
+        Some(Comparison::Equal | Comparison::BothFailedAlike) => "=".into(),
+        Some(c) => format!("{}  {}", l.step, c.tag()),
+        None => format!("{}  (not compared)", l.step),
+    }
+}
+
+/// How the ops compared with Linux, and each incomparable reason's count.
+fn linux_summary(run: &Run) -> String {
+    use super::compare::Comparison;
+    use std::collections::BTreeMap;
+    let (mut equal, mut divergent, mut not_compared) = (0, 0, 0);
+    let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in run.steps.iter().filter_map(|st| st.linux.as_ref()) {
+        match &l.cmp {
+            Some(Comparison::Equal | Comparison::BothFailedAlike) => equal += 1,
+            Some(Comparison::Incomparable { why: w, .. }) => *why.entry(w).or_default() += 1,
+            Some(Comparison::Divergent(_)) => divergent += 1,
+            None => not_compared += 1,
+        }
+    }
+    let incomparable: usize = why.values().sum();
+    let mut s = format!(
+        "linux: {equal} equal, {incomparable} incomparable, {divergent} divergent, {not_compared} not compared\n"
+    );
+    for (w, n) in why {
+        let _ = writeln!(s, "  {n:3} × incomparable: {w}");
     }
     s
 }

@@ -5,6 +5,7 @@
 use super::budget::Budget;
 use super::compare::{Comparison, Expect, compare};
 use super::decode::Gen;
+use super::ground::{GuestStep, View, compare_ground, model_view};
 use super::obs::Obs;
 use super::op::{AreaId, Op};
 use super::oracle::{Finding, Invariants, Oracle};
@@ -23,6 +24,18 @@ pub struct RunStep {
     /// The oopses each kernel printed during the op.
     pub oopses: Vec<Vec<Oops>>,
     /// The comparison, when two kernels ran and were still comparable.
+    pub cmp: Option<Comparison>,
+    /// What a real kernel showed for the op, when the run has one.
+    pub linux: Option<LinuxStep>,
+}
+
+/// A real kernel's step beside the model's (DESIGN §11).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxStep {
+    pub step: GuestStep,
+    /// What the model showed of the same state.
+    pub model_view: View,
+    /// `None` once the model and Linux are no longer compared.
     pub cmp: Option<Comparison>,
 }
 
@@ -69,7 +82,30 @@ pub fn run(trace: &Trace, kinds: &[KernelKind], quirks: Quirks) -> Run {
 /// Runs `trace` on freshly booted `kernels` (reference first when there are
 /// two).
 pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
+    run_inner(trace, kernels, None)
+}
+
+/// Runs `trace` on the model's fixed kernel (the optimised one with no
+/// quirks) and compares every op, teardown included, with what a real kernel
+/// showed (`linux`, one step per op: [`teardown_ops`] after the trace's).
+pub fn run_with_linux(trace: &Trace, linux: Vec<GuestStep>) -> Run {
+    let kernel = KernelKind::Optimised.boot(trace.config, Quirks::default());
+    run_inner(trace, vec![kernel], Some(linux))
+}
+
+/// The ops a run performs after the trace's own: every driver cleans up and
+/// frees its areas, every program unloads (what a guest performs too).
+pub fn teardown_ops(trace: &Trace) -> Vec<Op> {
+    let mut scope = Gen::new(trace.config);
+    for op in &trace.ops {
+        scope.push(op.clone());
+    }
+    teardown(&scope)
+}
+
+fn run_inner(trace: &Trace, kernels: Vec<Box<dyn Kernel>>, linux: Option<Vec<GuestStep>>) -> Run {
     assert!(!kernels.is_empty() && kernels.len() <= 2);
+    assert!(linux.is_none() || kernels.len() == 1);
     let n = kernels.len();
     let mut x = Runner {
         sessions: kernels.into_iter().map(Session::with_kernel).collect(),
@@ -80,6 +116,8 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
         findings: Vec::new(),
         stopped_comparing: None,
         scope: Gen::new(trace.config),
+        linux: linux.map(|l| l.into_iter()),
+        linux_stopped: false,
     };
     for (i, op) in trace.ops.iter().enumerate() {
         x.step(i, op);
@@ -120,6 +158,9 @@ struct Runner {
     stopped_comparing: Option<usize>,
     /// Live objects and the driver's state, as the trace defines them.
     scope: Gen,
+    /// A real kernel's steps, in op order, when the run compares with one.
+    linux: Option<std::vec::IntoIter<GuestStep>>,
+    linux_stopped: bool,
 }
 
 impl Runner {
@@ -131,6 +172,7 @@ impl Runner {
             obs: Vec::with_capacity(self.sessions.len()),
             oopses: Vec::with_capacity(self.sessions.len()),
             cmp: None,
+            linux: None,
         };
         for (s, inv) in self.sessions.iter_mut().zip(self.inv.iter_mut()) {
             let st = s.step(op);
@@ -157,11 +199,81 @@ impl Runner {
             }
             step.cmp = Some(c);
         }
+        if let Some(got) = self.linux.as_mut().map(Iterator::next) {
+            step.linux = Some(self.compare_linux(i, op, got, &step, within));
+        }
         // Compared and checked: keep what reports need, not megabytes.
         step.obs.iter_mut().for_each(Obs::compact);
         self.shadow.observe(op);
         self.scope.push(op.clone());
         self.steps.push(step);
+    }
+
+    /// Compares the real kernel's step for op `i` with the model's.
+    fn compare_linux(
+        &mut self,
+        i: usize,
+        op: &Op,
+        got: Option<GuestStep>,
+        step: &RunStep,
+        within_budget: bool,
+    ) -> LinuxStep {
+        let model_view = model_view(&self.sessions[0], op);
+        let Some(got) = got else {
+            if !self.linux_stopped {
+                self.findings.push(Finding {
+                    op: Some(i),
+                    oracle: Oracle::Differential,
+                    kernel: "optimised vs linux",
+                    message: "the guest gave no observation for this op (or any after it)\n".into(),
+                });
+            }
+            self.linux_stopped = true;
+            return LinuxStep {
+                step: GuestStep {
+                    value: super::ground::GuestValue::NotPerformed("no observation".into()),
+                    view: View::default(),
+                    log: Vec::new(),
+                },
+                model_view,
+                cmp: None,
+            };
+        };
+        if self.linux_stopped {
+            return LinuxStep {
+                step: got,
+                model_view,
+                cmp: None,
+            };
+        }
+        let expect = Expect {
+            shadow: &self.shadow,
+            driver: &self.scope.driver,
+            within_budget,
+        };
+        let c = compare_ground(
+            op,
+            &step.obs[0],
+            &step.oopses[0],
+            &model_view,
+            &got,
+            &expect,
+        );
+        match &c {
+            Comparison::Divergent(msg) => self.findings.push(Finding {
+                op: Some(i),
+                oracle: Oracle::Differential,
+                kernel: "optimised vs linux",
+                message: msg.clone(),
+            }),
+            Comparison::Incomparable { stop: true, .. } => self.linux_stopped = true,
+            _ => {}
+        }
+        LinuxStep {
+            step: got,
+            model_view,
+            cmp: Some(c),
+        }
     }
 
     fn sweep(&mut self) {

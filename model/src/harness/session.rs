@@ -68,6 +68,16 @@ impl Session {
         self.pages.get(id as usize).copied().flatten()
     }
 
+    /// How many areas the trace has asked for so far (the last is the newest).
+    pub fn areas_made(&self) -> usize {
+        self.areas.len()
+    }
+
+    /// How many pages the trace has taken so far (the last is the newest).
+    pub fn pages_taken(&self) -> usize {
+        self.pages.len()
+    }
+
     /// The trace's program id of a kernel program handle.
     pub fn prog_id(&self, prog: Prog) -> ProgId {
         self.prog_ids[prog.0 as usize]

@@ -1,0 +1,474 @@
+//! Ground truth (DESIGN §11): what a real Linux kernel showed for each op of
+//! a trace, in the form the model's observations take, and its comparison
+//! with the model's fixed kernel (the optimised one with no quirks).
+//!
+//! The guest agent (`linux/agent`) performs each op through the
+//! `packmodel_guest` module and prints one [`GuestStep`] per op as a JSON
+//! line; besides the op's value it reports the state the op touched, as the
+//! model can show it too ([`View`]): an area's `vm_struct` (`page_order`,
+//! `nr_pages`), a page's `struct page` words, the mapping level and
+//! protection of an address and of its direct-map alias
+//! (`lookup_address()`), and the kernel log lines the op printed.
+//!
+//! Every comparison is equal, incomparable with a named reason, or
+//! divergent, as between the two model kernels ([`compare_named`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::compare::{Comparison, Expect, compare_named};
+use super::obs::Obs;
+use super::op::Op;
+use super::session::Session;
+use crate::kernel::Errno;
+use crate::machine::consts::PAGE_SIZE;
+use crate::machine::direct_map::{DirectMapStats, DmapLevel};
+use crate::machine::oops::{FaultCause, Oops};
+use crate::machine::pgtable::Level;
+use crate::machine::prot::Prot;
+
+/// A mapping as `lookup_address()` shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// `PG_LEVEL_4K` = 1, `PG_LEVEL_2M` = 2, `PG_LEVEL_1G` = 3; 0: not mapped.
+    pub level: u8,
+    pub rw: bool,
+    pub nx: bool,
+}
+
+impl Mapping {
+    pub const NONE: Mapping = Mapping {
+        level: 0,
+        rw: false,
+        nx: false,
+    };
+
+    fn of(level: u8, prot: Prot) -> Self {
+        if !prot.present() {
+            return Self::NONE;
+        }
+        Mapping {
+            level,
+            rw: prot.writable(),
+            nx: !prot.executable(),
+        }
+    }
+
+    fn level_name(self) -> &'static str {
+        match self.level {
+            0 => "none",
+            1 => "4K",
+            2 => "2M",
+            3 => "1G",
+            _ => "?",
+        }
+    }
+}
+
+impl std::fmt::Display for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.level == 0 {
+            return f.write_str("unmapped");
+        }
+        let rw = if self.rw { "RW" } else { "RO" };
+        let x = if self.nx { "NX" } else { "X" };
+        write!(f, "{} {rw} {x}", self.level_name())
+    }
+}
+
+/// A vmalloc area's `vm_struct`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AreaState {
+    /// `vm->nr_pages`.
+    pub nr_pages: u64,
+    /// `vm->page_order`: 9 when PMD-mapped (`is_vm_area_hugepages()`).
+    pub page_order: u8,
+}
+
+/// A `struct page`'s words as a driver can read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageState {
+    /// `PageTail()` / `PageHead()`: "tail", "head" or "single".
+    pub compound: Compound,
+    /// `page_ref_count()`.
+    pub refcount: i32,
+    /// `atomic_read(&page->_mapcount)` (-1 when not mapped to user space).
+    pub mapcount: i32,
+    pub mapping: u64,
+    pub index: u64,
+    pub private: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compound {
+    #[default]
+    Single,
+    Head,
+    Tail,
+}
+
+/// The state an op touched, as both a guest and the model can show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<AreaState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageState>,
+    /// The mapping of the address the op names (an area's start, `vN + off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmap: Option<Mapping>,
+    /// The mapping of that page's direct-map alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Mapping>,
+}
+
+/// An op's value as the guest saw it: [`Obs`] for the ops a guest performs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestValue {
+    Ok,
+    /// `-ENOMEM`, `-EINVAL`, `-EFAULT` (by name).
+    Err(String),
+    /// Bytes read, as hex.
+    Bytes(String),
+    Count(i32),
+    Word(u64),
+    /// The op's own access faulted (the model's oops), with the cause.
+    Fault(String),
+    /// A stale pointer's load would fault (probed with
+    /// `copy_from_kernel_nofault()`).
+    NoAccess(String),
+    /// The object the op names was never created.
+    Skipped,
+    /// `/proc/meminfo`'s `DirectMap*` and `/proc/vmstat`'s split counters.
+    DirectMap(GuestDirectMap),
+    /// The guest does not perform this op (yet): why.
+    NotPerformed(String),
+}
+
+/// The direct-map counters as the guest's `/proc` files give them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestDirectMap {
+    pub directmap_4k_kb: u64,
+    pub directmap_2m_kb: u64,
+    pub directmap_1g_kb: u64,
+    pub level2_splits: u64,
+    pub level3_splits: u64,
+}
+
+/// One op as the guest performed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStep {
+    pub value: GuestValue,
+    #[serde(default)]
+    pub view: View,
+    /// What the kernel logged during the op (`/dev/kmsg`, warnings and
+    /// worse), one line per entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+}
+
+/// One line of the agent's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestLine {
+    /// The guest is up: `uname -r` and the direct-map counters before any trace.
+    Hello { release: String },
+    /// Trace `trace` (in the order given) starts; its ops and teardown follow.
+    Begin { trace: usize, ops: usize },
+    /// Op `op` of trace `trace` (the teardown's ops follow the trace's).
+    Step {
+        trace: usize,
+        op: usize,
+        step: GuestStep,
+    },
+    /// The agent could not go on with trace `trace`: why.
+    Error { trace: usize, message: String },
+    /// Every trace ran.
+    Done,
+}
+
+impl GuestValue {
+    /// The model's observation for this value; `None` for what has none.
+    pub fn to_obs(&self) -> Option<Obs> {
+        Some(match self {
+            GuestValue::Ok => Obs::Ok,
+            GuestValue::Err(e) => Obs::Err(match e.as_str() {
+                "ENOMEM" => Errno::Enomem,
+                "EINVAL" => Errno::Einval,
+                "EFAULT" => Errno::Efault,
+                _ => return None,
+            }),
+            GuestValue::Bytes(hex) => Obs::Bytes(from_hex(hex)?),
+            GuestValue::Count(n) => Obs::Count(*n),
+            GuestValue::Word(w) => Obs::Word(*w),
+            GuestValue::Fault(c) => Obs::Fault(cause(c)?),
+            GuestValue::NoAccess(c) => Obs::NoAccess(cause(c)?),
+            GuestValue::DirectMap(d) => Obs::DirectMap(DirectMapStats {
+                directmap_4k_kb: d.directmap_4k_kb,
+                directmap_2m_kb: d.directmap_2m_kb,
+                directmap_1g_kb: d.directmap_1g_kb,
+                direct_map_level2_splits: d.level2_splits,
+                direct_map_level3_splits: d.level3_splits,
+            }),
+            GuestValue::Skipped | GuestValue::NotPerformed(_) => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for GuestStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.value, self.value.to_obs()) {
+            (GuestValue::NotPerformed(why), _) => write!(f, "not performed ({why})")?,
+            (GuestValue::Skipped, _) => f.write_str("skipped")?,
+            (_, Some(o)) => write!(f, "{o}")?,
+            (v, None) => write!(f, "{v:?}")?,
+        }
+        write!(f, "{}", self.view)
+    }
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(a) = self.area {
+            write!(f, " [order {} × {} pages]", a.page_order, a.nr_pages)?;
+        }
+        if let Some(p) = self.page {
+            write!(
+                f,
+                " [{:?} ref {} map {} mapping {:#x} index {:#x} private {:#x}]",
+                p.compound, p.refcount, p.mapcount, p.mapping, p.index, p.private
+            )?;
+        }
+        if let Some(m) = self.vmap {
+            write!(f, " [vmap {m}]")?;
+        }
+        if let Some(m) = self.alias {
+            write!(f, " [alias {m}]")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn cause(name: &str) -> Option<FaultCause> {
+    [
+        FaultCause::NotPresent,
+        FaultCause::WriteToReadOnly,
+        FaultCause::ExecNx,
+        FaultCause::NonCanonical,
+    ]
+    .into_iter()
+    .find(|c| c.name() == name)
+}
+
+/// The state `op` touched on a model kernel, after the op ran on it: what
+/// the guest reports for the same op.
+pub fn model_view(s: &Session, op: &Op) -> View {
+    let k = &s.kernel;
+    let m = k.machine();
+    let vmap_of = |va: u64| match m.pgtables.lookup(va) {
+        Some(l) => {
+            let level = if l.level == Level::Pmd { 2 } else { 1 };
+            let pfn = l.pfn + (va - l.va) / PAGE_SIZE;
+            (Mapping::of(level, l.prot), Some(pfn))
+        }
+        None => (Mapping::NONE, None),
+    };
+    let alias_of = |pfn: u64| match m.dmap.lookup(pfn) {
+        Some((prot, level, _)) => Mapping::of(
+            match level {
+                DmapLevel::K4 => 1,
+                DmapLevel::M2 => 2,
+                DmapLevel::G1 => 3,
+            },
+            prot,
+        ),
+        None => Mapping::NONE,
+    };
+    let page_of = |pfn: u64| {
+        let p = m.mm.page(pfn);
+        PageState {
+            compound: if p.is_tail() {
+                Compound::Tail
+            } else if p.is_head() {
+                Compound::Head
+            } else {
+                Compound::Single
+            },
+            refcount: p.refcount(),
+            mapcount: p.mapcount_raw(),
+            mapping: p.mapping(),
+            index: p.index(),
+            private: p.private(),
+        }
+    };
+    let mut v = View::default();
+    let at = |area: u32, off: u64| s.area(area).map(|a| k.area_addr(a) + off);
+    match op {
+        Op::Vmalloc { .. } | Op::Kvmalloc { .. } | Op::VmallocNode { .. } => {
+            let Some(addr) = (s.areas_made().checked_sub(1)).and_then(|id| at(id as u32, 0)) else {
+                return v;
+            };
+            let (vmap, pfn) = vmap_of(addr);
+            let size = (k.regions().into_iter())
+                .find(|r| r.start == addr)
+                .map_or(0, |r| r.size);
+            v.area = Some(AreaState {
+                nr_pages: size / PAGE_SIZE,
+                page_order: if vmap.level == 2 { 9 } else { 0 },
+            });
+            v.vmap = Some(vmap);
+            v.alias = pfn.map(alias_of);
+        }
+        Op::SetMemory { area, off, .. } => {
+            if let Some(addr) = at(area.0, *off) {
+                let (vmap, pfn) = vmap_of(addr);
+                v.vmap = Some(vmap);
+                v.alias = pfn.map(alias_of);
+            }
+        }
+        Op::VmallocToPage { .. } => {
+            if let Some(p) = s.page(s.pages_taken().saturating_sub(1) as u32) {
+                v.page = Some(page_of(p.0));
+                v.alias = Some(alias_of(p.0));
+            }
+        }
+        _ => {
+            if let Some(p) = op.page().and_then(|id| s.page(id.0)) {
+                v.page = Some(page_of(p.0));
+                v.alias = Some(alias_of(p.0));
+            }
+        }
+    }
+    v
+}
+
+/// `Bad page state` reasons in a guest's log lines (`page dumped because:`).
+pub fn bad_page_reasons(log: &[String]) -> Vec<&str> {
+    log.iter()
+        .filter_map(|l| l.split_once("page dumped because: ").map(|(_, r)| r.trim()))
+        .collect()
+}
+
+/// Compares what Linux showed for `op` with what the model's fixed kernel
+/// showed (`model`, its `oopses` and `view`).
+pub fn compare_ground(
+    op: &Op,
+    model: &Obs,
+    oopses: &[Oops],
+    view: &View,
+    linux: &GuestStep,
+    x: &Expect,
+) -> Comparison {
+    use Comparison::*;
+    let names = ["optimised", "linux"];
+    let lv = match (&linux.value, linux.value.to_obs()) {
+        (GuestValue::NotPerformed(_), _) => {
+            return Incomparable {
+                why: "the guest does not perform BPF program ops yet (ground truth part 2)",
+                stop: false,
+            };
+        }
+        (GuestValue::Skipped, _) if matches!(model, Obs::Skipped(..)) => return BothFailedAlike,
+        (_, Some(o)) => o,
+        (v, None) => {
+            return Divergent(format!(
+                "linux: an observation the model has no form for: {v:?}\n"
+            ));
+        }
+    };
+    // Bad page state: the model runs with CONFIG_DEBUG_VM's checks at free;
+    // Debian's 6.1 has no DEBUG_VM, so an order-0 page freed to the per-cpu
+    // lists is checked only when the list is drained to the buddy
+    // (free_pcp_prepare(), bulkfree_pcp_prepare() in mm/page_alloc.c).
+    let model_bad: Vec<&str> = (oopses.iter())
+        .filter_map(|o| match o {
+            Oops::BadPage { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    let linux_bad = bad_page_reasons(&linux.log);
+    if model_bad != linux_bad {
+        if linux_bad.is_empty() {
+            return Incomparable {
+                why: "Bad page state: the model checks every free as CONFIG_DEBUG_VM does; 6.1 without it checks an order-0 page only when the per-cpu list drains (free_pcp_prepare())",
+                stop: false,
+            };
+        }
+        return Divergent(format!(
+            "Bad page state: optimised {model_bad:?}, linux {linux_bad:?}\n"
+        ));
+    }
+    if let Op::DirectMapStats = op {
+        return Incomparable {
+            why: "direct-map counters: the guest's direct map is its own size and was split at boot (kernel text, the boot-time BPF pack, module loading)",
+            stop: false,
+        };
+    }
+    if let (Obs::Err(Errno::Enomem), Obs::Ok) = (model, &lv) {
+        return Incomparable {
+            why: "memory size: the model's machine is smaller than the guest's",
+            stop: true,
+        };
+    }
+    let c = compare_named(op, names, model, &lv, x);
+    if !matches!(c, Equal | BothFailedAlike) {
+        return c;
+    }
+    compare_views(view, &linux.view).unwrap_or(c)
+}
+
+/// The views' first difference, if any: a divergence, or incomparable where
+/// the guest's direct map is legitimately more split than the model's.
+fn compare_views(m: &View, l: &View) -> Option<Comparison> {
+    let div = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+        Some(Comparison::Divergent(format!(
+            "{what}: optimised {a:?}, linux {b:?}\n"
+        )))
+    };
+    if let (Some(a), Some(b)) = (m.area, l.area) {
+        if a != b {
+            return div("vm_struct (nr_pages, page_order)", &a, &b);
+        }
+    }
+    if let (Some(a), Some(b)) = (m.page, l.page) {
+        if a != b {
+            return div("struct page", &a, &b);
+        }
+    }
+    if let (Some(a), Some(b)) = (m.vmap, l.vmap) {
+        if a != b {
+            return Some(Comparison::Divergent(format!(
+                "the mapping (lookup_address): optimised {a}, linux {b}\n"
+            )));
+        }
+    }
+    if let (Some(a), Some(b)) = (m.alias, l.alias) {
+        if (a.rw, a.nx, a.level == 0) != (b.rw, b.nx, b.level == 0) || b.level > a.level {
+            return Some(Comparison::Divergent(format!(
+                "the direct-map alias (lookup_address): optimised {a}, linux {b}\n"
+            )));
+        }
+        if b.level < a.level {
+            return Some(Comparison::Incomparable {
+                why: "direct-map leaf size: the guest's alias sits in a leaf that boot-time activity had already split",
+                stop: false,
+            });
+        }
+    }
+    None
+}
