@@ -176,8 +176,18 @@ static long fault(unsigned long start, size_t len, bool write)
 
 static long do_read(unsigned long src, size_t len)
 {
+	unsigned long a;
+
 	if (len > PMG_MAX_PAYLOAD)
 		return -EINVAL;
+	/*
+	 * What the page tables say, not what a TLB may still hold: vfree()
+	 * clears the PTEs at once but flushes the TLB lazily, so a stale
+	 * pointer's load could still hit for a while, depending on timing.
+	 */
+	for (a = src & PAGE_MASK; a < src + len; a += PAGE_SIZE)
+		if (!(map_info(a) & PMG_MAP_PRESENT))
+			return fault(a, 1, false);
 	if (copy_from_kernel_nofault(payload, (void *)src, len))
 		return fault(src, len, false);
 	rsp.len = len;

@@ -120,7 +120,19 @@ pub fn run_traces(cfg: &GuestConfig, traces: &[(String, String)]) -> Result<Gues
         cfg.append
     );
     let mut child = Command::new(QEMU)
-        .args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m"])
+        .args([
+            "-accel",
+            "tcg",
+            "-icount",
+            "shift=0,sleep=off",
+            "-rtc",
+            "base=2026-01-01T00:00:00,clock=vm",
+            "-cpu",
+            "max,-rdrand,-rdseed",
+            "-smp",
+            "1",
+            "-m",
+        ])
         .arg(format!("{}M", cfg.mem_mib))
         .args([
             "-nographic",

@@ -112,14 +112,18 @@ fn set_memory_on_a_driver_area_follows_the_alias_rule() {
 }
 
 /// `__vmalloc_node(size, align, …)`: the lowest address of the vmalloc range
-/// with that alignment (`alloc_vmap_area()`), and `NULL` where there is none.
+/// with that alignment (`alloc_vmap_area()`), and `NULL` where there is none —
+/// or where no free gap has room for `size + align - 1` bytes, the length
+/// `__alloc_vmap_area()` searches by for alignments above a page: with the
+/// range 32 TiB long, 2^45 already fails (Linux 6.1 returned `NULL` for it in
+/// `replay --on linux corpus/examples/vmalloc-align.trace`), 2^44 does not.
 #[test]
 fn vmalloc_node_gives_the_alignment_asked_for_or_fails() {
     use packmodel::harness::obs::Obs;
     use packmodel::kernel::Errno;
     let body = "a = __vmalloc_node(20K, 0x8000, GFP_KERNEL)\n\
-        b = __vmalloc_node(4K, 0x200000000000, GFP_KERNEL)\n\
-        c = __vmalloc_node(4K, 0x400000000000, GFP_KERNEL)\n";
+        b = __vmalloc_node(4K, 0x100000000000, GFP_KERNEL)\n\
+        c = __vmalloc_node(4K, 0x200000000000, GFP_KERNEL)\n";
     for kind in KernelKind::ALL {
         let t = trace(body);
         let mut s = Session::new(kind, t.config, Quirks::NONE);
@@ -127,7 +131,7 @@ fn vmalloc_node_gives_the_alignment_asked_for_or_fails() {
         assert_eq!(obs, [Obs::Ok, Obs::Ok, Obs::Err(Errno::Enomem)], "{kind:?}");
         let addr = |i| s.kernel.area_addr(s.area(i).unwrap());
         assert_eq!(addr(0) % 0x8000, 0, "{kind:?}");
-        assert_eq!(addr(1), 0xffff_e000_0000_0000, "{kind:?}");
+        assert_eq!(addr(1), 0xffff_d000_0000_0000, "{kind:?}");
     }
 }
 

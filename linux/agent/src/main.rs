@@ -214,9 +214,9 @@ impl Guest {
                 }
                 let slot = (self.area_base + area.0) % SLOTS;
                 let r = m.call(module::STALE_READ, slot, [*off, 0, 0], u64::from(*len), &[])?;
-                match fault_or(r, false, GuestValue::Ok)? {
+                let bytes = GuestValue::Bytes(to_hex(&r.payload));
+                match fault_or(r, false, bytes)? {
                     GuestValue::Fault(c) => GuestValue::NoAccess(c),
-                    GuestValue::Ok => GuestValue::Bytes(String::new()),
                     v => v,
                 }
             }
@@ -417,6 +417,18 @@ fn direct_map() -> io::Result<GuestDirectMap> {
     })
 }
 
+/// What the kernel says when an op goes wrong: `bad_page()`, `WARN()`,
+/// `BUG()`, CPA's complaints, `warn_alloc()` for vmalloc.
+const KEEP: [&str; 7] = [
+    "BUG:",
+    "page dumped because:",
+    "WARNING:",
+    "CPA",
+    "vmap allocation",
+    "vmalloc error",
+    "kernel BUG",
+];
+
 /// The kernel log (`/dev/kmsg`), read from where the agent last stopped.
 struct Kmsg(File);
 
@@ -430,8 +442,10 @@ impl Kmsg {
         Ok(Kmsg(f))
     }
 
-    /// The records logged since the last call at `KERN_WARNING` or worse,
-    /// their message text only (a record is `prio,seq,usec,flags;text`).
+    /// The records logged since the last call at `KERN_WARNING` or worse
+    /// that say what went wrong ([`KEEP`]), their message text only (a record
+    /// is `prio,seq,usec,flags;text`): not the stack traces and memory
+    /// summaries that follow them, which differ from boot to boot.
     fn drain(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         let mut buf = vec![0u8; 8192];
@@ -448,8 +462,9 @@ impl Kmsg {
                         .next()
                         .and_then(|p| p.parse().ok())
                         .unwrap_or(7);
-                    if prio & 7 <= 4 {
-                        lines.push(text.lines().next().unwrap_or("").to_string());
+                    let text = text.lines().next().unwrap_or("");
+                    if prio & 7 <= 4 && KEEP.iter().any(|k| text.contains(k)) {
+                        lines.push(text.to_string());
                     }
                 }
                 // EPIPE: records were overwritten before we read them.

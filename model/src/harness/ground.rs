@@ -110,6 +110,10 @@ pub enum Compound {
 /// The state an op touched, as both a guest and the model can show it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
+    /// The model only: no free order-9 block was left after the op, so a
+    /// huge-eligible area fell back to order 0 for want of one.
+    #[serde(skip)]
+    pub no_order9: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<AreaState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +337,7 @@ pub fn model_view(s: &Session, op: &Op) -> View {
             });
             v.vmap = Some(vmap);
             v.alias = pfn.map(alias_of);
+            v.no_order9 = !m.has_free_block(9);
         }
         Op::SetMemory { area, off, .. } => {
             if let Some(addr) = at(area.0, *off) {
@@ -441,6 +446,12 @@ fn compare_views(m: &View, l: &View) -> Option<Comparison> {
         )))
     };
     if let (Some(a), Some(b)) = (m.area, l.area) {
+        if (a.page_order, b.page_order) == (0, 9) && m.no_order9 {
+            return Some(Comparison::Incomparable {
+                why: "huge fallback: the model's smaller machine had no free order-9 block left; the guest had one",
+                stop: false,
+            });
+        }
         if a != b {
             return div("vm_struct (nr_pages, page_order)", &a, &b);
         }

@@ -127,6 +127,12 @@ impl Machine {
         m
     }
 
+    /// Whether the buddy allocator holds a free block of `order` or larger
+    /// (on any node).
+    pub fn has_free_block(&self, order: u32) -> bool {
+        (order..consts::MAX_ORDER).any(|o| self.buddy.nr_free(o) > 0)
+    }
+
     pub fn nr_pages(&self) -> u64 {
         self.mm.nr_pages()
     }

@@ -67,6 +67,9 @@ pub enum Sabotage {
     /// log, so the incremental oracles never see the pack become executable:
     /// the end-of-run sweep must find the drift (and panic: a model bug).
     HideExecChanges,
+    /// `vmalloc_huge()` never maps with PMDs (the ground-truth comparison:
+    /// Linux shows `page_order` 9 where the model shows 0).
+    NoHugeVmalloc,
 }
 
 /// Everything but the pack allocator: the machine, vmalloc state, and the

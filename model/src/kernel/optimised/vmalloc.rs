@@ -66,7 +66,7 @@ impl Core {
         } else {
             vm.allow_huge
         };
-        if !wants_huge {
+        if !wants_huge || self.sabotage == Some(super::Sabotage::NoHugeVmalloc) {
             return PAGE_SHIFT;
         }
         let size_per_node = size / self.m.nr_nodes() as u64;

@@ -33,19 +33,26 @@ impl VmapSpace {
     }
 
     /// `size` bytes (guard included) at the lowest `align`ed address that is
-    /// not reserved.
+    /// not reserved. As in `__alloc_vmap_area()`, an alignment above a page
+    /// looks for a free gap of `size + align - 1` bytes, the adjusted length
+    /// `find_vmap_lowest_match()` descends by (the kernel may still take a
+    /// smaller gap that its walk passes; the model takes none), so an
+    /// alignment close to the range's size fails, as Linux 6.1 showed.
     pub fn find(&mut self, size: u64, align: u64) -> Option<u64> {
         let up = |x: u64| x.checked_add(align - 1).map(|v| v & !(align - 1));
-        let mut cand = up(self.start)?;
-        for (&s, &e) in &self.reserved {
-            if cand.checked_add(size)? <= s {
-                break;
-            }
-            cand = up(cand.max(e))?;
-        }
-        if cand.checked_add(size)? > self.end {
-            return None;
-        }
+        let length = if align > PAGE_SIZE {
+            size.checked_add(align - 1)?
+        } else {
+            size
+        };
+        let starts = self.reserved.keys().copied().chain([self.end]);
+        let ends = [self.start]
+            .into_iter()
+            .chain(self.reserved.values().copied());
+        let cand = ends.zip(starts).find_map(|(gs, ge)| {
+            let cand = up(gs)?;
+            (ge.checked_sub(gs)? >= length && cand.checked_add(size)? <= ge).then_some(cand)
+        })?;
         self.reserved.insert(cand, cand + size);
         Some(cand)
     }

@@ -25,22 +25,29 @@ impl VmapSpace {
     }
 
     /// Reserves `size` bytes plus a guard page at the lowest `align`ed address
-    /// that fits (`align` a power of two; below a page, a page). An alignment
-    /// no address of the range has fails.
+    /// that fits (`align` a power of two; below a page, a page). Like
+    /// `__alloc_vmap_area()`, an alignment above a page searches for a free
+    /// gap of `size + align - 1` bytes (`find_vmap_lowest_match()`'s adjusted
+    /// length), so a gap that only an exact placement would fit is passed
+    /// over, and an alignment close to the range's size fails (Linux 6.1
+    /// showed it: `replay --on linux corpus/examples/vmalloc-align.trace`).
     pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
         let align = align.max(PAGE_SIZE);
         let up = |x: u64| x.checked_add(align - 1).map(|v| v & !(align - 1));
         let need = size.checked_add(PAGE_SIZE)?;
-        let mut cand = up(self.start)?;
-        for (&s, &e) in &self.used {
-            if cand.checked_add(need)? <= s {
-                break;
-            }
-            cand = up(cand.max(e))?;
-        }
-        if cand.checked_add(need)? > self.end {
-            return None;
-        }
+        let length = if align > PAGE_SIZE {
+            need.checked_add(align - 1)?
+        } else {
+            need
+        };
+        // The free gaps in address order: from each range's end (or the
+        // start) to the next range's start (or the end).
+        let starts = self.used.keys().copied().chain([self.end]);
+        let ends = [self.start].into_iter().chain(self.used.values().copied());
+        let cand = ends.zip(starts).find_map(|(gs, ge)| {
+            let cand = up(gs)?;
+            (ge.checked_sub(gs)? >= length && cand.checked_add(need)? <= ge).then_some(cand)
+        })?;
         self.used.insert(cand, cand + need);
         Some(cand)
     }
