@@ -60,6 +60,7 @@ else
 	if [ ! -f "$out/vmlinux" ]; then
 		step "the kernel image package linux-image-$KV (downloaded, not installed)"
 		dl=$(mktemp -d)
+		chmod 755 "$dl" # apt downloads as _apt
 		(cd "$dl" && apt-get download -qq "linux-image-$KV")
 		dpkg-deb --fsys-tarfile "$dl"/linux-image-"${KV}"_*.deb |
 			tar -x -C "$dl" "./boot/vmlinuz-$KV"

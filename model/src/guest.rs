@@ -84,6 +84,28 @@ pub struct GuestRun {
     /// Per trace, in the order given: its steps (ops, then teardown), or
     /// why the agent stopped.
     pub traces: Vec<Result<Vec<GuestStep>, String>>,
+    /// The agent's lines as it printed them (a recording's body).
+    pub raw: String,
+}
+
+/// A recorded boot: the traces (as given on the command line) and the
+/// agent's lines. `replay --on linux --record FILE` writes one; the tests
+/// replay the committed one against the model without a guest.
+pub fn recording(names: &[String], run: &GuestRun) -> String {
+    let head = serde_json::json!({ "traces": names });
+    format!("{head}\n{}", run.raw)
+}
+
+/// Reads a recording: the trace names and the boot's answers.
+pub fn read_recording(text: &str) -> Result<(Vec<String>, GuestRun), String> {
+    let (head, body) = text.split_once('\n').ok_or("an empty recording")?;
+    #[derive(serde::Deserialize)]
+    struct Head {
+        traces: Vec<String>,
+    }
+    let h: Head = serde_json::from_str(head).map_err(|e| format!("line 1: {e}"))?;
+    let run = parse_answers(body, h.traces.len())?;
+    Ok((h.traces, run))
 }
 
 /// The QEMU binary.
@@ -236,7 +258,11 @@ pub fn parse_answers(text: &str, n: usize) -> Result<GuestRun, String> {
     if !done {
         return Err("the agent stopped before it had run every trace".into());
     }
-    Ok(GuestRun { release, traces })
+    Ok(GuestRun {
+        release,
+        traces,
+        raw: text.replace('\r', ""),
+    })
 }
 
 /// The last lines of the guest's console.

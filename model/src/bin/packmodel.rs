@@ -58,6 +58,10 @@ enum Cmd {
         /// The guest's time limit, in seconds, for the whole boot.
         #[arg(long, default_value_t = 120)]
         guest_timeout: u64,
+        /// With `--on linux`: write the guest's answers to this file (a
+        /// recording the tests replay without a guest).
+        #[arg(long)]
+        record: Option<PathBuf>,
         /// Extra kernel command-line words for the guest.
         #[arg(long, default_value = "", hide = true)]
         guest_append: String,
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
             on: Some(on),
             guest_timeout,
             guest_append,
+            record,
             kernel,
             quirks,
             json,
@@ -225,7 +230,7 @@ fn main() -> ExitCode {
                     "--on linux compares with the model's fixed kernel: no --kernel, --quirks or --json".into(),
                 ))
             } else {
-                cmd_replay_linux(&file, &on, guest_timeout, guest_append)
+                cmd_replay_linux(&file, &on, guest_timeout, guest_append, record.as_deref())
             }
         }
         Cmd::Replay {
@@ -367,8 +372,9 @@ fn cmd_replay_linux(
     on: &str,
     timeout: u64,
     append: String,
+    record: Option<&Path>,
 ) -> Result<u8, Usage> {
-    use packmodel::guest::{GuestConfig, run_traces};
+    use packmodel::guest::{GuestConfig, recording, run_traces};
     use packmodel::harness::run::run_with_linux;
     let mut cfg = match on.split_once('=') {
         None if on == "linux" => GuestConfig::in_build_dir(&default_guest_dir()),
@@ -396,6 +402,11 @@ fn cmd_replay_linux(
         traces.push(t);
     }
     let guest = run_traces(&cfg, &texts).map_err(|e| Usage(e.to_string()))?;
+    if let Some(out) = record {
+        let names: Vec<String> = texts.iter().map(|(n, _)| n.clone()).collect();
+        std::fs::write(out, recording(&names, &guest))
+            .map_err(|e| Usage(format!("{}: cannot write: {e}", out.display())))?;
+    }
     let mut code = 0;
     for ((name, _), (t, got)) in texts.iter().zip(traces.iter().zip(guest.traces)) {
         let steps = got.map_err(|e| Usage(format!("{name}: the guest agent stopped: {e}")))?;

@@ -90,6 +90,11 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
 /// showed (`linux`, one step per op: [`teardown_ops`] after the trace's).
 pub fn run_with_linux(trace: &Trace, linux: Vec<GuestStep>) -> Run {
     let kernel = KernelKind::Optimised.boot(trace.config, Quirks::default());
+    run_on_with_linux(trace, kernel, linux)
+}
+
+/// [`run_with_linux`] on a given model kernel (a sabotaged one, in tests).
+pub fn run_on_with_linux(trace: &Trace, kernel: Box<dyn Kernel>, linux: Vec<GuestStep>) -> Run {
     run_inner(trace, vec![kernel], Some(linux))
 }
 
