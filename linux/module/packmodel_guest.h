@@ -3,7 +3,7 @@
  * The request and response packmodel's guest agent exchanges with
  * /dev/packmodel_guest: one write() of a request (and its payload), then one
  * read() of the response (and its payload). Little-endian, no padding.
- * model/src/guest/proto.rs is the agent's copy of this layout.
+ * linux/agent/src/module.rs is the agent's copy of this layout.
  */
 #ifndef PACKMODEL_GUEST_H
 #define PACKMODEL_GUEST_H

@@ -176,7 +176,7 @@ pub struct GuestStep {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestLine {
-    /// The guest is up: `uname -r` and the direct-map counters before any trace.
+    /// The guest is up: its `uname -r`.
     Hello { release: String },
     /// Trace `trace` (in the order given) starts; its ops and teardown follow.
     Begin { trace: usize, ops: usize },
