@@ -111,8 +111,7 @@ fn a_model_without_huge_vmalloc_diverges_from_linux() {
     assert_eq!(f.op, Some(0), "{}", render(&name, &t, Quirks::NONE, &r));
     assert_eq!(
         f.message,
-        "vm_struct (nr_pages, page_order): optimised AreaState { nr_pages: 1024, page_order: 0 }, \
-         linux AreaState { nr_pages: 1024, page_order: 9 }\n"
+        "vm_struct: optimised page_order 0 × 1024 pages, linux page_order 9 × 1024 pages\n"
     );
 }
 
@@ -181,4 +180,44 @@ fn traces_travel_as_a_newc_cpio() {
     assert_eq!(&head[54..62], format!("{:08x}", "vmalloc(4K)\n".len()));
     assert!(text.contains("vmalloc(4K)\n"));
     assert!(text.contains("TRAILER!!!"));
+}
+
+/// `replay --on linux` reads every trace before it boots: a bad one is exit
+/// status 2 naming file, line and column, even with no guest anywhere; a
+/// missing kernel is exit 2 naming it.
+#[test]
+fn replay_on_linux_rejects_bad_input_before_any_boot() {
+    let dir = std::env::temp_dir().join(format!("packmodel-ground-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.trace");
+    std::fs::write(&bad, "# packmodel trace v1\nv0 = vmalloc(\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_packmodel"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "replay",
+        "--on",
+        "linux=/nonexistent/vmlinux",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.trace:2:"), "{err}");
+    let good = "../corpus/examples/vmalloc.trace";
+    let (code, err) = run(&["replay", "--on", "linux=/nonexistent/vmlinux", good]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no usable guest: the kernel /nonexistent/vmlinux does not exist"),
+        "{err}"
+    );
+    let (code, err) = run(&["replay", "--on", "bsd", good]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("expected linux or linux=VMLINUX"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -62,6 +62,11 @@ enum Cmd {
         /// recording the tests replay without a guest).
         #[arg(long)]
         record: Option<PathBuf>,
+        /// With `--on linux`: break the model's kernel on purpose (test
+        /// builds only: `--features sabotage`), to see the comparison catch it.
+        #[cfg(feature = "sabotage")]
+        #[arg(long, hide = true, value_parser = sabotage_name)]
+        sabotage: Option<packmodel::kernel::optimised::Sabotage>,
         /// Extra kernel command-line words for the guest.
         #[arg(long, default_value = "", hide = true)]
         guest_append: String,
@@ -202,6 +207,15 @@ fn oracle_name(s: &str) -> Result<packmodel::harness::oracle::Oracle, String> {
     })
 }
 
+#[cfg(feature = "sabotage")]
+fn sabotage_name(s: &str) -> Result<packmodel::kernel::optimised::Sabotage, String> {
+    use packmodel::kernel::optimised::Sabotage;
+    Sabotage::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Sabotage::ALL.iter().map(|x| x.name()).collect();
+        format!("expected one of: {}", names.join(", "))
+    })
+}
+
 fn kernel_name(s: &str) -> Result<KernelKind, String> {
     KernelKind::from_name(s).ok_or_else(|| {
         let names: Vec<_> = KernelKind::ALL.iter().map(|k| k.name()).collect();
@@ -224,13 +238,24 @@ fn main() -> ExitCode {
             kernel,
             quirks,
             json,
+            #[cfg(feature = "sabotage")]
+            sabotage,
         } => {
+            #[cfg(not(feature = "sabotage"))]
+            let sabotage = None;
             if kernel.is_some() || quirks.is_some() || json {
                 Err(Usage(
                     "--on linux compares with the model's fixed kernel: no --kernel, --quirks or --json".into(),
                 ))
             } else {
-                cmd_replay_linux(&file, &on, guest_timeout, guest_append, record.as_deref())
+                cmd_replay_linux(
+                    &file,
+                    &on,
+                    guest_timeout,
+                    guest_append,
+                    record.as_deref(),
+                    sabotage,
+                )
             }
         }
         Cmd::Replay {
@@ -373,6 +398,7 @@ fn cmd_replay_linux(
     timeout: u64,
     append: String,
     record: Option<&Path>,
+    sabotage: Option<packmodel::kernel::optimised::Sabotage>,
 ) -> Result<u8, Usage> {
     use packmodel::guest::{GuestConfig, recording, run_traces};
     use packmodel::harness::run::run_with_linux;
@@ -410,7 +436,17 @@ fn cmd_replay_linux(
     let mut code = 0;
     for ((name, _), (t, got)) in texts.iter().zip(traces.iter().zip(guest.traces)) {
         let steps = got.map_err(|e| Usage(format!("{name}: the guest agent stopped: {e}")))?;
-        let r = run_with_linux(t, steps);
+        let r = match sabotage {
+            None => run_with_linux(t, steps),
+            #[cfg(feature = "sabotage")]
+            Some(s) => {
+                let mut k = packmodel::kernel::optimised::Optimised::new(t.config, Quirks::NONE);
+                k.sabotage(s);
+                packmodel::harness::run::run_on_with_linux(t, Box::new(k), steps)
+            }
+            #[cfg(not(feature = "sabotage"))]
+            Some(_) => unreachable!("no sabotage without the feature"),
+        };
         out!(
             "{}",
             render(name, t, Quirks::default(), &r).replacen(

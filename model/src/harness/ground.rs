@@ -232,17 +232,34 @@ impl std::fmt::Display for GuestStep {
     }
 }
 
+impl std::fmt::Display for AreaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "page_order {} × {} pages",
+            self.page_order, self.nr_pages
+        )
+    }
+}
+
+impl std::fmt::Display for PageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self;
+        write!(
+            f,
+            "{:?} _refcount {} _mapcount {} mapping {:#x} index {:#x} private {:#x}",
+            p.compound, p.refcount, p.mapcount, p.mapping, p.index, p.private
+        )
+    }
+}
+
 impl std::fmt::Display for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(a) = self.area {
-            write!(f, " [order {} × {} pages]", a.page_order, a.nr_pages)?;
+            write!(f, " [{a}]")?;
         }
         if let Some(p) = self.page {
-            write!(
-                f,
-                " [{:?} ref {} map {} mapping {:#x} index {:#x} private {:#x}]",
-                p.compound, p.refcount, p.mapcount, p.mapping, p.index, p.private
-            )?;
+            write!(f, " [{p}]")?;
         }
         if let Some(m) = self.vmap {
             write!(f, " [vmap {m}]")?;
@@ -440,9 +457,9 @@ pub fn compare_ground(
 /// The views' first difference, if any: a divergence, or incomparable where
 /// the guest's direct map is legitimately more split than the model's.
 fn compare_views(m: &View, l: &View) -> Option<Comparison> {
-    let div = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+    let div = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
         Some(Comparison::Divergent(format!(
-            "{what}: optimised {a:?}, linux {b:?}\n"
+            "{what}: optimised {a}, linux {b}\n"
         )))
     };
     if let (Some(a), Some(b)) = (m.area, l.area) {
@@ -453,7 +470,7 @@ fn compare_views(m: &View, l: &View) -> Option<Comparison> {
             });
         }
         if a != b {
-            return div("vm_struct (nr_pages, page_order)", &a, &b);
+            return div("vm_struct", &a, &b);
         }
     }
     if let (Some(a), Some(b)) = (m.page, l.page) {

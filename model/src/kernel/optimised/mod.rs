@@ -72,6 +72,48 @@ pub enum Sabotage {
     NoHugeVmalloc,
 }
 
+impl Sabotage {
+    /// Every sabotage (`--sabotage NAME` in a build with the `sabotage`
+    /// feature).
+    pub const ALL: [Sabotage; 13] = [
+        Sabotage::SkipPackFill,
+        Sabotage::LeaveMappingOnFree,
+        Sabotage::CpaPastTheEnd,
+        Sabotage::PackWritable,
+        Sabotage::AliasWritable,
+        Sabotage::ReuseChunk,
+        Sabotage::LeakOnVfree,
+        Sabotage::NoPurge,
+        Sabotage::SkipLazyThreshold,
+        Sabotage::KeepMappingOnVfree,
+        Sabotage::NoResetPerms,
+        Sabotage::HideExecChanges,
+        Sabotage::NoHugeVmalloc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::SkipPackFill => "skip-pack-fill",
+            Sabotage::LeaveMappingOnFree => "leave-mapping-on-free",
+            Sabotage::CpaPastTheEnd => "cpa-past-the-end",
+            Sabotage::PackWritable => "pack-writable",
+            Sabotage::AliasWritable => "alias-writable",
+            Sabotage::ReuseChunk => "reuse-chunk",
+            Sabotage::LeakOnVfree => "leak-on-vfree",
+            Sabotage::NoPurge => "no-purge",
+            Sabotage::SkipLazyThreshold => "skip-lazy-threshold",
+            Sabotage::KeepMappingOnVfree => "keep-mapping-on-vfree",
+            Sabotage::NoResetPerms => "no-reset-perms",
+            Sabotage::HideExecChanges => "hide-exec-changes",
+            Sabotage::NoHugeVmalloc => "no-huge-vmalloc",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Sabotage> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
 /// Everything but the pack allocator: the machine, vmalloc state, and the
 /// backing of packs and oversize programs. It is the pack allocator's
 /// [`pack::PackSource`].
