@@ -8,8 +8,8 @@
 # The default run, on a fresh Debian 12 machine as root: installs QEMU, the
 # pinned kernel's headers and the initramfs tools with apt; downloads the
 # pinned kernel image package without installing it and extracts its
-# uncompressed vmlinux; builds the packmodel_guest module (W=1), the agent
-# and the packmodel CLI; and packs the initramfs. Everything lands in
+# uncompressed vmlinux; builds the packmodel_guest module (W=1), the agent,
+# its bpf(2) helper and the packmodel CLI; and packs the initramfs. Everything lands in
 # linux/build/<name>/ (vmlinux, initramfs.cpio.gz), which
 # `packmodel replay --on linux[=DIR/vmlinux]` boots.
 #
@@ -112,6 +112,7 @@ done
 cp "$here/init" "$root/init"
 chmod +x "$root/init"
 cp "$mod/packmodel_guest.ko" "$root/"
+gcc -O2 -static -Wall -Wextra -Werror -o "$root/bpf_prog" "$here/helper/bpf_prog.c"
 cp "$agent" "$root/packmodel-agent"
 strip "$root/packmodel-agent" 2>/dev/null || true
 # The agent is a glibc binary: its shared libraries come along.

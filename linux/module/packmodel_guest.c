@@ -299,6 +299,12 @@ static long run(const struct pmg_req *q, const u8 *data)
 		if (!pages[q->slot])
 			return -ENOENT;
 		return do_page_op(pages[q->slot], q->arg[0], q->arg[1]);
+	case PMG_PEEK:
+		/* A BPF image or a pack, by address: what a jump there would meet. */
+		if (q->arg[0] < MODULES_VADDR || q->arg[0] + q->len > MODULES_END)
+			return -EINVAL;
+		map_pair(q->arg[0], &rsp.val[PMG_M_VMAP], &rsp.val[PMG_M_ALIAS]);
+		return do_read(q->arg[0], q->len);
 	}
 	if (!a)
 		return -ENOENT;

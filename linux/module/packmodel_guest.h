@@ -21,6 +21,7 @@ enum pmg_cmd {
 	PMG_PAGE_OP,		/* slot=page, arg0=PMG_PG_*, arg1=value */
 	PMG_SET_MEMORY,		/* slot=area, arg0=off, arg1=pages, arg2=PMG_SM_* */
 	PMG_MAP_INFO,		/* slot=area, arg0=off */
+	PMG_PEEK,		/* arg0=kernel address, len: bytes and mapping */
 };
 
 /* PMG_VMALLOC flags */
@@ -57,7 +58,7 @@ enum { PMG_A_ADDR, PMG_A_SIZE, PMG_A_NR_PAGES, PMG_A_PAGE_ORDER,
 enum { PMG_P_PFN, PMG_P_FLAGS, PMG_P_REFCOUNT, PMG_P_MAPCOUNT, PMG_P_MAPPING,
 	PMG_P_INDEX, PMG_P_PRIVATE, PMG_P_COMPOUND, PMG_P_PAGE_COUNT,
 	PMG_P_VMAP, PMG_P_ALIAS, PMG_P_NR };
-/* val[] of PMG_SET_MEMORY and PMG_MAP_INFO */
+/* val[] of PMG_SET_MEMORY, PMG_MAP_INFO and PMG_PEEK (vmap: the address) */
 enum { PMG_M_VMAP, PMG_M_ALIAS, PMG_M_NR };
 
 /* compound state (val[PMG_P_COMPOUND]) */

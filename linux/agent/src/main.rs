@@ -5,9 +5,10 @@
 //! through the module, and prints one JSON line per op
 //! ([`packmodel::harness::ground::GuestLine`]) to the host.
 //!
-//! Usage: `packmodel-agent [TRACE_DIR [OUT [DEVICE]]]`
-//! (defaults: `/traces`, `/dev/ttyS1`, `/dev/packmodel_guest`).
+//! Usage: `packmodel-agent [TRACE_DIR [OUT [DEVICE [BPF_HELPER]]]]`
+//! (defaults: `/traces`, `/dev/ttyS1`, `/dev/packmodel_guest`, `/bpf_prog`).
 
+mod bpf;
 mod module;
 
 use std::fs::{self, File};
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
     let dir = args.get(1).map_or("/traces", String::as_str);
     let out = args.get(2).map_or("/dev/ttyS1", String::as_str);
     let dev = args.get(3).map_or("/dev/packmodel_guest", String::as_str);
-    match run(dir, out, dev) {
+    let helper = args.get(4).map_or("/bpf_prog", String::as_str);
+    match run(dir, out, dev, helper) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("packmodel-agent: {e}");
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(dir: &str, out: &str, dev: &str) -> io::Result<()> {
+fn run(dir: &str, out: &str, dev: &str, helper: &str) -> io::Result<()> {
     let mut out = File::options().write(true).open(out)?;
     let mut emit = |line: &GuestLine| -> io::Result<()> {
         let mut s = serde_json::to_string(line).map_err(io::Error::other)?;
@@ -62,7 +64,10 @@ fn run(dir: &str, out: &str, dev: &str) -> io::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "trace"))
         .collect();
     names.sort();
-    let mut guest = Guest::default();
+    let mut guest = Guest {
+        helper_path: helper.to_string(),
+        ..Guest::default()
+    };
     for (t, path) in names.iter().enumerate() {
         let text = fs::read_to_string(path)?;
         let tr = match trace::parse(&path.display().to_string(), &text) {
@@ -116,6 +121,11 @@ struct Guest {
     areas: Vec<bool>,
     freed: Vec<bool>,
     pages: Vec<bool>,
+    /// The trace's programs: loaded (until freed), and freed.
+    progs: Vec<Option<bpf::Loaded>>,
+    freed_progs: Vec<Option<bpf::Loaded>>,
+    helper_path: String,
+    helper: Option<bpf::Helper>,
 }
 
 impl Guest {
@@ -125,6 +135,40 @@ impl Guest {
         self.areas.clear();
         self.freed.clear();
         self.pages.clear();
+        self.progs.clear();
+        self.freed_progs.clear();
+    }
+
+    fn helper(&mut self) -> io::Result<&mut bpf::Helper> {
+        if self.helper.is_none() {
+            self.helper = Some(bpf::Helper::start(&self.helper_path)?);
+        }
+        Ok(self.helper.as_mut().expect("started"))
+    }
+
+    /// Where a jump to `prog`'s image + `off` lands (`stale`: a freed one's).
+    fn probe(
+        &mut self,
+        m: &mut Module,
+        prog: u32,
+        off: i32,
+        stale: bool,
+    ) -> io::Result<GuestValue> {
+        let list = if stale {
+            &self.freed_progs
+        } else {
+            &self.progs
+        };
+        let Some(p) = list.get(prog as usize).cloned().flatten() else {
+            return Ok(GuestValue::Skipped);
+        };
+        let live = self.helper()?.all()?;
+        let freed: Vec<&bpf::Loaded> = self.freed_progs.iter().flatten().collect();
+        let addr = p.addr.wrapping_add_signed(i64::from(off));
+        let own = (!stale).then_some(&p);
+        Ok(GuestValue::Landing(bpf::classify(
+            m, addr, own, &live, &freed,
+        )?))
     }
 
     fn area_slot(&self, id: u32) -> Option<u32> {
@@ -273,14 +317,46 @@ impl Guest {
                 }
             }
             Op::DirectMapStats => GuestValue::DirectMap(direct_map()?),
-            Op::ProgLoad { .. }
-            | Op::ProgLoadFail { .. }
-            | Op::ProgFree { .. }
-            | Op::ProgRun { .. }
-            | Op::ProgProbe { .. }
-            | Op::StaleProbe { .. }
-            | Op::ProgLoadSubprogsFail { .. } => GuestValue::NotPerformed(
-                "BPF program ops are ground truth part 2 (issue 16)".into(),
+            Op::ProgLoad { len, .. } => match self.helper()?.load(*len)? {
+                Ok(p) => {
+                    let got = p.len;
+                    self.progs.push(Some(p));
+                    self.freed_progs.push(None);
+                    if got == *len {
+                        GuestValue::Ok
+                    } else {
+                        GuestValue::Inexact { asked: *len, got }
+                    }
+                }
+                Err(e) => {
+                    self.progs.push(None);
+                    self.freed_progs.push(None);
+                    GuestValue::Err(errno(-i64::from(e)))
+                }
+            },
+            Op::ProgFree { prog } => {
+                let Some(p) = self.progs.get_mut(prog.0 as usize).and_then(Option::take) else {
+                    return skipped;
+                };
+                self.helper()?.free(m, &p)?;
+                self.freed_progs[prog.0 as usize] = Some(p);
+                GuestValue::Ok
+            }
+            Op::ProgRun { prog } => {
+                let Some(p) = self.progs.get(prog.0 as usize).cloned().flatten() else {
+                    return skipped;
+                };
+                GuestValue::Ran {
+                    own: bpf::runs_own(m, &p)?,
+                    len: p.len,
+                }
+            }
+            Op::ProgProbe { prog, off } => self.probe(m, prog.0, *off, false)?,
+            Op::StaleProbe { prog, off } => self.probe(m, prog.0, *off, true)?,
+            Op::ProgLoadFail { .. } | Op::ProgLoadSubprogsFail { .. } => GuestValue::NotPerformed(
+                "the JIT's error paths cannot be provoked from user space on 6.1 \
+                 (no JIT failure a bpf(2) caller controls)"
+                    .into(),
             ),
             page_op => {
                 let id = page_op.page().expect("every other op is a page op");

@@ -14,6 +14,7 @@ pub const STALE_READ: u32 = 6;
 pub const VMALLOC_TO_PAGE: u32 = 7;
 pub const PAGE_OP: u32 = 8;
 pub const SET_MEMORY: u32 = 9;
+pub const PEEK: u32 = 11;
 
 pub const F_HUGE: u64 = 0x1;
 pub const F_ZERO: u64 = 0x2;

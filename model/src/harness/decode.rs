@@ -299,6 +299,11 @@ impl Gen {
         }
     }
 
+    /// The id the next program load will get.
+    pub fn next_prog_id(&self) -> u32 {
+        self.next[2]
+    }
+
     /// Records `op` and updates the scope.
     pub fn push(&mut self, op: Op) {
         match &op {

@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::compare::{Comparison, Expect, compare_named};
 use super::obs::Obs;
-use super::op::Op;
+use super::op::{Op, ProgId};
 use super::session::Session;
-use crate::kernel::Errno;
+use super::text::prog_text;
+use crate::kernel::{Errno, Landing};
 use crate::machine::consts::PAGE_SIZE;
 use crate::machine::direct_map::{DirectMapStats, DmapLevel};
 use crate::machine::oops::{FaultCause, Oops};
@@ -148,6 +149,48 @@ pub enum GuestValue {
     DirectMap(GuestDirectMap),
     /// The guest does not perform this op (yet): why.
     NotPerformed(String),
+    /// A program loaded, but its JIT image is `got` bytes, not the `asked`
+    /// (x86-64's JIT has a fixed prologue and epilogue).
+    Inexact {
+        asked: u32,
+        got: u32,
+    },
+    /// A program run: whether the executable memory at its address held
+    /// exactly the image the kernel reports as its JIT (`jited_prog_insns`).
+    Ran {
+        own: bool,
+        len: u32,
+    },
+    /// Where a jump would land, classified by what lies there.
+    Landing(GuestLanding),
+}
+
+/// [`Landing`] as the guest reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestLanding {
+    OwnText(u32),
+    OtherText,
+    Header,
+    Int3,
+    /// The fetch would fault: the cause's name.
+    Fault(String),
+    StaleText(u32),
+    OtherBytes(u8),
+}
+
+impl GuestLanding {
+    pub fn to_landing(&self) -> Option<Landing> {
+        Some(match *self {
+            GuestLanding::OwnText(k) => Landing::OwnText(k),
+            GuestLanding::OtherText => Landing::OtherText,
+            GuestLanding::Header => Landing::Header,
+            GuestLanding::Int3 => Landing::Int3,
+            GuestLanding::Fault(ref c) => Landing::Fault(cause(c)?),
+            GuestLanding::StaleText(k) => Landing::StaleText(k),
+            GuestLanding::OtherBytes(b) => Landing::OtherBytes(b),
+        })
+    }
 }
 
 /// The direct-map counters as the guest's `/proc` files give them.
@@ -215,7 +258,11 @@ impl GuestValue {
                 direct_map_level2_splits: d.level2_splits,
                 direct_map_level3_splits: d.level3_splits,
             }),
-            GuestValue::Skipped | GuestValue::NotPerformed(_) => return None,
+            GuestValue::Landing(l) => Obs::Landing(l.to_landing()?),
+            GuestValue::Skipped
+            | GuestValue::NotPerformed(_)
+            | GuestValue::Inexact { .. }
+            | GuestValue::Ran { .. } => return None,
         })
     }
 }
@@ -225,6 +272,15 @@ impl std::fmt::Display for GuestStep {
         match (&self.value, self.value.to_obs()) {
             (GuestValue::NotPerformed(why), _) => write!(f, "not performed ({why})")?,
             (GuestValue::Skipped, _) => f.write_str("skipped")?,
+            (GuestValue::Inexact { asked, got }, _) => {
+                write!(f, "ok, but a {got}-byte JIT image, not {asked}")?
+            }
+            (GuestValue::Ran { own: true, len }, _) => {
+                write!(f, "ran its own JIT image ({len} bytes)")?
+            }
+            (GuestValue::Ran { own: false, len }, _) => {
+                write!(f, "ran bytes that are not its JIT image ({len} bytes)")?
+            }
             (_, Some(o)) => write!(f, "{o}")?,
             (v, None) => write!(f, "{v:?}")?,
         }
@@ -386,8 +442,29 @@ pub fn bad_page_reasons(log: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// What the comparison of a BPF op needs to know of the program it names.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgCtx {
+    /// The length the trace loaded it with (`None`: not loaded).
+    pub len: Option<u32>,
+    /// Linux's JIT could not make an image of that length.
+    pub inexact: bool,
+}
+
+/// The program a BPF op names, if any.
+pub fn prog_of(op: &Op) -> Option<ProgId> {
+    match op {
+        Op::ProgFree { prog }
+        | Op::ProgRun { prog }
+        | Op::ProgProbe { prog, .. }
+        | Op::StaleProbe { prog, .. } => Some(*prog),
+        _ => None,
+    }
+}
+
 /// Compares what Linux showed for `op` with what the model's fixed kernel
-/// showed (`model`, its `oopses` and `view`).
+/// showed (`model`, its `oopses` and `view`); `prog` describes the program
+/// a BPF op names.
 pub fn compare_ground(
     op: &Op,
     model: &Obs,
@@ -395,14 +472,52 @@ pub fn compare_ground(
     view: &View,
     linux: &GuestStep,
     x: &Expect,
+    prog: ProgCtx,
 ) -> Comparison {
     use Comparison::*;
     let names = ["optimised", "linux"];
+    if prog.inexact && !matches!(op, Op::ProgFree { .. }) {
+        return Incomparable {
+            why: "a program whose JIT image on Linux is not the length the trace asked for",
+            stop: false,
+        };
+    }
     let lv = match (&linux.value, linux.value.to_obs()) {
         (GuestValue::NotPerformed(_), _) => {
             return Incomparable {
-                why: "the guest does not perform BPF program ops yet (ground truth part 2)",
+                why: "the JIT's error paths (bpf_prog_load_fail, _subprogs_fail) cannot be provoked from user space on 6.1",
                 stop: false,
+            };
+        }
+        (GuestValue::Inexact { .. }, _) => {
+            return Incomparable {
+                why: "the x86-64 JIT makes no image of that length (its prologue and epilogue alone are 16 bytes)",
+                stop: false,
+            };
+        }
+        (GuestValue::Ran { own, len }, _) => {
+            let Op::ProgRun { prog: id } = op else {
+                return Divergent(format!("linux: a program run for {op:?}\n"));
+            };
+            let want = prog.len.unwrap_or(0);
+            let model_own = match model {
+                Obs::Text(_) => true,
+                Obs::Bytes(b) => *b == prog_text(*id, want).to_vec(),
+                _ => false,
+            };
+            return match (model_own, *own) {
+                (true, true) if *len == want => Equal,
+                (true, true) => Divergent(format!(
+                    "the program's image: optimised {want} bytes, linux {len}\n"
+                )),
+                (false, _) => Divergent(format!(
+                    "optimised: prog{} ran {model}, not its own text\n",
+                    id.0
+                )),
+                (true, false) => Divergent(format!(
+                    "linux: the executable memory at prog{}'s address is not the JIT image the kernel reports\n",
+                    id.0
+                )),
             };
         }
         (GuestValue::Skipped, _) if matches!(model, Obs::Skipped(..)) => return BothFailedAlike,

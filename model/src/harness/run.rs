@@ -5,7 +5,7 @@
 use super::budget::Budget;
 use super::compare::{Comparison, Expect, compare};
 use super::decode::Gen;
-use super::ground::{GuestStep, View, compare_ground, model_view};
+use super::ground::{GuestStep, GuestValue, ProgCtx, View, compare_ground, model_view, prog_of};
 use super::obs::Obs;
 use super::op::{AreaId, Op};
 use super::oracle::{Finding, Invariants, Oracle};
@@ -123,6 +123,7 @@ fn run_inner(trace: &Trace, kernels: Vec<Box<dyn Kernel>>, linux: Option<Vec<Gue
         scope: Gen::new(trace.config),
         linux: linux.map(|l| l.into_iter()),
         linux_stopped: false,
+        linux_inexact: Default::default(),
     };
     for (i, op) in trace.ops.iter().enumerate() {
         x.step(i, op);
@@ -166,6 +167,8 @@ struct Runner {
     /// A real kernel's steps, in op order, when the run compares with one.
     linux: Option<std::vec::IntoIter<GuestStep>>,
     linux_stopped: bool,
+    /// Programs whose JIT image on Linux is not the length asked for.
+    linux_inexact: std::collections::BTreeSet<u32>,
 }
 
 impl Runner {
@@ -264,6 +267,18 @@ impl Runner {
                 stop: true,
             }
         } else {
+            let ctx = match prog_of(op) {
+                Some(id) => ProgCtx {
+                    len: (self.scope.progs.iter().chain(&self.scope.freed))
+                        .find(|(p, _)| *p == id)
+                        .map(|&(_, len)| len),
+                    inexact: self.linux_inexact.contains(&id.0),
+                },
+                None => ProgCtx::default(),
+            };
+            if let (Op::ProgLoad { .. }, GuestValue::Inexact { .. }) = (op, &got.value) {
+                self.linux_inexact.insert(self.scope.next_prog_id());
+            }
             compare_ground(
                 op,
                 &step.obs[0],
@@ -271,6 +286,7 @@ impl Runner {
                 &model_view,
                 &got,
                 &expect,
+                ctx,
             )
         };
         match &c {
