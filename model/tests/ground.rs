@@ -73,8 +73,14 @@ fn linux_6_1_agrees_with_the_fixed_kernel_on_every_example() {
     );
 }
 
+/// `t` on the model as `run_with_linux` boots it (the `linux-6.1` design),
+/// broken by `s`, against the recorded `steps`.
 fn sabotaged(t: &Trace, s: Sabotage, steps: Vec<packmodel::harness::ground::GuestStep>) -> Run {
-    let mut k = Optimised::new(t.config, Quirks::NONE);
+    let cfg = packmodel::machine::MachineConfig {
+        design: packmodel::machine::Design::Linux61,
+        ..t.config
+    };
+    let mut k = Optimised::new(cfg, Quirks::NONE);
     k.sabotage(s);
     run_on_with_linux(t, Box::new(k), steps)
 }
@@ -226,4 +232,27 @@ fn a_pack_without_its_int3_fill_diverges_from_linux() {
         f.message
     );
     assert!(f.message.contains("linux INT3 trap"), "{}", f.message);
+}
+
+/// Linux 6.1's packs are PTE-mapped order-0 pages: the model's `linux-6.1`
+/// design agrees, its default huge packs (`pack-2m`) do not.
+#[test]
+fn linux_6_1_packs_are_the_linux_6_1_design_not_huge_packs() {
+    use packmodel::harness::run::run_on_with_linux;
+    use packmodel::kernel::KernelKind;
+    let (name, t, steps) = recorded()
+        .into_iter()
+        .find(|(n, _, _)| n.ends_with("bpf-programs.trace"))
+        .unwrap();
+    assert_eq!(t.config.design, packmodel::machine::Design::Pack2m);
+    let r = run_with_linux(&t, steps.clone());
+    assert!(r.is_clean(), "{}", render(&name, &t, Quirks::NONE, &r));
+    let huge = KernelKind::Optimised.boot(t.config, Quirks::NONE);
+    let r = run_on_with_linux(&t, huge, steps);
+    let f = r.verdict().expect("a divergence");
+    assert_eq!(f.op, Some(0));
+    assert_eq!(
+        f.message,
+        "the mapping (lookup_address): optimised 2M RO X, linux 4K RO X\n"
+    );
 }

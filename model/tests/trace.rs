@@ -81,6 +81,17 @@ fn errors_name_file_line_column_and_what_was_expected() {
         "bad.trace:1:1: expected `# packmodel trace v1` as the first line"
     );
     assert_eq!(
+        err("config: nodes=1 design=linux-6.2"),
+        "bad.trace:2:24: expected a design (pack-2m, linux-6.1), found `linux-6.2`"
+    );
+    let t = parse(
+        "ok.trace",
+        "# packmodel trace v1\nconfig: design=linux-6.1 mem=32M\n",
+    )
+    .unwrap();
+    assert_eq!(t.config.design, packmodel::machine::Design::Linux61);
+    assert_eq!(t.config.mem_mib, 32);
+    assert_eq!(
         err("v0 = vmalloc(4K"),
         "bad.trace:2:16: expected `)`, found the end of the line"
     );

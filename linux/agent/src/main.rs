@@ -320,6 +320,11 @@ impl Guest {
             Op::ProgLoad { len, .. } => match self.helper()?.load(*len)? {
                 Ok(p) => {
                     let got = p.len;
+                    let r = m.call(module::PEEK, 0, [p.addr, 0, 0], 1, &[])?;
+                    if r.ret == 0 {
+                        view.vmap = Some(mapping(r.val[module::M_VMAP]));
+                        view.alias = Some(mapping(r.val[module::M_ALIAS]));
+                    }
                     self.progs.push(Some(p));
                     self.freed_progs.push(None);
                     if got == *len {

@@ -42,6 +42,7 @@ pub const MACHINE: MachineConfig = MachineConfig {
     nodes: 1,
     mem_mib: 128,
     dmap_leaf: DmapLeaf::M2,
+    design: crate::machine::Design::Pack2m,
 };
 
 /// What to run.

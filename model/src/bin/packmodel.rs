@@ -73,6 +73,11 @@ enum Cmd {
         /// Run one kernel only.
         #[arg(long, value_parser = kernel_name)]
         kernel: Option<KernelKind>,
+        /// The optimised kernel's design, overriding the trace's `config:`:
+        /// `pack-2m` (huge packs, the default) or `linux-6.1` (x86 as 6.1
+        /// ships: PTE-mapped packs of order-0 pages).
+        #[arg(long, value_parser = design_name)]
+        design: Option<packmodel::machine::Design>,
         /// Quirks of the optimised kernel (comma-separated; overrides the
         /// trace's `quirks:` line; `''` for none).
         #[arg(long)]
@@ -216,6 +221,14 @@ fn sabotage_name(s: &str) -> Result<packmodel::kernel::optimised::Sabotage, Stri
     })
 }
 
+fn design_name(s: &str) -> Result<packmodel::machine::Design, String> {
+    use packmodel::machine::Design;
+    Design::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Design::ALL.iter().map(|d| d.name()).collect();
+        format!("expected one of: {}", names.join(", "))
+    })
+}
+
 fn kernel_name(s: &str) -> Result<KernelKind, String> {
     KernelKind::from_name(s).ok_or_else(|| {
         let names: Vec<_> = KernelKind::ALL.iter().map(|k| k.name()).collect();
@@ -236,6 +249,7 @@ fn main() -> ExitCode {
             guest_append,
             record,
             kernel,
+            design,
             quirks,
             json,
             #[cfg(feature = "sabotage")]
@@ -243,9 +257,9 @@ fn main() -> ExitCode {
         } => {
             #[cfg(not(feature = "sabotage"))]
             let sabotage = None;
-            if kernel.is_some() || quirks.is_some() || json {
+            if kernel.is_some() || design.is_some() || quirks.is_some() || json {
                 Err(Usage(
-                    "--on linux compares with the model's fixed kernel: no --kernel, --quirks or --json".into(),
+                    "--on linux compares with the model's fixed kernel in the linux-6.1 design: no --kernel, --design, --quirks or --json".into(),
                 ))
             } else {
                 cmd_replay_linux(
@@ -261,11 +275,12 @@ fn main() -> ExitCode {
         Cmd::Replay {
             file,
             kernel,
+            design,
             quirks,
             json,
             ..
         } => match &file[..] {
-            [one] => cmd_replay(one, kernel, quirks.as_deref(), json),
+            [one] => cmd_replay(one, kernel, design, quirks.as_deref(), json),
             _ => Err(Usage(
                 "replay takes one trace (several only with --on linux)".into(),
             )),
@@ -363,10 +378,14 @@ fn load_trace(path: &Path) -> Result<Trace, Usage> {
 fn cmd_replay(
     path: &Path,
     kernel: Option<KernelKind>,
+    design: Option<packmodel::machine::Design>,
     quirks: Option<&str>,
     json: bool,
 ) -> Result<u8, Usage> {
-    let t = load_trace(path)?;
+    let mut t = load_trace(path)?;
+    if let Some(d) = design {
+        t.config.design = d;
+    }
     let quirks = match quirks {
         Some(list) => Quirks::parse(list).map_err(|e| Usage(format!("--quirks: {e}")))?,
         None => Quirks::from_names(&t.quirks)
@@ -440,7 +459,11 @@ fn cmd_replay_linux(
             None => run_with_linux(t, steps),
             #[cfg(feature = "sabotage")]
             Some(s) => {
-                let mut k = packmodel::kernel::optimised::Optimised::new(t.config, Quirks::NONE);
+                let cfg = packmodel::machine::MachineConfig {
+                    design: packmodel::machine::Design::Linux61,
+                    ..t.config
+                };
+                let mut k = packmodel::kernel::optimised::Optimised::new(cfg, Quirks::NONE);
                 k.sabotage(s);
                 packmodel::harness::run::run_on_with_linux(t, Box::new(k), steps)
             }

@@ -21,9 +21,9 @@ use arbitrary::Unstructured;
 use super::driver::Driver;
 use super::op::{AreaId, DRIVER_MAPPING, Op, PageId, ProgId, limits};
 use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
-use crate::machine::MachineConfig;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
+use crate::machine::{Design, MachineConfig};
 
 /// The input format this decoder reads (the first byte of every input).
 pub const FORMAT_VERSION: u8 = 1;
@@ -206,8 +206,8 @@ pub struct Input {
 }
 
 /// The config byte: bit 0 nodes − 1, bits 1–2 memory (64, 16, 32, 128 MiB),
-/// bit 3 direct-map leaf (2M, 1G), bit 4 a swarm mask follows; bits 5–7
-/// reserved.
+/// bit 3 direct-map leaf (2M, 1G), bit 4 a swarm mask follows, bit 5 the
+/// `linux-6.1` design; bits 6–7 reserved.
 pub fn config_from_byte(b: u8) -> MachineConfig {
     MachineConfig {
         nodes: 1 + (b & 1),
@@ -216,6 +216,11 @@ pub fn config_from_byte(b: u8) -> MachineConfig {
             DmapLeaf::G1
         } else {
             DmapLeaf::M2
+        },
+        design: if b & 0x20 != 0 {
+            Design::Linux61
+        } else {
+            Design::Pack2m
         },
     }
 }
@@ -228,7 +233,10 @@ pub fn config_to_byte(cfg: &MachineConfig) -> u8 {
         128 => 3,
         _ => 0,
     };
-    (cfg.nodes - 1) | mem << 1 | u8::from(cfg.dmap_leaf == DmapLeaf::G1) << 3
+    (cfg.nodes - 1)
+        | mem << 1
+        | u8::from(cfg.dmap_leaf == DmapLeaf::G1) << 3
+        | u8::from(cfg.design == Design::Linux61) << 5
 }
 
 /// Decodes any byte string.

@@ -15,6 +15,7 @@ use super::trace::Trace;
 use crate::kernel::{Kernel, KernelKind, Quirks};
 use crate::machine::direct_map::DirectMapStats;
 use crate::machine::oops::Oops;
+use crate::machine::{Design, MachineConfig};
 
 /// What one op did on each kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,8 +89,15 @@ pub fn run_on(trace: &Trace, kernels: Vec<Box<dyn Kernel>>) -> Run {
 /// Runs `trace` on the model's fixed kernel (the optimised one with no
 /// quirks) and compares every op, teardown included, with what a real kernel
 /// showed (`linux`, one step per op: [`teardown_ops`] after the trace's).
+///
+/// The model boots as x86 6.1 ships, the `linux-6.1` design ([`Design`]),
+/// whatever design the trace names: the guest is that kernel.
 pub fn run_with_linux(trace: &Trace, linux: Vec<GuestStep>) -> Run {
-    let kernel = KernelKind::Optimised.boot(trace.config, Quirks::default());
+    let cfg = MachineConfig {
+        design: Design::Linux61,
+        ..trace.config
+    };
+    let kernel = KernelKind::Optimised.boot(cfg, Quirks::default());
     run_on_with_linux(trace, kernel, linux)
 }
 

@@ -78,6 +78,11 @@ impl Session {
         self.pages.len()
     }
 
+    /// How many programs the trace has loaded so far (the last is the newest).
+    pub fn progs_loaded(&self) -> usize {
+        self.progs.len()
+    }
+
     /// The trace's program id of a kernel program handle.
     pub fn prog_id(&self, prog: Prog) -> ProgId {
         self.prog_ids[prog.0 as usize]

@@ -24,8 +24,8 @@ use std::fmt::{self, Write as _};
 
 use super::op::{AreaId, HandleKind, Op, PageId, ProgId, limits};
 use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
-use crate::machine::MachineConfig;
 use crate::machine::direct_map::DmapLeaf;
+use crate::machine::{Design, MachineConfig};
 
 /// The first line of every trace.
 pub const HEADER: &str = "# packmodel trace v1";
@@ -79,7 +79,11 @@ pub fn config_text(c: &MachineConfig) -> String {
         DmapLeaf::M2 => "2M",
         DmapLeaf::G1 => "1G",
     };
-    format!("nodes={} mem={}M dmap={dmap}", c.nodes, c.mem_mib)
+    let design = match c.design {
+        Design::Pack2m => String::new(),
+        d => format!(" design={}", d.name()),
+    };
+    format!("nodes={} mem={}M dmap={dmap}{design}", c.nodes, c.mem_mib)
 }
 
 /// The canonical text of each op, naming handles by creation order.
@@ -334,7 +338,7 @@ fn lex(line: &str) -> Result<Vec<(u32, Tok)>, LineErr> {
         } else if c == '-' && chars.get(i + 1) == Some(&'>') {
             out.push((col, Tok::Arrow));
             i += 2;
-        } else if "()=,+-&|:".contains(c) {
+        } else if "()=,+-&|:.".contains(c) {
             out.push((col, Tok::Punct(c)));
             i += 1;
         } else {
@@ -423,6 +427,28 @@ impl<'a> Line<'a> {
         } else {
             false
         }
+    }
+
+    /// The adjacent identifiers, numbers, `-` and `.` from here, joined (a
+    /// name like `linux-6.1`, which lexes as five tokens).
+    fn word(&mut self) -> String {
+        let mut w = String::new();
+        let mut next_col = self.col();
+        while let Some(&(col, ref t)) = self.toks.get(self.pos) {
+            let text = match t {
+                Tok::Ident(s) => s.clone(),
+                Tok::Num(n) => n.to_string(),
+                Tok::Punct(c @ ('-' | '.')) => c.to_string(),
+                _ => break,
+            };
+            if col != next_col {
+                break;
+            }
+            next_col = col + text.chars().count() as u32;
+            w.push_str(&text);
+            self.pos += 1;
+        }
+        w
     }
 
     fn ident(&mut self, what: &str) -> Result<&'a str, LineErr> {
@@ -617,9 +643,20 @@ impl Parser {
     fn config(&mut self, l: &mut Line) -> Result<(), LineErr> {
         while l.peek().is_some() {
             let col = l.col();
-            let key = l.ident("a config key (`nodes`, `mem`, `dmap`)")?;
+            let key = l.ident("a config key (`nodes`, `mem`, `dmap`, `design`)")?;
             l.punct('=')?;
             let vcol = l.col();
+            if key == "design" {
+                let name = l.word();
+                self.trace.config.design = Design::from_name(&name).ok_or_else(|| {
+                    let names: Vec<_> = Design::ALL.iter().map(|d| d.name()).collect();
+                    (
+                        vcol,
+                        format!("expected a design ({}), found `{name}`", names.join(", ")),
+                    )
+                })?;
+                continue;
+            }
             let v = l.number(&format!("a value for `{key}`"))?;
             let c = &mut self.trace.config;
             match key {
@@ -635,7 +672,9 @@ impl Parser {
                 _ => {
                     return Err((
                         col,
-                        format!("expected a config key (`nodes`, `mem`, `dmap`), found `{key}`"),
+                        format!(
+                            "expected a config key (`nodes`, `mem`, `dmap`, `design`), found `{key}`"
+                        ),
                     ));
                 }
             }

@@ -36,6 +36,39 @@ pub struct MachineConfig {
     pub mem_mib: u32,
     /// The boot leaf size of the direct map.
     pub dmap_leaf: DmapLeaf,
+    /// Which design the optimised kernel boots as. The machine does not read
+    /// it; it travels with the machine's config so that traces (`config:`),
+    /// fuzz inputs (the config byte) and the CLI can choose it.
+    pub design: Design,
+}
+
+/// The optimised kernel's designs of executable memory for BPF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Design {
+    /// `pack-2m`: `PMD_SIZE × nodes` packs on huge (PMD-mapped, order-9
+    /// backed) `module_alloc` memory, the design the 5.18 merge aimed at.
+    #[default]
+    Pack2m,
+    /// `linux-6.1`: x86 as 6.1 ships it — `PMD_SIZE × nodes` packs from a
+    /// `module_alloc()` that is never huge (order-0 pages, PTE-mapped, since
+    /// 559089e0a93d made huge vmalloc opt-in), `set_memory_ro` + `_x`,
+    /// `VM_FLUSH_RESET_PERMS`.
+    Linux61,
+}
+
+impl Design {
+    pub const ALL: [Design; 2] = [Design::Pack2m, Design::Linux61];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Design::Pack2m => "pack-2m",
+            Design::Linux61 => "linux-6.1",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == s)
+    }
 }
 
 impl Default for MachineConfig {
@@ -44,6 +77,7 @@ impl Default for MachineConfig {
             nodes: 1,
             mem_mib: 64,
             dmap_leaf: DmapLeaf::M2,
+            design: Design::Pack2m,
         }
     }
 }

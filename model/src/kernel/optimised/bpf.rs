@@ -20,6 +20,7 @@ use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
 use super::{Binary, Core, Optimised, Sabotage};
 use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
+use crate::machine::Design;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, round_up};
 use crate::machine::frames::Frames;
 use crate::machine::oops::Oops;
@@ -90,9 +91,13 @@ impl Core {
     /// splits (a 2.1 MB program: 513 of 1024 pages RO+X). With `uninit-pack`
     /// the `bpf_fill_ill_insns()` that d88bb5eed04c added to both is missing,
     /// so the memory becomes executable with whatever its frames held.
+    ///
+    /// In the `linux-6.1` design `module_alloc()` is never huge: the pack's
+    /// 512 order-0 pages are mapped by PTEs (x86 `module_alloc()` passes no
+    /// `VM_ALLOW_HUGE_VMAP`; 6.1 as measured in the guest: `page_order` 0).
     pub(super) fn alloc_exec(&mut self, size: u64) -> Option<VmStruct> {
         let vm = VmFlags {
-            allow_huge: true,
+            allow_huge: self.design == Design::Pack2m,
             no_huge: false,
             nofail: false,
         };

@@ -19,7 +19,7 @@ use super::{
 use crate::machine::consts::{
     MODULES_END, MODULES_VADDR, PAGE_SIZE, PMD_SIZE, VMALLOC_END, VMALLOC_START,
 };
-use crate::machine::{Machine, MachineConfig};
+use crate::machine::{Design, Machine, MachineConfig};
 use pack::PackAlloc;
 use quirks::Quirks;
 use vmalloc::{Space, VmFlags, VmStruct};
@@ -120,6 +120,8 @@ impl Sabotage {
 pub(crate) struct Core {
     m: Machine,
     quirks: Quirks,
+    /// Which design of executable memory this kernel is ([`Design`]).
+    design: Design,
     sabotage: Option<Sabotage>,
     vmalloc_space: VmapSpace,
     module_space: VmapSpace,
@@ -245,6 +247,7 @@ impl Optimised {
             core: Core {
                 m,
                 quirks,
+                design: cfg.design,
                 sabotage: None,
                 vmalloc_space: VmapSpace::new(VMALLOC_START, VMALLOC_END),
                 module_space: VmapSpace::new(MODULES_VADDR, MODULES_END),
