@@ -284,6 +284,7 @@ static long do_set_memory(unsigned long addr, int numpages, u64 which)
 static long run(const struct pmg_req *q, const u8 *data)
 {
 	unsigned long a = q->slot < PMG_SLOTS ? (unsigned long)areas[q->slot] : 0;
+	struct vm_struct *vm;
 	struct page *pg;
 
 	if (q->slot >= PMG_SLOTS)
@@ -304,6 +305,8 @@ static long run(const struct pmg_req *q, const u8 *data)
 		if (q->arg[0] < MODULES_VADDR || q->arg[0] + q->len > MODULES_END)
 			return -EINVAL;
 		map_pair(q->arg[0], &rsp.val[PMG_M_VMAP], &rsp.val[PMG_M_ALIAS]);
+		vm = p_find_vm_area((void *)q->arg[0]);
+		rsp.val[PMG_M_AREA] = vm ? (unsigned long)vm->addr : 0;
 		return do_read(q->arg[0], q->len);
 	}
 	if (!a)

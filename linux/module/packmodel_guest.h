@@ -58,8 +58,12 @@ enum { PMG_A_ADDR, PMG_A_SIZE, PMG_A_NR_PAGES, PMG_A_PAGE_ORDER,
 enum { PMG_P_PFN, PMG_P_FLAGS, PMG_P_REFCOUNT, PMG_P_MAPCOUNT, PMG_P_MAPPING,
 	PMG_P_INDEX, PMG_P_PRIVATE, PMG_P_COMPOUND, PMG_P_PAGE_COUNT,
 	PMG_P_VMAP, PMG_P_ALIAS, PMG_P_NR };
-/* val[] of PMG_SET_MEMORY, PMG_MAP_INFO and PMG_PEEK (vmap: the address) */
-enum { PMG_M_VMAP, PMG_M_ALIAS, PMG_M_NR };
+/*
+ * val[] of PMG_SET_MEMORY, PMG_MAP_INFO and PMG_PEEK (vmap: the address; for
+ * PMG_PEEK also the start of the vm area holding it: a pack, or an oversize
+ * program's own module_alloc area)
+ */
+enum { PMG_M_VMAP, PMG_M_ALIAS, PMG_M_AREA, PMG_M_NR };
 
 /* compound state (val[PMG_P_COMPOUND]) */
 enum { PMG_PAGE_SINGLE, PMG_PAGE_HEAD, PMG_PAGE_TAIL };

@@ -19,6 +19,8 @@ pub struct Loaded {
     pub len: u32,
     /// The JIT image as the kernel reports it (`jited_prog_insns`).
     pub image: Vec<u8>,
+    /// The vm area holding it (`find_vm_area()`): its pack, or its own.
+    pub area: u64,
 }
 
 /// `BPF_PROG_CHUNK_SIZE`: a program's `bpf_binary_header` starts its chunk.
@@ -91,6 +93,7 @@ impl Helper {
                     addr: u64::from_str_radix(addr, 16).map_err(|_| bad())?,
                     len: got.parse().map_err(|_| bad())?,
                     image,
+                    area: 0,
                 }))
             }
             ["err", e, ..] => Ok(Err(e.parse().unwrap_or(0))),
@@ -118,26 +121,6 @@ impl Helper {
         }
         Ok(())
     }
-
-    /// Every program in the system (the boot's own too): address and length.
-    pub fn all(&mut self) -> io::Result<Vec<(u64, u32)>> {
-        writeln!(self.stdin, "all")?;
-        let mut out = Vec::new();
-        loop {
-            let l = self.line()?;
-            if l == "end" {
-                return Ok(out);
-            }
-            let w: Vec<&str> = l.split_whitespace().collect();
-            if let ["prog", a, n] = w[..] {
-                if let (Ok(a), Ok(n)) = (u64::from_str_radix(a, 16), n.parse()) {
-                    out.push((a, n));
-                    continue;
-                }
-            }
-            return Err(io::Error::other(format!("bpf_prog all: {l}")));
-        }
-    }
 }
 
 impl Drop for Helper {
@@ -145,6 +128,75 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The BPF allocations in the kernel, `(header, size)`: the kernel's own
+/// classic programs too, which neither `BPF_PROG_GET_NEXT_ID` nor kallsyms
+/// shows. Found by walking every pack and oversize image that
+/// `/proc/vmallocinfo` lists ([`is_bpf_area`]) chunk by
+/// chunk: an allocation starts with its `bpf_binary_header`, whose `u32
+/// size` covers it; a free chunk is INT3 (`bpf_arch_text_invalidate()`).
+pub fn kernel_images(m: &mut Module) -> io::Result<Vec<(u64, u64)>> {
+    let info = std::fs::read_to_string("/proc/vmallocinfo")?;
+    let mut out = Vec::new();
+    for l in info.lines().filter(|l| is_bpf_area(l)) {
+        let Some((start, end)) = l.split_whitespace().next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
+        let (Some(start), Some(end)) = (hex(start), hex(end)) else {
+            continue;
+        };
+        // The area without its guard page.
+        let mut bytes = Vec::new();
+        let mut a = start;
+        while a + PAGE <= end - PAGE {
+            let r = m.call(module::PEEK, 0, [a, 0, 0], PAGE, &[])?;
+            if r.ret != 0 {
+                break;
+            }
+            bytes.extend_from_slice(&r.payload);
+            a += PAGE;
+        }
+        let mut pos = 0usize;
+        while pos + 4 <= bytes.len() {
+            let size = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
+            if size == 0 || size == 0xcccc_cccc || pos + size > bytes.len() {
+                pos += CHUNK as usize;
+                continue;
+            }
+            out.push((start + pos as u64, size as u64));
+            pos += size.next_multiple_of(CHUNK as usize);
+        }
+    }
+    Ok(out)
+}
+
+/// The vm areas that hold BPF allocations now (`/proc/vmallocinfo`).
+pub fn bpf_areas() -> io::Result<Vec<u64>> {
+    let info = std::fs::read_to_string("/proc/vmallocinfo")?;
+    Ok((info.lines())
+        .filter(|l| is_bpf_area(l))
+        .filter_map(|l| {
+            let start = l.split_whitespace().next()?.split_once('-')?.0;
+            u64::from_str_radix(start.trim_start_matches("0x"), 16).ok()
+        })
+        .collect())
+}
+
+const PAGE: u64 = 4096;
+
+/// A `/proc/vmallocinfo` line of a pack or an oversize image: allocated in
+/// `bpf_prog_pack_alloc()` (6.1 inlines `alloc_new_pack()` and
+/// `bpf_jit_alloc_exec()` into it) or, where not inlined, those two.
+fn is_bpf_area(l: &str) -> bool {
+    [
+        "bpf_prog_pack_alloc+",
+        "alloc_new_pack+",
+        "bpf_jit_alloc_exec+",
+    ]
+    .iter()
+    .any(|c| l.contains(c))
 }
 
 /// Whether `p`'s image is gone: all INT3 or unmapped.
@@ -179,13 +231,15 @@ pub fn runs_own(m: &mut Module, p: &Loaded) -> io::Result<bool> {
 }
 
 /// Where a jump to `addr` lands: `own` is the program jumped into (none for
-/// a stale pointer), `live` every live program's `(addr, len)` (the trace's
-/// and the system's), `freed` the trace's freed programs.
+/// a stale pointer), `live` the trace's live programs, `kernel` every image
+/// in the kernel to the end of its allocation ([`kernel_images`]), `freed`
+/// the trace's freed programs.
 pub fn classify(
     m: &mut Module,
     addr: u64,
     own: Option<&Loaded>,
-    live: &[(u64, u32)],
+    live: &[&Loaded],
+    kernel: &[(u64, u64)],
     freed: &[&Loaded],
 ) -> io::Result<GuestLanding> {
     let r = m.call(module::PEEK, 0, [addr, 0, 0], 1, &[])?;
@@ -200,15 +254,21 @@ pub fn classify(
     if let Some(p) = own.filter(|p| within(p.addr, p.len)) {
         return Ok(GuestLanding::OwnText((addr - p.addr) as u32));
     }
-    if live.iter().any(|&(a, n)| within(a, n)) {
+    if live.iter().any(|p| within(p.addr, p.len)) {
         return Ok(GuestLanding::OtherText);
     }
     // A live image's bpf_binary_header: its u32 size at the chunk's start.
-    if live.iter().any(|&(a, _)| within(a & !(CHUNK - 1), 4)) {
+    let within64 = |a: u64, n: u64| a <= addr && addr < a + n;
+    if kernel.iter().any(|&(h, _)| within64(h, 4)) {
         return Ok(GuestLanding::Header);
     }
     if byte == 0xcc {
         return Ok(GuestLanding::Int3);
+    }
+    // The kernel's own programs (whose exact length is not known here): any
+    // other byte up to the end of their allocation is their text.
+    if kernel.iter().any(|&(h, n)| within64(h, n)) {
+        return Ok(GuestLanding::OtherText);
     }
     for p in freed {
         if within(p.addr, p.len) && p.image[(addr - p.addr) as usize] == byte {

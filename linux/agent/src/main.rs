@@ -126,6 +126,9 @@ struct Guest {
     freed_progs: Vec<Option<bpf::Loaded>>,
     helper_path: String,
     helper: Option<bpf::Helper>,
+    /// The vm areas of the programs that were there before the trace's
+    /// first load (the boot's own), once asked.
+    preexisting: Option<Vec<u64>>,
 }
 
 impl Guest {
@@ -137,6 +140,7 @@ impl Guest {
         self.pages.clear();
         self.progs.clear();
         self.freed_progs.clear();
+        self.preexisting = None;
     }
 
     fn helper(&mut self) -> io::Result<&mut bpf::Helper> {
@@ -162,13 +166,13 @@ impl Guest {
         let Some(p) = list.get(prog as usize).cloned().flatten() else {
             return Ok(GuestValue::Skipped);
         };
-        let live = self.helper()?.all()?;
+        let kernel = bpf::kernel_images(m)?;
+        let live: Vec<&bpf::Loaded> = self.progs.iter().flatten().collect();
         let freed: Vec<&bpf::Loaded> = self.freed_progs.iter().flatten().collect();
         let addr = p.addr.wrapping_add_signed(i64::from(off));
         let own = (!stale).then_some(&p);
-        Ok(GuestValue::Landing(bpf::classify(
-            m, addr, own, &live, &freed,
-        )?))
+        let landing = bpf::classify(m, addr, own, &live, &kernel, &freed)?;
+        Ok(GuestValue::Landing(landing))
     }
 
     fn area_slot(&self, id: u32) -> Option<u32> {
@@ -317,28 +321,44 @@ impl Guest {
                 }
             }
             Op::DirectMapStats => GuestValue::DirectMap(direct_map()?),
-            Op::ProgLoad { len, .. } => match self.helper()?.load(*len)? {
-                Ok(p) => {
-                    let got = p.len;
-                    let r = m.call(module::PEEK, 0, [p.addr, 0, 0], 1, &[])?;
-                    if r.ret == 0 {
-                        view.vmap = Some(mapping(r.val[module::M_VMAP]));
-                        view.alias = Some(mapping(r.val[module::M_ALIAS]));
+            Op::ProgLoad { len, .. } => {
+                if self.preexisting.is_none() {
+                    self.preexisting = Some(bpf::bpf_areas()?);
+                }
+                match self.helper()?.load(*len)? {
+                    Ok(mut p) => {
+                        let got = p.len;
+                        let r = m.call(module::PEEK, 0, [p.addr, 0, 0], 1, &[])?;
+                        if r.ret == 0 {
+                            view.vmap = Some(mapping(r.val[module::M_VMAP]));
+                            view.alias = Some(mapping(r.val[module::M_ALIAS]));
+                        }
+                        p.area = r.val[module::M_AREA];
+                        view.shares = Some(
+                            (self.progs.iter().enumerate())
+                                .filter(|(_, q)| q.as_ref().is_some_and(|q| q.area == p.area))
+                                .map(|(id, _)| id as u32)
+                                .collect(),
+                        );
+                        view.pack_preexisting = self
+                            .preexisting
+                            .as_ref()
+                            .is_some_and(|a| a.contains(&p.area));
+                        self.progs.push(Some(p));
+                        self.freed_progs.push(None);
+                        if got == *len {
+                            GuestValue::Ok
+                        } else {
+                            GuestValue::Inexact { asked: *len, got }
+                        }
                     }
-                    self.progs.push(Some(p));
-                    self.freed_progs.push(None);
-                    if got == *len {
-                        GuestValue::Ok
-                    } else {
-                        GuestValue::Inexact { asked: *len, got }
+                    Err(e) => {
+                        self.progs.push(None);
+                        self.freed_progs.push(None);
+                        GuestValue::Err(errno(-i64::from(e)))
                     }
                 }
-                Err(e) => {
-                    self.progs.push(None);
-                    self.freed_progs.push(None);
-                    GuestValue::Err(errno(-i64::from(e)))
-                }
-            },
+            }
             Op::ProgFree { prog } => {
                 let Some(p) = self.progs.get_mut(prog.0 as usize).and_then(Option::take) else {
                     return skipped;

@@ -54,6 +54,7 @@ pub const P_ALIAS: usize = 10;
 /// `val[]` of a mapping pair.
 pub const M_VMAP: usize = 0;
 pub const M_ALIAS: usize = 1;
+pub const M_AREA: usize = 2;
 /// `val[]` of a fault: the address, then its mapping.
 pub const FAULT_MAP: usize = 1;
 

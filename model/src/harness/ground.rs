@@ -109,8 +109,16 @@ pub enum Compound {
 }
 
 /// The state an op touched, as both a guest and the model can show it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
+    /// A program load: the trace's live programs (by id) that share the new
+    /// program's pack — placement, abstractly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<Vec<u32>>,
+    /// The guest only: that pack existed before the trace (the boot's own
+    /// BPF programs use it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pack_preexisting: bool,
     /// The model only: no free order-9 block was left after the op, so a
     /// huge-eligible area fell back to order 0 for want of one.
     #[serde(skip)]
@@ -317,6 +325,15 @@ impl std::fmt::Display for View {
         if let Some(p) = self.page {
             write!(f, " [{p}]")?;
         }
+        if let Some(sh) = &self.shares {
+            let ids: Vec<String> = sh.iter().map(|i| format!("prog{i}")).collect();
+            let boot = if self.pack_preexisting {
+                ", the boot's pack"
+            } else {
+                ""
+            };
+            write!(f, " [pack shared with {{{}}}{boot}]", ids.join(", "))?;
+        }
         if let Some(m) = self.vmap {
             write!(f, " [vmap {m}]")?;
         }
@@ -420,15 +437,28 @@ pub fn model_view(s: &Session, op: &Op) -> View {
             }
         }
         Op::ProgLoad { .. } => {
-            let newest = s
-                .progs_loaded()
-                .checked_sub(1)
-                .and_then(|id| s.prog(id as u32));
-            if let Some(p) = newest {
+            let newest = s.progs_loaded().checked_sub(1);
+            if let Some((id, p)) = newest.and_then(|id| Some((id as u32, s.prog(id as u32)?))) {
                 let start = k.images()[p.0 as usize].image.text_start;
                 let (vmap, pfn) = vmap_of(start);
                 v.vmap = Some(vmap);
                 v.alias = pfn.map(alias_of);
+                let regions = k.regions();
+                let region_of = |a: u64| {
+                    (regions.iter())
+                        .find(|r| r.start <= a && a < r.start + r.size)
+                        .map(|r| r.start)
+                };
+                let mine = region_of(start);
+                let shares = (0..id)
+                    .filter(|&other| {
+                        s.prog(other).is_some_and(|q| {
+                            let img = &k.images()[q.0 as usize];
+                            img.live && region_of(img.image.text_start) == mine
+                        })
+                    })
+                    .collect();
+                v.shares = Some(shares);
             }
         }
         Op::VmallocToPage { .. } => {
@@ -584,6 +614,19 @@ pub fn compare_ground(
 /// The views' first difference, if any: a divergence, or incomparable where
 /// the guest's direct map is legitimately more split than the model's.
 fn compare_views(m: &View, l: &View) -> Option<Comparison> {
+    if let (Some(a), Some(b)) = (&m.shares, &l.shares) {
+        if a != b {
+            if l.pack_preexisting {
+                return Some(Comparison::Incomparable {
+                    why: "placement: the guest put the program in a pack its boot-time BPF programs use",
+                    stop: false,
+                });
+            }
+            return Some(Comparison::Divergent(format!(
+                "placement: the new program shares its pack with {a:?} on optimised, {b:?} on linux\n"
+            )));
+        }
+    }
     let div = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
         Some(Comparison::Divergent(format!(
             "{what}: optimised {a}, linux {b}\n"
@@ -630,4 +673,59 @@ fn compare_views(m: &View, l: &View) -> Option<Comparison> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Placement differs: divergent, unless the guest used a pack its boot
+    /// had made (the boot's own programs took room there).
+    #[test]
+    fn placement_differences_are_divergent_unless_the_pack_was_the_boots() {
+        let model = View {
+            shares: Some(vec![0, 1]),
+            ..View::default()
+        };
+        let mut linux = View {
+            shares: Some(vec![1]),
+            ..View::default()
+        };
+        assert!(matches!(
+            compare_views(&model, &linux),
+            Some(Comparison::Divergent(m)) if m.contains("[0, 1] on optimised, [1] on linux")
+        ));
+        linux.pack_preexisting = true;
+        assert!(matches!(
+            compare_views(&model, &linux),
+            Some(Comparison::Incomparable { stop: false, .. })
+        ));
+        linux.shares = Some(vec![0, 1]);
+        assert_eq!(compare_views(&model, &linux), None);
+    }
+
+    /// An alias's protection is compared, its leaf size is not.
+    #[test]
+    fn alias_protection_is_compared_and_leaf_size_is_not() {
+        let at = |level, rw| View {
+            alias: Some(Mapping {
+                level,
+                rw,
+                nx: true,
+            }),
+            ..View::default()
+        };
+        assert!(matches!(
+            compare_views(&at(2, true), &at(1, true)),
+            Some(Comparison::Incomparable { .. })
+        ));
+        assert!(matches!(
+            compare_views(&at(1, true), &at(2, true)),
+            Some(Comparison::Incomparable { .. })
+        ));
+        assert!(matches!(
+            compare_views(&at(1, true), &at(1, false)),
+            Some(Comparison::Divergent(_))
+        ));
+    }
 }
