@@ -11,11 +11,14 @@
 //!
 //! One deterministic workload — BPF programs loaded and unloaded over time with
 //! a JIT-like size distribution, interleaved with driver `vmalloc()`/`vfree()`
-//! churn that scatters physical memory — runs on three configurations:
+//! churn that scatters physical memory — runs on four configurations:
 //!
 //! - `reference`: one `module_alloc()` per program (before 5.18);
 //! - `pack-4k`: the optimised kernel with `PAGE_SIZE` packs on PTEs (x86 in
 //!   v5.18 final and v5.19, see [`Optimised::with_pack_size`]);
+//! - `linux-6.1`: 2 MiB packs of order-0 pages on PTEs, as x86 6.1 ships
+//!   them (the `linux-6.1` design; `frag --on linux` runs the same workload
+//!   on the real 6.1);
 //! - `pack-2m`: the optimised kernel with 2 MiB packs on PMD leaves.
 //!
 //! Nothing here is tuned per configuration: the same ops, the same machine
@@ -24,18 +27,19 @@
 use std::fmt::Write as _;
 
 use super::alloc::jit_size;
-use crate::harness::op::ProgId;
+use crate::harness::op::{AreaId, Op, ProgId};
 use crate::harness::rng::Rng;
 use crate::harness::text::prog_text;
+use crate::harness::trace::Trace;
 use crate::kernel::optimised::Optimised;
 use crate::kernel::reference::Reference;
 use crate::kernel::{Area, HugeHint, Kernel, Prog, Quirks, RegionKind, VmallocFlags};
-use crate::machine::MachineConfig;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
+use crate::machine::{Design, MachineConfig};
 
 /// The three configurations, in report order.
-pub const CONFIGS: [&str; 3] = ["reference", "pack-4k", "pack-2m"];
+pub const CONFIGS: [&str; 4] = ["reference", "pack-4k", "linux-6.1", "pack-2m"];
 
 /// The machine every configuration boots.
 pub const MACHINE: MachineConfig = MachineConfig {
@@ -165,11 +169,44 @@ fn plan(opts: &FragOptions) -> (Vec<Step>, Vec<usize>) {
     (steps, marks)
 }
 
+/// The workload as a trace (`direct_map_stats()` before and after it), for
+/// a real kernel to run (`frag --on linux`): the same ops in the same order.
+pub fn workload_trace(opts: &FragOptions) -> Trace {
+    let (steps, _) = plan(opts);
+    let mut ops = vec![Op::DirectMapStats];
+    ops.extend(steps.iter().map(|s| match *s {
+        Step::Load { len, rand, .. } => Op::ProgLoad {
+            len,
+            align: 1,
+            rand,
+        },
+        Step::Unload { id } => Op::ProgFree {
+            prog: ProgId(id as u32),
+        },
+        Step::Vmalloc { size, .. } => Op::Vmalloc {
+            size,
+            flags: VmallocFlags::default(),
+        },
+        Step::Vfree { id } => Op::Vfree {
+            area: AreaId(id as u32),
+        },
+    }));
+    ops.push(Op::DirectMapStats);
+    Trace::new(Vec::new(), MACHINE, ops)
+}
+
 /// Boots configuration `name` (one of [`CONFIGS`]).
 pub fn boot(name: &str) -> Box<dyn Kernel> {
     match name {
         "reference" => Box::new(Reference::new(MACHINE)),
         "pack-4k" => Box::new(Optimised::with_pack_size(MACHINE, Quirks::NONE, PAGE_SIZE)),
+        "linux-6.1" => Box::new(Optimised::new(
+            MachineConfig {
+                design: Design::Linux61,
+                ..MACHINE
+            },
+            Quirks::NONE,
+        )),
         "pack-2m" => Box::new(Optimised::with_pack_size(MACHINE, Quirks::NONE, PMD_SIZE)),
         _ => panic!("unknown frag configuration {name}"),
     }
@@ -385,7 +422,7 @@ pub fn svg(opts: &FragOptions, results: &[FragResult]) -> String {
     const R: f64 = 150.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
-    const COLOURS: [&str; 3] = ["#d62728", "#ff7f0e", "#1f77b4"];
+    const COLOURS: [&str; 4] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"];
     let max_x = results
         .iter()
         .flat_map(|r| r.series.last().map(|p| p.0))
