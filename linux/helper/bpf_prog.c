@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <linux/bpf.h>
 
@@ -96,7 +97,14 @@ int main(void)
 	long len;
 	int fd;
 
+	struct rlimit nofile;
+
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* One descriptor per live program: thousands in frag --on linux. */
+	if (!getrlimit(RLIMIT_NOFILE, &nofile)) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	fd = load(0, 0);
 	if (fd < 0 || info(fd, &pi, &addr, NULL, 0)) {
 		printf("err %d calibration\n", fd < 0 ? -fd : errno);

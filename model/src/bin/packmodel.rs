@@ -153,6 +153,14 @@ enum Cmd {
         /// Overwrite `--svg` if it exists.
         #[arg(long)]
         force: bool,
+        /// Also run the workload on a real kernel under QEMU (`linux` or
+        /// `linux=VMLINUX`, as for `replay --on`) and print its counters, as
+        /// deltas over the workload, beside the model's `linux-6.1`.
+        #[arg(long, value_name = "linux[=VMLINUX]")]
+        on: Option<String>,
+        /// The guest's time limit, in seconds, with `--on`.
+        #[arg(long, default_value_t = 600)]
+        guest_timeout: u64,
     },
     /// Measure: `bench alloc` (the lock-free chunk allocator against the
     /// kernel's mutex + first-fit design).
@@ -340,7 +348,12 @@ fn main() -> ExitCode {
             json,
             svg,
             force,
-        } => cmd_frag(programs, seed, json, svg.as_deref(), force),
+            on,
+            guest_timeout,
+        } => match on {
+            Some(on) => cmd_frag_linux(programs, seed, &on, guest_timeout),
+            None => cmd_frag(programs, seed, json, svg.as_deref(), force),
+        },
         Cmd::Quirks => {
             out!("{}", quirks_table());
             Ok(0)
@@ -419,25 +432,9 @@ fn cmd_replay_linux(
     record: Option<&Path>,
     sabotage: Option<packmodel::kernel::optimised::Sabotage>,
 ) -> Result<u8, Usage> {
-    use packmodel::guest::{GuestConfig, recording, run_traces};
+    use packmodel::guest::{recording, run_traces};
     use packmodel::harness::run::run_with_linux;
-    let mut cfg = match on.split_once('=') {
-        None if on == "linux" => GuestConfig::in_build_dir(&default_guest_dir()),
-        Some(("linux", vmlinux)) => {
-            let v = PathBuf::from(vmlinux);
-            let dir = v.parent().unwrap_or(Path::new(".")).to_path_buf();
-            GuestConfig {
-                kernel: v,
-                ..GuestConfig::in_build_dir(&dir)
-            }
-        }
-        _ => {
-            return Err(Usage(format!(
-                "--on: expected linux or linux=VMLINUX, not {on}"
-            )));
-        }
-    };
-    cfg.timeout = std::time::Duration::from_secs(timeout);
+    let mut cfg = guest_config(on, timeout)?;
     cfg.append = append;
     let mut traces = Vec::new();
     let mut texts = Vec::new();
@@ -482,6 +479,102 @@ fn cmd_replay_linux(
         code = code.max(exit_code(&r));
     }
     Ok(code)
+}
+
+/// The guest `--on linux[=VMLINUX]` names, with a time limit.
+fn guest_config(on: &str, timeout: u64) -> Result<packmodel::guest::GuestConfig, Usage> {
+    use packmodel::guest::GuestConfig;
+    let mut cfg = match on.split_once('=') {
+        None if on == "linux" => GuestConfig::in_build_dir(&default_guest_dir()),
+        Some(("linux", vmlinux)) => {
+            let v = PathBuf::from(vmlinux);
+            let dir = v.parent().unwrap_or(Path::new(".")).to_path_buf();
+            GuestConfig {
+                kernel: v,
+                ..GuestConfig::in_build_dir(&dir)
+            }
+        }
+        _ => {
+            return Err(Usage(format!(
+                "--on: expected linux or linux=VMLINUX, not {on}"
+            )));
+        }
+    };
+    cfg.timeout = std::time::Duration::from_secs(timeout);
+    Ok(cfg)
+}
+
+/// `frag --on linux`: the workload as a trace on a real kernel, its
+/// `/proc/vmstat` and `/proc/meminfo` counters before and after, beside the
+/// model's prediction for the `linux-6.1` design.
+fn cmd_frag_linux(programs: usize, seed: u64, on: &str, timeout: u64) -> Result<u8, Usage> {
+    use packmodel::bench::frag::{FragOptions, MACHINE, frag, workload_trace};
+    use packmodel::guest::run_traces;
+    use packmodel::harness::ground::GuestValue;
+    if programs == 0 {
+        return Err(Usage("--programs: expected at least 1".to_string()));
+    }
+    let opts = FragOptions {
+        programs,
+        seed,
+        ..FragOptions::default()
+    };
+    let cfg = guest_config(on, timeout)?;
+    let t = workload_trace(&opts);
+    let guest = run_traces(&cfg, &[("frag workload".to_string(), t.print())])
+        .map_err(|e| Usage(e.to_string()))?;
+    let steps = (guest.traces.into_iter().next())
+        .expect("one trace")
+        .map_err(|e| Usage(format!("the guest agent stopped: {e}")))?;
+    let counters = |i: usize| match steps.get(i).map(|s| &s.value) {
+        Some(GuestValue::DirectMap(d)) => Ok(*d),
+        other => Err(Usage(format!(
+            "the guest's op {i} gave {other:?}, not direct_map_stats()"
+        ))),
+    };
+    let (before, after) = (counters(0)?, counters(t.ops.len() - 1)?);
+    let failed = (steps[..t.ops.len()].iter())
+        .filter(|s| matches!(s.value, GuestValue::Err(_)))
+        .count();
+    let model = frag(&opts);
+    let m = (model.iter())
+        .find(|r| r.name == "linux-6.1")
+        .expect("a linux-6.1 configuration");
+    let d = |a: u64, b: u64| b as i64 - a as i64;
+    outln!(
+        "frag --on linux: {programs} programs (seed {seed}), {} ops",
+        t.ops.len()
+    );
+    outln!(
+        "{:34}{:>12}{:>12}{:>16}{:>8}",
+        "",
+        "l2 splits",
+        "l3 splits",
+        "DirectMap4k",
+        "failed"
+    );
+    outln!(
+        "{:34}{:>12}{:>12}{:>13} kB{:>8}",
+        format!("linux {} ({} MiB, deltas)", guest.release, cfg.mem_mib),
+        format!("{:+}", d(before.level2_splits, after.level2_splits)),
+        format!("{:+}", d(before.level3_splits, after.level3_splits)),
+        format!("{:+}", d(before.directmap_4k_kb, after.directmap_4k_kb)),
+        failed
+    );
+    outln!(
+        "{:34}{:>12}{:>12}{:>13} kB{:>8}",
+        format!("model linux-6.1 ({} MiB)", MACHINE.mem_mib),
+        m.direct_map_level2_splits,
+        0,
+        m.directmap_4k_kb,
+        m.failed_loads
+    );
+    let real = d(before.level2_splits, after.level2_splits);
+    outln!(
+        "predicted / real level-2 splits: {} / {real}",
+        m.direct_map_level2_splits
+    );
+    Ok(0)
 }
 
 /// Where `linux/setup.sh` puts Debian's pinned kernel:
