@@ -10,6 +10,7 @@ fn frag_500_programs() {
         programs: 500,
         seed: 1,
         samples: 20,
+        mem_mib: 128,
     };
     let results = frag(&opts);
     assert_eq!(results, frag(&opts), "frag is deterministic");

@@ -41,13 +41,19 @@ use crate::machine::{Design, MachineConfig};
 /// The three configurations, in report order.
 pub const CONFIGS: [&str; 4] = ["reference", "pack-4k", "linux-6.1", "pack-2m"];
 
-/// The machine every configuration boots.
+/// The machine every configuration boots: 128 MiB unless `--mem` says
+/// otherwise, one node, 2 MiB direct-map leaves.
 pub const MACHINE: MachineConfig = MachineConfig {
     nodes: 1,
     mem_mib: 128,
     dmap_leaf: DmapLeaf::M2,
     design: crate::machine::Design::Pack2m,
 };
+
+/// [`MACHINE`] with `mem_mib` of memory.
+pub fn machine(mem_mib: u32) -> MachineConfig {
+    MachineConfig { mem_mib, ..MACHINE }
+}
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +63,8 @@ pub struct FragOptions {
     pub seed: u64,
     /// Points of the `DirectMap4k` series (for the plot).
     pub samples: usize,
+    /// The machine's memory (MiB).
+    pub mem_mib: u32,
 }
 
 impl Default for FragOptions {
@@ -65,6 +73,7 @@ impl Default for FragOptions {
             programs: 10_000,
             seed: 1,
             samples: 200,
+            mem_mib: MACHINE.mem_mib,
         }
     }
 }
@@ -192,22 +201,24 @@ pub fn workload_trace(opts: &FragOptions) -> Trace {
         },
     }));
     ops.push(Op::DirectMapStats);
-    Trace::new(Vec::new(), MACHINE, ops)
+    Trace::new(Vec::new(), machine(opts.mem_mib), ops)
 }
 
-/// Boots configuration `name` (one of [`CONFIGS`]).
-pub fn boot(name: &str) -> Box<dyn Kernel> {
+/// Boots configuration `name` (one of [`CONFIGS`]) on a machine of
+/// `mem_mib`.
+pub fn boot(name: &str, mem_mib: u32) -> Box<dyn Kernel> {
+    let m = machine(mem_mib);
     match name {
-        "reference" => Box::new(Reference::new(MACHINE)),
-        "pack-4k" => Box::new(Optimised::with_pack_size(MACHINE, Quirks::NONE, PAGE_SIZE)),
+        "reference" => Box::new(Reference::new(m)),
+        "pack-4k" => Box::new(Optimised::with_pack_size(m, Quirks::NONE, PAGE_SIZE)),
         "linux-6.1" => Box::new(Optimised::new(
             MachineConfig {
                 design: Design::Linux61,
-                ..MACHINE
+                ..m
             },
             Quirks::NONE,
         )),
-        "pack-2m" => Box::new(Optimised::with_pack_size(MACHINE, Quirks::NONE, PMD_SIZE)),
+        "pack-2m" => Box::new(Optimised::with_pack_size(m, Quirks::NONE, PMD_SIZE)),
         _ => panic!("unknown frag configuration {name}"),
     }
 }
@@ -217,7 +228,15 @@ pub fn frag(opts: &FragOptions) -> Vec<FragResult> {
     let (steps, marks) = plan(opts);
     CONFIGS
         .iter()
-        .map(|&name| run_one(name, boot(name), &steps, &marks, opts.programs))
+        .map(|&name| {
+            run_one(
+                name,
+                boot(name, opts.mem_mib),
+                &steps,
+                &marks,
+                opts.programs,
+            )
+        })
         .collect()
 }
 
@@ -314,8 +333,8 @@ fn exec_backing(k: &dyn Kernel) -> u64 {
 /// The table.
 pub fn render(opts: &FragOptions, results: &[FragResult]) -> String {
     let mut s = format!(
-        "frag: {} programs (seed {}), 128 MiB, 1 node, 2 MiB direct-map leaves\n",
-        opts.programs, opts.seed
+        "frag: {} programs (seed {}), {} MiB, 1 node, 2 MiB direct-map leaves\n",
+        opts.programs, opts.seed, opts.mem_mib
     );
     let _ = writeln!(
         s,
@@ -444,8 +463,8 @@ pub fn svg(opts: &FragOptions, results: &[FragResult]) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\n\
-         <text x=\"{L}\" y=\"22\" font-size=\"14\">DirectMap4k over {} BPF program loads (seed {}), 128 MiB machine</text>\n",
-        opts.programs, opts.seed
+         <text x=\"{L}\" y=\"22\" font-size=\"14\">DirectMap4k over {} BPF program loads (seed {}), {} MiB machine</text>\n",
+        opts.programs, opts.seed, opts.mem_mib
     );
     // Axes, with five ticks on each.
     let _ = writeln!(

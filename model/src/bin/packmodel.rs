@@ -153,6 +153,10 @@ enum Cmd {
         /// Overwrite `--svg` if it exists.
         #[arg(long)]
         force: bool,
+        /// The model machine's memory in MiB (16 to 4096; with `--on`, the
+        /// guest's too).
+        #[arg(long, default_value_t = 128)]
+        mem: u32,
         /// Also run the workload on a real kernel under QEMU (`linux` or
         /// `linux=VMLINUX`, as for `replay --on`) and print its counters, as
         /// deltas over the workload, beside the model's `linux-6.1`.
@@ -348,11 +352,12 @@ fn main() -> ExitCode {
             json,
             svg,
             force,
+            mem,
             on,
             guest_timeout,
         } => match on {
-            Some(on) => cmd_frag_linux(programs, seed, &on, guest_timeout),
-            None => cmd_frag(programs, seed, json, svg.as_deref(), force),
+            Some(on) => cmd_frag_linux(programs, seed, mem, &on, guest_timeout),
+            None => cmd_frag(programs, seed, mem, json, svg.as_deref(), force),
         },
         Cmd::Quirks => {
             out!("{}", quirks_table());
@@ -481,6 +486,27 @@ fn cmd_replay_linux(
     Ok(code)
 }
 
+/// `frag`'s options, checked.
+fn frag_options(
+    programs: usize,
+    seed: u64,
+    mem: u32,
+) -> Result<packmodel::bench::frag::FragOptions, Usage> {
+    use packmodel::bench::frag::{FragOptions, machine};
+    if programs == 0 {
+        return Err(Usage("--programs: expected at least 1".to_string()));
+    }
+    machine(mem)
+        .validate()
+        .map_err(|e| Usage(format!("--mem: {e}")))?;
+    Ok(FragOptions {
+        programs,
+        seed,
+        mem_mib: mem,
+        ..FragOptions::default()
+    })
+}
+
 /// The guest `--on linux[=VMLINUX]` names, with a time limit.
 fn guest_config(on: &str, timeout: u64) -> Result<packmodel::guest::GuestConfig, Usage> {
     use packmodel::guest::GuestConfig;
@@ -507,19 +533,19 @@ fn guest_config(on: &str, timeout: u64) -> Result<packmodel::guest::GuestConfig,
 /// `frag --on linux`: the workload as a trace on a real kernel, its
 /// `/proc/vmstat` and `/proc/meminfo` counters before and after, beside the
 /// model's prediction for the `linux-6.1` design.
-fn cmd_frag_linux(programs: usize, seed: u64, on: &str, timeout: u64) -> Result<u8, Usage> {
-    use packmodel::bench::frag::{FragOptions, MACHINE, frag, workload_trace};
+fn cmd_frag_linux(
+    programs: usize,
+    seed: u64,
+    mem: u32,
+    on: &str,
+    timeout: u64,
+) -> Result<u8, Usage> {
+    use packmodel::bench::frag::{frag, workload_trace};
     use packmodel::guest::run_traces;
     use packmodel::harness::ground::GuestValue;
-    if programs == 0 {
-        return Err(Usage("--programs: expected at least 1".to_string()));
-    }
-    let opts = FragOptions {
-        programs,
-        seed,
-        ..FragOptions::default()
-    };
-    let cfg = guest_config(on, timeout)?;
+    let opts = frag_options(programs, seed, mem)?;
+    let mut cfg = guest_config(on, timeout)?;
+    cfg.mem_mib = mem;
     let t = workload_trace(&opts);
     let guest = run_traces(&cfg, &[("frag workload".to_string(), t.print())])
         .map_err(|e| Usage(e.to_string()))?;
@@ -563,7 +589,7 @@ fn cmd_frag_linux(programs: usize, seed: u64, on: &str, timeout: u64) -> Result<
     );
     outln!(
         "{:34}{:>12}{:>12}{:>13} kB{:>8}",
-        format!("model linux-6.1 ({} MiB)", MACHINE.mem_mib),
+        format!("model linux-6.1 ({mem} MiB)"),
         m.direct_map_level2_splits,
         0,
         m.directmap_4k_kb,
@@ -763,19 +789,13 @@ fn cmd_bench_harness(
 fn cmd_frag(
     programs: usize,
     seed: u64,
+    mem: u32,
     json: bool,
     svg: Option<&Path>,
     force: bool,
 ) -> Result<u8, Usage> {
-    use packmodel::bench::frag::{FragOptions, frag, render, svg as plot, to_json};
-    if programs == 0 {
-        return Err(Usage("--programs: expected at least 1".to_string()));
-    }
-    let opts = FragOptions {
-        programs,
-        seed,
-        ..FragOptions::default()
-    };
+    use packmodel::bench::frag::{frag, render, svg as plot, to_json};
+    let opts = frag_options(programs, seed, mem)?;
     // Refuse to overwrite before the run, not after it.
     let file = svg.map(|p| create(p, force)).transpose()?;
     let results = frag(&opts);

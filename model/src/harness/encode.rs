@@ -14,6 +14,7 @@ use super::decode::{FORMAT_VERSION, Gen, Kind, MAX_OPS, config_to_byte, decode};
 use super::op::{DRIVER_MAPPING, Op, limits};
 use super::trace::{OpText, Trace};
 use crate::kernel::{HugeHint, SetMemory};
+use crate::machine::MachineConfig;
 use crate::machine::consts::PAGE_SIZE;
 
 /// Why a trace cannot be fuzz input.
@@ -61,6 +62,15 @@ pub fn encode(trace: &Trace) -> Result<Vec<u8>, EncodeError> {
             msg: format!(
                 "{} ops; fuzz input holds at most {MAX_OPS}",
                 trace.ops.len()
+            ),
+        });
+    }
+    if !MachineConfig::MEM_SIZES_MIB.contains(&trace.config.mem_mib) {
+        return Err(EncodeError {
+            op: None,
+            msg: format!(
+                "config mem={}M; fuzz input holds 16M, 32M, 64M or 128M",
+                trace.config.mem_mib
             ),
         });
     }

@@ -83,8 +83,12 @@ impl Default for MachineConfig {
 }
 
 impl MachineConfig {
-    /// Memory sizes the model accepts.
+    /// Memory sizes a fuzz input's config byte can name (traces and `frag
+    /// --mem` may ask for any size up to [`MachineConfig::MAX_MEM_MIB`]).
     pub const MEM_SIZES_MIB: [u32; 4] = [16, 32, 64, 128];
+    /// The largest machine: 4 GiB, lazily materialised (a frame, a `struct
+    /// page`, a buddy link exists only once something touched it).
+    pub const MAX_MEM_MIB: u32 = 4096;
 
     pub fn nr_pages(&self) -> u64 {
         self.mem_mib as u64 * 256
@@ -95,9 +99,11 @@ impl MachineConfig {
         if !(1..=2).contains(&self.nodes) {
             return Err(format!("nodes must be 1 or 2, not {}", self.nodes));
         }
-        if !Self::MEM_SIZES_MIB.contains(&self.mem_mib) {
+        let per_node_mib = 4 * u32::from(self.nodes);
+        if !(16..=Self::MAX_MEM_MIB).contains(&self.mem_mib) || self.mem_mib % per_node_mib != 0 {
             return Err(format!(
-                "mem must be one of 16M, 32M, 64M, 128M, not {}M",
+                "mem must be 16M to {}M, a multiple of {per_node_mib}M, not {}M",
+                Self::MAX_MEM_MIB,
                 self.mem_mib
             ));
         }
