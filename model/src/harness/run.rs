@@ -26,8 +26,9 @@ pub struct RunStep {
     pub oopses: Vec<Vec<Oops>>,
     /// The comparison, when two kernels ran and were still comparable.
     pub cmp: Option<Comparison>,
-    /// What a real kernel showed for the op, when the run has one.
-    pub linux: Option<LinuxStep>,
+    /// What a real kernel showed for the op, when the run has one (boxed:
+    /// a fuzz run's steps never have one and stay small).
+    pub linux: Option<Box<LinuxStep>>,
 }
 
 /// A real kernel's step beside the model's (DESIGN §11).
@@ -216,7 +217,7 @@ impl Runner {
             step.cmp = Some(c);
         }
         if let Some(got) = self.linux.as_mut().map(Iterator::next) {
-            step.linux = Some(self.compare_linux(i, op, got, &step, within));
+            step.linux = Some(Box::new(self.compare_linux(i, op, got, &step, within)));
         }
         // Compared and checked: keep what reports need, not megabytes.
         step.obs.iter_mut().for_each(Obs::compact);
