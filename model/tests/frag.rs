@@ -34,3 +34,42 @@ fn frag_500_programs() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| insta::assert_snapshot!("frag-500", render(&opts, &results)));
 }
+
+/// The workload a real kernel runs (`frag --on linux`) is the model's: the
+/// same ops, `direct_map_stats()` exactly where the model's series samples,
+/// and a trace that prints and parses back as itself.
+#[test]
+fn the_workload_trace_samples_where_the_model_does() {
+    use packmodel::bench::frag::workload_trace;
+    use packmodel::harness::op::Op;
+    let opts = FragOptions {
+        programs: 300,
+        seed: 3,
+        samples: 10,
+        mem_mib: 128,
+    };
+    let (t, samples) = workload_trace(&opts);
+    let linux61 = frag(&opts)
+        .into_iter()
+        .find(|r| r.name == "linux-6.1")
+        .unwrap();
+    let steps: Vec<usize> = samples.iter().map(|s| s.0).collect();
+    let model: Vec<usize> = linux61.series.iter().map(|s| s.0).collect();
+    assert_eq!(steps, model);
+    for &(step, op) in &samples {
+        assert_eq!(t.ops[op], Op::DirectMapStats, "sample after step {step}");
+        let workload_ops = t.ops[..op]
+            .iter()
+            .filter(|o| **o != Op::DirectMapStats)
+            .count();
+        assert_eq!(workload_ops, step);
+    }
+    let loads = t
+        .ops
+        .iter()
+        .filter(|o| matches!(o, Op::ProgLoad { .. }))
+        .count();
+    assert_eq!(loads, 300);
+    let back = packmodel::harness::trace::parse("frag.trace", &t.print()).unwrap();
+    assert_eq!(back.ops, t.ops);
+}

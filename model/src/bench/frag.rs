@@ -178,30 +178,64 @@ fn plan(opts: &FragOptions) -> (Vec<Step>, Vec<usize>) {
     (steps, marks)
 }
 
-/// The workload as a trace (`direct_map_stats()` before and after it), for
-/// a real kernel to run (`frag --on linux`): the same ops in the same order.
-pub fn workload_trace(opts: &FragOptions) -> Trace {
-    let (steps, _) = plan(opts);
+/// The workload as a trace, for a real kernel to run (`frag --on linux`):
+/// the same ops in the same order, with `direct_map_stats()` before it, at
+/// each point of the series and after it. Returns the trace and, for each
+/// `direct_map_stats()`, the step count it follows (as [`FragResult::series`]
+/// counts) and its op index.
+pub fn workload_trace(opts: &FragOptions) -> (Trace, Vec<(usize, usize)>) {
+    let (steps, marks) = plan(opts);
     let mut ops = vec![Op::DirectMapStats];
-    ops.extend(steps.iter().map(|s| match *s {
-        Step::Load { len, rand, .. } => Op::ProgLoad {
-            len,
-            align: 1,
-            rand,
-        },
-        Step::Unload { id } => Op::ProgFree {
-            prog: ProgId(id as u32),
-        },
-        Step::Vmalloc { size, .. } => Op::Vmalloc {
-            size,
-            flags: VmallocFlags::default(),
-        },
-        Step::Vfree { id } => Op::Vfree {
-            area: AreaId(id as u32),
-        },
-    }));
+    let mut samples = vec![(0, 0)];
+    let mut mark = marks.iter().peekable();
+    for (i, s) in steps.iter().enumerate() {
+        ops.push(match *s {
+            Step::Load { len, rand, .. } => Op::ProgLoad {
+                len,
+                align: 1,
+                rand,
+            },
+            Step::Unload { id } => Op::ProgFree {
+                prog: ProgId(id as u32),
+            },
+            Step::Vmalloc { size, .. } => Op::Vmalloc {
+                size,
+                flags: VmallocFlags::default(),
+            },
+            Step::Vfree { id } => Op::Vfree {
+                area: AreaId(id as u32),
+            },
+        });
+        if mark.peek() == Some(&&(i + 1)) {
+            mark.next();
+            samples.push((i + 1, ops.len()));
+            ops.push(Op::DirectMapStats);
+        }
+    }
+    samples.push((steps.len(), ops.len()));
     ops.push(Op::DirectMapStats);
-    Trace::new(Vec::new(), machine(opts.mem_mib), ops)
+    (Trace::new(Vec::new(), machine(opts.mem_mib), ops), samples)
+}
+
+/// A real kernel's run of the workload as a [`FragResult`] for the plot:
+/// `series` of (step, `DirectMap4k` kB gained since the start), and the
+/// level-2 splits it gained.
+pub fn guest_result(series: Vec<(usize, u64)>, level2_splits: u64) -> FragResult {
+    let last = series.last().map_or(0, |p| p.1);
+    FragResult {
+        name: "linux (guest)",
+        direct_map_level2_splits: level2_splits,
+        peak_direct_map_level2_splits: level2_splits,
+        directmap_4k_kb: last,
+        directmap_2m_kb: 0,
+        peak_directmap_4k_kb: series.iter().map(|p| p.1).max().unwrap_or(0),
+        cpa_calls: 0,
+        bytes_per_program: 0.0,
+        mean_program_bytes: 0.0,
+        peak_live_programs: 0,
+        failed_loads: 0,
+        series,
+    }
 }
 
 /// Boots configuration `name` (one of [`CONFIGS`]) on a machine of
@@ -441,7 +475,7 @@ pub fn svg(opts: &FragOptions, results: &[FragResult]) -> String {
     const R: f64 = 150.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
-    const COLOURS: [&str; 4] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"];
+    const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#000000"];
     let max_x = results
         .iter()
         .flat_map(|r| r.series.last().map(|p| p.0))

@@ -356,7 +356,15 @@ fn main() -> ExitCode {
             on,
             guest_timeout,
         } => match on {
-            Some(on) => cmd_frag_linux(programs, seed, mem, &on, guest_timeout),
+            Some(on) => cmd_frag_linux(
+                programs,
+                seed,
+                mem,
+                &on,
+                guest_timeout,
+                svg.as_deref(),
+                force,
+            ),
             None => cmd_frag(programs, seed, mem, json, svg.as_deref(), force),
         },
         Cmd::Quirks => {
@@ -531,48 +539,58 @@ fn guest_config(on: &str, timeout: u64) -> Result<packmodel::guest::GuestConfig,
 }
 
 /// `frag --on linux`: the workload as a trace on a real kernel, its
-/// `/proc/vmstat` and `/proc/meminfo` counters before and after, beside the
-/// model's prediction for the `linux-6.1` design.
+/// `/proc/vmstat` and `/proc/meminfo` counters before, along and after it,
+/// beside the model's prediction for the `linux-6.1` design.
 fn cmd_frag_linux(
     programs: usize,
     seed: u64,
     mem: u32,
     on: &str,
     timeout: u64,
+    svg: Option<&Path>,
+    force: bool,
 ) -> Result<u8, Usage> {
-    use packmodel::bench::frag::{frag, workload_trace};
+    use packmodel::bench::frag::{frag, guest_result, svg as plot, workload_trace};
     use packmodel::guest::run_traces;
-    use packmodel::harness::ground::GuestValue;
+    use packmodel::harness::ground::{GuestDirectMap, GuestValue};
     let opts = frag_options(programs, seed, mem)?;
     let mut cfg = guest_config(on, timeout)?;
     cfg.mem_mib = mem;
-    let t = workload_trace(&opts);
+    let file = svg.map(|p| create(p, force)).transpose()?;
+    let (t, samples) = workload_trace(&opts);
     let guest = run_traces(&cfg, &[("frag workload".to_string(), t.print())])
         .map_err(|e| Usage(e.to_string()))?;
     let steps = (guest.traces.into_iter().next())
         .expect("one trace")
         .map_err(|e| Usage(format!("the guest agent stopped: {e}")))?;
-    let counters = |i: usize| match steps.get(i).map(|s| &s.value) {
-        Some(GuestValue::DirectMap(d)) => Ok(*d),
-        other => Err(Usage(format!(
-            "the guest's op {i} gave {other:?}, not direct_map_stats()"
-        ))),
+    let counters = |i: usize| -> Result<GuestDirectMap, Usage> {
+        match steps.get(i).map(|s| &s.value) {
+            Some(GuestValue::DirectMap(d)) => Ok(*d),
+            other => Err(Usage(format!(
+                "the guest's op {i} gave {other:?}, not direct_map_stats()"
+            ))),
+        }
     };
-    let (before, after) = (counters(0)?, counters(t.ops.len() - 1)?);
+    let before = counters(0)?;
+    let real: Vec<(usize, GuestDirectMap)> = (samples.iter())
+        .map(|&(step, op)| counters(op).map(|d| (step, d)))
+        .collect::<Result<_, _>>()?;
+    let after = real.last().expect("the last sample").1;
     let failed = (steps[..t.ops.len()].iter())
         .filter(|s| matches!(s.value, GuestValue::Err(_)))
         .count();
-    let model = frag(&opts);
+    let mut model = frag(&opts);
     let m = (model.iter())
         .find(|r| r.name == "linux-6.1")
-        .expect("a linux-6.1 configuration");
+        .expect("a linux-6.1 configuration")
+        .clone();
     let d = |a: u64, b: u64| b as i64 - a as i64;
     outln!(
-        "frag --on linux: {programs} programs (seed {seed}), {} ops",
+        "frag --on linux: {programs} programs (seed {seed}), {} ops, {mem} MiB guest and model",
         t.ops.len()
     );
     outln!(
-        "{:34}{:>12}{:>12}{:>16}{:>8}",
+        "{:36}{:>12}{:>12}{:>16}{:>8}",
         "",
         "l2 splits",
         "l3 splits",
@@ -580,26 +598,51 @@ fn cmd_frag_linux(
         "failed"
     );
     outln!(
-        "{:34}{:>12}{:>12}{:>13} kB{:>8}",
-        format!("linux {} ({} MiB, deltas)", guest.release, cfg.mem_mib),
+        "{:36}{:>12}{:>12}{:>13} kB{:>8}",
+        format!("linux {} (deltas)", guest.release),
         format!("{:+}", d(before.level2_splits, after.level2_splits)),
         format!("{:+}", d(before.level3_splits, after.level3_splits)),
         format!("{:+}", d(before.directmap_4k_kb, after.directmap_4k_kb)),
         failed
     );
     outln!(
-        "{:34}{:>12}{:>12}{:>13} kB{:>8}",
-        format!("model linux-6.1 ({mem} MiB)"),
+        "{:36}{:>12}{:>12}{:>13} kB{:>8}",
+        "model linux-6.1",
         m.direct_map_level2_splits,
         0,
         m.directmap_4k_kb,
         m.failed_loads
     );
-    let real = d(before.level2_splits, after.level2_splits);
+    let real_splits = d(before.level2_splits, after.level2_splits);
     outln!(
-        "predicted / real level-2 splits: {} / {real}",
+        "predicted / real level-2 splits: {} / {real_splits}",
         m.direct_map_level2_splits
     );
+    outln!("\nalong the run (level-2 splits so far): step, linux, model linux-6.1");
+    let every = (real.len() / 10).max(1);
+    for (k, ((step, r), (_, kb))) in real.iter().zip(&m.series).enumerate() {
+        if k % every == 0 || k + 1 == real.len() {
+            outln!(
+                "  {step:>7}  {:>+5}  {:>5}",
+                d(before.level2_splits, r.level2_splits),
+                kb / 2048
+            );
+        }
+    }
+    if let (Some(mut f), Some(p)) = (file, svg) {
+        let series = (real.iter())
+            .map(|(step, r)| {
+                (
+                    *step,
+                    r.directmap_4k_kb.saturating_sub(before.directmap_4k_kb),
+                )
+            })
+            .collect();
+        model.push(guest_result(series, real_splits.max(0) as u64));
+        f.write_all(plot(&opts, &model).as_bytes())
+            .map_err(|e| Usage(format!("{}: cannot write: {e}", p.display())))?;
+        outln!("wrote {}", p.display());
+    }
     Ok(0)
 }
 
