@@ -34,7 +34,11 @@ macro_rules! outln {
 #[command(
     name = "packmodel",
     version,
-    about = "Differential fuzzing and regression suite for bpf_prog_pack on huge-page vmalloc"
+    about = "Differential fuzzing and regression suite for bpf_prog_pack on huge-page vmalloc",
+    after_help = "The optimised kernel's designs: pack-2m (huge packs, the default) and linux-6.1 \
+(x86 as 6.1 ships it: packs of order-0 pages on PTEs), chosen by a trace's \
+`config: design=`, `replay --design`, or a fuzz input's config byte.\n\
+A real kernel: `replay --on linux` and `frag --on linux` (linux/setup.sh prepares it)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,7 +48,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a text trace on both kernels (or one) and print each op, what each
-    /// kernel showed, and the verdict.
+    /// kernel showed, and the verdict; with `--on linux`, on the model and a
+    /// real kernel under QEMU.
     Replay {
         /// The trace (`*.trace`); several with `--on linux` (one boot).
         #[arg(required = true, num_args = 1..)]
@@ -135,8 +140,9 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Direct-map fragmentation of one BPF workload on three configurations:
-    /// `reference` (a module_alloc per program), `pack-4k` and `pack-2m`.
+    /// Direct-map fragmentation of one BPF workload on four configurations:
+    /// `reference` (a module_alloc per program), `pack-4k`, `linux-6.1` and
+    /// `pack-2m`; with `--on linux`, also on a real kernel.
     Frag {
         /// Programs loaded over the run.
         #[arg(long, default_value_t = 10_000)]
