@@ -281,6 +281,30 @@ static long do_set_memory(unsigned long addr, int numpages, u64 which)
 	return r;
 }
 
+/*
+ * How many 2 MiB physical blocks the pages of the vm area at @addr lie in:
+ * the direct-map leaves a CPA on the area's aliases can split.
+ */
+static long do_span(unsigned long addr)
+{
+	struct vm_struct *vm = p_find_vm_area((void *)addr);
+	unsigned long n = 0, i, j, b;
+
+	if (!vm || !vm->pages)
+		return -ENOENT;
+	for (i = 0; i < vm->nr_pages; i++) {
+		b = page_to_pfn(vm->pages[i]) >> (PMD_SHIFT - PAGE_SHIFT);
+		for (j = 0; j < i; j++)
+			if (page_to_pfn(vm->pages[j]) >> (PMD_SHIFT - PAGE_SHIFT) == b)
+				break;
+		if (j == i)
+			n++;
+	}
+	rsp.val[0] = vm->nr_pages;
+	rsp.val[1] = n;
+	return 0;
+}
+
 static long run(const struct pmg_req *q, const u8 *data)
 {
 	unsigned long a = q->slot < PMG_SLOTS ? (unsigned long)areas[q->slot] : 0;
@@ -300,6 +324,8 @@ static long run(const struct pmg_req *q, const u8 *data)
 		if (!pages[q->slot])
 			return -ENOENT;
 		return do_page_op(pages[q->slot], q->arg[0], q->arg[1]);
+	case PMG_SPAN:
+		return do_span(q->arg[0]);
 	case PMG_PEEK:
 		/* A BPF image or a pack, by address: what a jump there would meet. */
 		if (q->arg[0] < MODULES_VADDR || q->arg[0] + q->len > MODULES_END)

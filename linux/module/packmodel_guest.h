@@ -22,6 +22,7 @@ enum pmg_cmd {
 	PMG_SET_MEMORY,		/* slot=area, arg0=off, arg1=pages, arg2=PMG_SM_* */
 	PMG_MAP_INFO,		/* slot=area, arg0=off */
 	PMG_PEEK,		/* arg0=kernel address, len: bytes and mapping */
+	PMG_SPAN,		/* arg0=vm area address: val[0] pages, val[1] 2 MiB frames */
 };
 
 /* PMG_VMALLOC flags */

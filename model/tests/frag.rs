@@ -73,3 +73,18 @@ fn the_workload_trace_samples_where_the_model_does() {
     let back = packmodel::harness::trace::parse("frag.trace", &t.print()).unwrap();
     assert_eq!(back.ops, t.ops);
 }
+
+/// The packs the `linux-6.1` configuration makes, and the 2 MiB blocks each
+/// one's frames lie in: on a fresh machine the first pack's 512 frames come
+/// from one free block.
+#[test]
+fn the_first_linux_6_1_pack_lies_in_one_block() {
+    let opts = FragOptions {
+        programs: 500,
+        seed: 1,
+        samples: 20,
+        mem_mib: 128,
+    };
+    let spans = packmodel::bench::frag::pack_spans(&opts);
+    assert_eq!(spans.first(), Some(&(0, 1)), "{spans:?}");
+}

@@ -344,6 +344,13 @@ impl Guest {
                             .preexisting
                             .as_ref()
                             .is_some_and(|a| a.contains(&p.area));
+                        let new_pack = view.shares.as_ref().is_some_and(Vec::is_empty);
+                        if new_pack && !view.pack_preexisting {
+                            let r = m.call(module::SPAN, 0, [p.area, 0, 0], 0, &[])?;
+                            if r.ret == 0 {
+                                view.pack_span = Some(r.val[1] as u32);
+                            }
+                        }
                         self.progs.push(Some(p));
                         self.freed_progs.push(None);
                         if got == *len {

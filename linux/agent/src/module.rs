@@ -15,6 +15,7 @@ pub const VMALLOC_TO_PAGE: u32 = 7;
 pub const PAGE_OP: u32 = 8;
 pub const SET_MEMORY: u32 = 9;
 pub const PEEK: u32 = 11;
+pub const SPAN: u32 = 12;
 
 pub const F_HUGE: u64 = 0x1;
 pub const F_ZERO: u64 = 0x2;

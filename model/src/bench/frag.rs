@@ -217,6 +217,64 @@ pub fn workload_trace(opts: &FragOptions) -> (Trace, Vec<(usize, usize)>) {
     (Trace::new(Vec::new(), machine(opts.mem_mib), ops), samples)
 }
 
+/// The packs (and oversize images) the `linux-6.1` configuration makes over
+/// the workload: for each, the program whose load made it (by load order) and
+/// how many 2 MiB physical blocks its pages lie in — the direct-map leaves
+/// its `set_memory_ro` splits at most. `frag --on linux` prints the guest's
+/// beside them.
+pub fn pack_spans(opts: &FragOptions) -> Vec<(usize, u32)> {
+    let (steps, _) = plan(opts);
+    let mut k = boot("linux-6.1", opts.mem_mib);
+    let mut progs: Vec<Option<Prog>> = vec![None; opts.programs];
+    let mut bufs: Vec<Option<Area>> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for step in &steps {
+        match *step {
+            Step::Load { id, len, rand } => {
+                let Ok(p) = k.bpf_prog_load(&prog_text(ProgId(id as u32), len), 1, rand) else {
+                    continue;
+                };
+                progs[id] = Some(p);
+                let at = k.images()[p.0 as usize].image.header;
+                let regions = k.regions();
+                let Some(r) = regions
+                    .iter()
+                    .find(|r| r.start <= at && at < r.start + r.size)
+                else {
+                    continue;
+                };
+                if seen.insert(r.start) {
+                    let blocks: std::collections::BTreeSet<u64> = (0..r.size / PAGE_SIZE)
+                        .filter_map(|i| {
+                            k.machine().pgtables.vmalloc_to_pfn(r.start + i * PAGE_SIZE)
+                        })
+                        .map(|pfn| pfn >> 9)
+                        .collect();
+                    out.push((id, blocks.len() as u32));
+                }
+            }
+            Step::Unload { id } => {
+                if let Some(p) = progs[id].take() {
+                    k.bpf_prog_free(p);
+                }
+            }
+            Step::Vmalloc { id, size } => {
+                if bufs.len() <= id {
+                    bufs.resize(id + 1, None);
+                }
+                bufs[id] = k.vmalloc(size, VmallocFlags::default()).ok();
+            }
+            Step::Vfree { id } => {
+                if let Some(a) = bufs[id].take() {
+                    k.vfree(a);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A real kernel's run of the workload as a [`FragResult`] for the plot:
 /// `series` of (step, `DirectMap4k` kB gained since the start), and the
 /// level-2 splits it gained.

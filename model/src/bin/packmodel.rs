@@ -559,6 +559,7 @@ fn cmd_frag_linux(
     use packmodel::bench::frag::{frag, guest_result, svg as plot, workload_trace};
     use packmodel::guest::run_traces;
     use packmodel::harness::ground::{GuestDirectMap, GuestValue};
+    use packmodel::harness::op::Op;
     let opts = frag_options(programs, seed, mem)?;
     let mut cfg = guest_config(on, timeout)?;
     cfg.mem_mib = mem;
@@ -623,6 +624,31 @@ fn cmd_frag_linux(
     outln!(
         "predicted / real level-2 splits: {} / {real_splits}",
         m.direct_map_level2_splits
+    );
+    // The packs each side made: by the program whose load made it, and the
+    // 2 MiB physical blocks its pages lie in.
+    let mut load = 0usize;
+    let mut guest_packs = Vec::new();
+    for (op, st) in t.ops.iter().zip(&steps) {
+        if let Op::ProgLoad { .. } = op {
+            if let Some(span) = st.view.pack_span {
+                guest_packs.push((load, span));
+            }
+            load += 1;
+        }
+    }
+    let show = |packs: &[(usize, u32)]| {
+        let v: Vec<String> = packs.iter().map(|(p, n)| format!("prog{p}: {n}")).collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    outln!(
+        "packs made, by the load that made them, and the 2 MiB blocks their pages lie in:\n  linux: {}\n  model: {}",
+        show(&guest_packs),
+        show(&packmodel::bench::frag::pack_spans(&opts))
     );
     outln!("\nalong the run (level-2 splits so far): step, linux, model linux-6.1");
     let every = (real.len() / 10).max(1);

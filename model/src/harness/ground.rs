@@ -119,6 +119,12 @@ pub struct View {
     /// BPF programs use it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pack_preexisting: bool,
+    /// The guest only, not compared (where frames lie is each kernel's
+    /// own): a load that made a new pack (or an oversize image) reports how
+    /// many 2 MiB physical blocks its pages lie in — the direct-map leaves
+    /// its `set_memory_ro` can split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_span: Option<u32>,
     /// The model only: no free order-9 block was left after the op, so a
     /// huge-eligible area fell back to order 0 for want of one.
     #[serde(skip)]
