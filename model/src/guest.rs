@@ -314,3 +314,39 @@ pub fn traces_cpio(traces: &[(String, String)]) -> Vec<u8> {
     entry(0, "TRAILER!!!", 0, &[]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing kernel or initramfs is named before QEMU is tried; a time
+    /// limit's message carries the console's tail.
+    #[test]
+    fn no_usable_guest_is_said_and_named() {
+        let dir = std::env::temp_dir().join(format!("packmodel-guest-{}", std::process::id()));
+        let cfg = GuestConfig::in_build_dir(&dir);
+        let e = run_traces(&cfg, &[]).unwrap_err();
+        assert!(
+            matches!(&e, GuestError::Missing(m) if m.contains("the kernel") && m.contains("vmlinux")),
+            "{e}"
+        );
+        let shown = GuestError::Timeout {
+            secs: 7,
+            console_tail: "last words".into(),
+        }
+        .to_string();
+        assert!(shown.contains("no power-off within 7 s") && shown.ends_with("last words"));
+    }
+
+    /// The console's last 25 lines, carriage returns gone.
+    #[test]
+    fn the_console_tail_is_its_last_lines() {
+        let p = std::env::temp_dir().join(format!("packmodel-console-{}", std::process::id()));
+        let text: String = (0..40).map(|i| format!("line {i}\r\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        let t = tail(&p);
+        assert!(t.starts_with("line 15\nline 16"), "{t}");
+        assert!(t.ends_with("line 39"), "{t}");
+        std::fs::remove_file(&p).unwrap();
+    }
+}

@@ -710,6 +710,157 @@ mod tests {
         assert_eq!(compare_views(&model, &linux), None);
     }
 
+    fn step(value: GuestValue) -> GuestStep {
+        GuestStep {
+            value,
+            view: View::default(),
+            log: Vec::new(),
+        }
+    }
+
+    /// `compare_ground` for `op` with nothing known of the driver.
+    fn cmp(op: &Op, model: &Obs, oopses: &[Oops], linux: &GuestStep, prog: ProgCtx) -> Comparison {
+        let (shadow, driver) = (
+            crate::harness::shadow::Shadow::default(),
+            crate::harness::driver::Driver::default(),
+        );
+        let x = Expect {
+            shadow: &shadow,
+            driver: &driver,
+            within_budget: true,
+        };
+        compare_ground(op, model, oopses, &View::default(), linux, &x, prog)
+    }
+
+    /// A run compares whether each side ran its own text, and the lengths.
+    #[test]
+    fn a_program_run_is_equal_when_both_ran_their_own_text() {
+        let id = ProgId(0);
+        let run = Op::ProgRun { prog: id };
+        let own = Obs::Bytes(prog_text(id, 100).to_vec());
+        let prog = ProgCtx {
+            len: Some(100),
+            inexact: false,
+        };
+        let ran = |own, len| step(GuestValue::Ran { own, len });
+        assert_eq!(
+            cmp(&run, &own, &[], &ran(true, 100), prog),
+            Comparison::Equal
+        );
+        for (model, linux, says) in [
+            (own.clone(), ran(false, 100), "not the JIT image"),
+            (own.clone(), ran(true, 99), "optimised 100 bytes, linux 99"),
+            (
+                Obs::Bytes(vec![0xcc; 100]),
+                ran(true, 100),
+                "not its own text",
+            ),
+        ] {
+            match cmp(&run, &model, &[], &linux, prog) {
+                Comparison::Divergent(m) => assert!(m.contains(says), "{m}"),
+                c => panic!("{c:?}"),
+            }
+        }
+        let inexact = ProgCtx {
+            inexact: true,
+            ..prog
+        };
+        assert!(matches!(
+            cmp(&run, &own, &[], &ran(true, 16), inexact),
+            Comparison::Incomparable { stop: false, .. }
+        ));
+    }
+
+    /// What the guest cannot do, or cannot do alike, is incomparable with a
+    /// reason; what the model lacks memory for stops the comparison.
+    #[test]
+    fn legitimate_differences_are_incomparable_with_their_reason() {
+        let load = Op::ProgLoad {
+            len: 10,
+            align: 1,
+            rand: 0,
+        };
+        let fail = Op::ProgLoadFail { len: 10, rand: 0 };
+        let stats = Op::DirectMapStats;
+        let alloc = Op::Vmalloc {
+            size: 1 << 20,
+            flags: crate::kernel::VmallocFlags::default(),
+        };
+        let none = ProgCtx::default();
+        for (op, model, linux, why, stop) in [
+            (
+                &load,
+                Obs::Ok,
+                GuestValue::Inexact { asked: 10, got: 16 },
+                "no image of that length",
+                false,
+            ),
+            (
+                &fail,
+                Obs::Ok,
+                GuestValue::NotPerformed("x".into()),
+                "cannot be provoked",
+                false,
+            ),
+            (
+                &stats,
+                Obs::DirectMap(DirectMapStats::default()),
+                GuestValue::DirectMap(GuestDirectMap::default()),
+                "direct-map counters",
+                false,
+            ),
+            (
+                &alloc,
+                Obs::Err(Errno::Enomem),
+                GuestValue::Ok,
+                "memory size",
+                true,
+            ),
+        ] {
+            match cmp(op, &model, &[], &step(linux), none) {
+                Comparison::Incomparable { why: w, stop: s } => {
+                    assert!(w.contains(why), "{w}");
+                    assert_eq!(s, stop, "{w}");
+                }
+                c => panic!("{op:?}: {c:?}"),
+            }
+        }
+    }
+
+    /// A `Bad page state` only the model printed is incomparable (6.1 checks
+    /// order-0 frees late); one with another reason is divergent.
+    #[test]
+    fn bad_page_reports_are_compared_by_reason() {
+        let free = Op::Vfree {
+            area: crate::harness::op::AreaId(0),
+        };
+        let bad = Oops::BadPage {
+            reason: "non-NULL mapping",
+            dump: crate::machine::oops::PageDump {
+                pfn: 1,
+                words: [0; 8],
+                head: None,
+                compound: None,
+            },
+        };
+        let none = ProgCtx::default();
+        let mut linux = step(GuestValue::Ok);
+        assert!(matches!(
+            cmp(&free, &Obs::Ok, std::slice::from_ref(&bad), &linux, none),
+            Comparison::Incomparable { .. }
+        ));
+        linux.log = vec!["page dumped because: nonzero mapcount".into()];
+        assert!(matches!(
+            cmp(&free, &Obs::Ok, std::slice::from_ref(&bad), &linux, none),
+            Comparison::Divergent(_)
+        ));
+        linux.log = vec!["page dumped because: non-NULL mapping".into()];
+        assert_eq!(
+            cmp(&free, &Obs::Ok, std::slice::from_ref(&bad), &linux, none),
+            Comparison::Equal
+        );
+    }
+
     /// An alias's protection is compared, its leaf size is not.
     #[test]
     fn alias_protection_is_compared_and_leaf_size_is_not() {
