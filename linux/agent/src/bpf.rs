@@ -137,16 +137,8 @@ impl Drop for Helper {
 /// chunk: an allocation starts with its `bpf_binary_header`, whose `u32
 /// size` covers it; a free chunk is INT3 (`bpf_arch_text_invalidate()`).
 pub fn kernel_images(m: &mut Module) -> io::Result<Vec<(u64, u64)>> {
-    let info = std::fs::read_to_string("/proc/vmallocinfo")?;
     let mut out = Vec::new();
-    for l in info.lines().filter(|l| is_bpf_area(l)) {
-        let Some((start, end)) = l.split_whitespace().next().and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
-        let (Some(start), Some(end)) = (hex(start), hex(end)) else {
-            continue;
-        };
+    for (start, end) in bpf_area_ranges()? {
         // The area without its guard page.
         let mut bytes = Vec::new();
         let mut a = start;
@@ -172,15 +164,25 @@ pub fn kernel_images(m: &mut Module) -> io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-/// The vm areas that hold BPF allocations now (`/proc/vmallocinfo`).
-pub fn bpf_areas() -> io::Result<Vec<u64>> {
+/// The `start..end` of every pack and oversize image `/proc/vmallocinfo`
+/// lists ([`is_bpf_area`]), guard page included.
+fn bpf_area_ranges() -> io::Result<Vec<(u64, u64)>> {
     let info = std::fs::read_to_string("/proc/vmallocinfo")?;
+    let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
     Ok((info.lines())
         .filter(|l| is_bpf_area(l))
         .filter_map(|l| {
-            let start = l.split_whitespace().next()?.split_once('-')?.0;
-            u64::from_str_radix(start.trim_start_matches("0x"), 16).ok()
+            let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+            Some((hex(start)?, hex(end)?))
         })
+        .collect())
+}
+
+/// The vm areas that hold BPF allocations now (`/proc/vmallocinfo`).
+pub fn bpf_areas() -> io::Result<Vec<u64>> {
+    Ok(bpf_area_ranges()?
+        .into_iter()
+        .map(|(start, _)| start)
         .collect())
 }
 

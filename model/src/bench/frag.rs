@@ -24,6 +24,7 @@
 //! Nothing here is tuned per configuration: the same ops, the same machine
 //! (128 MiB, one node, 2 MiB direct-map leaves), the kernels' own code.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::alloc::jit_size;
@@ -104,6 +105,9 @@ pub struct FragResult {
     pub failed_loads: usize,
     /// (step, `DirectMap4k` in kB) at `samples` points, and at the end.
     pub series: Vec<(usize, u64)>,
+    /// Each pack (or per-program area) made: the load that made it, and the
+    /// 2 MiB physical blocks its pages lie in.
+    pub pack_spans: Vec<(usize, u32)>,
 }
 
 /// One step of the workload.
@@ -223,56 +227,30 @@ pub fn workload_trace(opts: &FragOptions) -> (Trace, Vec<(usize, usize)>) {
 /// its `set_memory_ro` splits at most. `frag --on linux` prints the guest's
 /// beside them.
 pub fn pack_spans(opts: &FragOptions) -> Vec<(usize, u32)> {
-    let (steps, _) = plan(opts);
-    let mut k = boot("linux-6.1", opts.mem_mib);
-    let mut progs: Vec<Option<Prog>> = vec![None; opts.programs];
-    let mut bufs: Vec<Option<Area>> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    for step in &steps {
-        match *step {
-            Step::Load { id, len, rand } => {
-                let Ok(p) = k.bpf_prog_load(&prog_text(ProgId(id as u32), len), 1, rand) else {
-                    continue;
-                };
-                progs[id] = Some(p);
-                let at = k.images()[p.0 as usize].image.header;
-                let regions = k.regions();
-                let Some(r) = regions
-                    .iter()
-                    .find(|r| r.start <= at && at < r.start + r.size)
-                else {
-                    continue;
-                };
-                if seen.insert(r.start) {
-                    let blocks: std::collections::BTreeSet<u64> = (0..r.size / PAGE_SIZE)
-                        .filter_map(|i| {
-                            k.machine().pgtables.vmalloc_to_pfn(r.start + i * PAGE_SIZE)
-                        })
-                        .map(|pfn| pfn >> 9)
-                        .collect();
-                    out.push((id, blocks.len() as u32));
-                }
-            }
-            Step::Unload { id } => {
-                if let Some(p) = progs[id].take() {
-                    k.bpf_prog_free(p);
-                }
-            }
-            Step::Vmalloc { id, size } => {
-                if bufs.len() <= id {
-                    bufs.resize(id + 1, None);
-                }
-                bufs[id] = k.vmalloc(size, VmallocFlags::default()).ok();
-            }
-            Step::Vfree { id } => {
-                if let Some(a) = bufs[id].take() {
-                    k.vfree(a);
-                }
-            }
-        }
+    frag(opts)
+        .into_iter()
+        .find(|r| r.name == "linux-6.1")
+        .map(|r| r.pack_spans)
+        .unwrap_or_default()
+}
+
+/// For a load that put program `p` in an executable region no earlier load
+/// used: the 2 MiB physical blocks the region's pages lie in.
+fn new_region_span(k: &dyn Kernel, p: Prog, seen: &mut BTreeSet<u64>) -> Option<u32> {
+    let at = k.images()[p.0 as usize].image.header;
+    let regions = k.regions();
+    let r = regions
+        .iter()
+        .find(|r| r.start <= at && at < r.start + r.size)?;
+    if !seen.insert(r.start) {
+        return None;
     }
-    out
+    let pgtables = &k.machine().pgtables;
+    let blocks: BTreeSet<u64> = (0..r.size / PAGE_SIZE)
+        .filter_map(|i| pgtables.vmalloc_to_pfn(r.start + i * PAGE_SIZE))
+        .map(|pfn| pfn >> 9)
+        .collect();
+    Some(blocks.len() as u32)
 }
 
 /// A real kernel's run of the workload as a [`FragResult`] for the plot:
@@ -293,6 +271,7 @@ pub fn guest_result(series: Vec<(usize, u64)>, level2_splits: u64) -> FragResult
         peak_live_programs: 0,
         failed_loads: 0,
         series,
+        pack_spans: Vec::new(),
     }
 }
 
@@ -345,6 +324,7 @@ fn run_one(
     let (mut backing_sum, mut live_sum, mut text_sum) = (0u128, 0u128, 0u128);
     let (mut peak_splits, mut peak_4k) = (0, 0);
     let mut series = vec![(0, k.machine().dmap.stats().directmap_4k_kb)];
+    let (mut seen, mut pack_spans) = (BTreeSet::new(), Vec::new());
     let mut mark = marks.iter().peekable();
     for (i, step) in steps.iter().enumerate() {
         match *step {
@@ -355,6 +335,9 @@ fn run_one(
                         progs[id] = Some(p);
                         live += 1;
                         peak_live = peak_live.max(live);
+                        if let Some(n) = new_region_span(k.as_ref(), p, &mut seen) {
+                            pack_spans.push((id, n));
+                        }
                     }
                     Err(_) => failed += 1,
                 }
@@ -410,6 +393,7 @@ fn run_one(
         peak_live_programs: peak_live,
         failed_loads: failed,
         series,
+        pack_spans,
     }
 }
 

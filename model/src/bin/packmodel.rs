@@ -648,7 +648,7 @@ fn cmd_frag_linux(
     outln!(
         "packs made, by the load that made them, and the 2 MiB blocks their pages lie in:\n  linux: {}\n  model: {}",
         show(&guest_packs),
-        show(&packmodel::bench::frag::pack_spans(&opts))
+        show(&m.pack_spans)
     );
     outln!("\nalong the run (level-2 splits so far): step, linux, model linux-6.1");
     let every = (real.len() / 10).max(1);
