@@ -82,7 +82,7 @@ fn errors_name_file_line_column_and_what_was_expected() {
     );
     assert_eq!(
         err("config: nodes=1 design=linux-6.2"),
-        "bad.trace:2:24: expected a design (pack-2m, linux-6.1), found `linux-6.2`"
+        "bad.trace:2:24: expected a design (pack-2m, linux-6.1, execmem), found `linux-6.2`"
     );
     let t = parse(
         "ok.trace",

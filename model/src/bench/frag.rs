@@ -19,7 +19,9 @@
 //! - `linux-6.1`: 2 MiB packs of order-0 pages on PTEs, as x86 6.1 ships
 //!   them (the `linux-6.1` design; `frag --on linux` runs the same workload
 //!   on the real 6.1);
-//! - `pack-2m`: the optimised kernel with 2 MiB packs on PMD leaves.
+//! - `pack-2m`: the optimised kernel with 2 MiB packs on PMD leaves;
+//! - `execmem`: 2 MiB packs cut from the ROX cache of `mm/execmem.c`, with
+//!   `set_memory_rox()` collapsing split PMDs (the `execmem` design).
 //!
 //! Nothing here is tuned per configuration: the same ops, the same machine
 //! (128 MiB, one node, 2 MiB direct-map leaves), the kernels' own code.
@@ -39,8 +41,8 @@ use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
 use crate::machine::{Design, MachineConfig};
 
-/// The three configurations, in report order.
-pub const CONFIGS: [&str; 4] = ["reference", "pack-4k", "linux-6.1", "pack-2m"];
+/// The configurations, in report order.
+pub const CONFIGS: [&str; 5] = ["reference", "pack-4k", "linux-6.1", "pack-2m", "execmem"];
 
 /// The machine every configuration boots: 128 MiB unless `--mem` says
 /// otherwise, one node, 2 MiB direct-map leaves.
@@ -92,6 +94,11 @@ pub struct FragResult {
     pub directmap_4k_kb: u64,
     pub directmap_2m_kb: u64,
     pub peak_directmap_4k_kb: u64,
+    /// PTE tables that `set_memory_rox()` collapsed back into PMD leaves
+    /// (41d88484c71c; only the `execmem` configuration collapses). All are
+    /// in the module range: CPA collapses only its primary range, so the
+    /// kernel's `direct_map_level2_collapses` stays 0.
+    pub collapses: u64,
     /// CPA calls: `set_memory_*()` plus the per-page
     /// `set_direct_map_{invalid,default}_noflush()` of `VM_FLUSH_RESET_PERMS`.
     pub cpa_calls: u64,
@@ -265,6 +272,7 @@ pub fn guest_result(series: Vec<(usize, u64)>, level2_splits: u64) -> FragResult
         directmap_4k_kb: last,
         directmap_2m_kb: 0,
         peak_directmap_4k_kb: series.iter().map(|p| p.1).max().unwrap_or(0),
+        collapses: 0,
         cpa_calls: 0,
         bytes_per_program: 0.0,
         mean_program_bytes: 0.0,
@@ -290,6 +298,13 @@ pub fn boot(name: &str, mem_mib: u32) -> Box<dyn Kernel> {
             Quirks::NONE,
         )),
         "pack-2m" => Box::new(Optimised::with_pack_size(m, Quirks::NONE, PMD_SIZE)),
+        "execmem" => Box::new(Optimised::new(
+            MachineConfig {
+                design: Design::Execmem,
+                ..m
+            },
+            Quirks::NONE,
+        )),
         _ => panic!("unknown frag configuration {name}"),
     }
 }
@@ -387,6 +402,7 @@ fn run_one(
         directmap_4k_kb: s.directmap_4k_kb,
         directmap_2m_kb: s.directmap_2m_kb,
         peak_directmap_4k_kb: peak_4k,
+        collapses: m.pgtables.pmd_collapses,
         cpa_calls: m.stats.set_memory_calls + m.stats.set_direct_map_calls,
         bytes_per_program: backing_sum as f64 / live_sum.max(1) as f64,
         mean_program_bytes: text_sum as f64 / programs.max(1) as f64,
@@ -401,7 +417,12 @@ fn run_one(
 fn exec_backing(k: &dyn Kernel) -> u64 {
     k.regions()
         .iter()
-        .filter(|r| matches!(r.kind, RegionKind::Pack | RegionKind::ProgArea))
+        .filter(|r| {
+            matches!(
+                r.kind,
+                RegionKind::Pack | RegionKind::ProgArea | RegionKind::RoxCache
+            )
+        })
         .map(|r| r.size)
         .sum()
 }
@@ -414,10 +435,11 @@ pub fn render(opts: &FragOptions, results: &[FragResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<10} {:>7} {:>7} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9} {:>7}",
+        "{:<10} {:>7} {:>7} {:>9} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9} {:>7}",
         "config",
         "splits",
         "peak",
+        "collapses",
         "DirectMap4k",
         "DirectMap2M",
         "peak 4k (kB)",
@@ -429,10 +451,11 @@ pub fn render(opts: &FragOptions, results: &[FragResult]) -> String {
     for r in results {
         let _ = writeln!(
             s,
-            "{:<10} {:>7} {:>7} {:>9} kB {:>9} kB {:>14} {:>10} {:>10.0} {:>9} {:>7}",
+            "{:<10} {:>7} {:>7} {:>9} {:>9} kB {:>9} kB {:>14} {:>10} {:>10.0} {:>9} {:>7}",
             r.name,
             r.direct_map_level2_splits,
             r.peak_direct_map_level2_splits,
+            r.collapses,
             r.directmap_4k_kb,
             r.directmap_2m_kb,
             r.peak_directmap_4k_kb,
@@ -458,6 +481,7 @@ pub fn to_json(opts: &FragOptions, results: &[FragResult]) -> String {
         directmap_4k_kb: u64,
         directmap_2m_kb: u64,
         peak_directmap_4k_kb: u64,
+        collapses: u64,
         cpa_calls: u64,
         bytes_per_program: f64,
         mean_program_bytes: f64,
@@ -491,6 +515,7 @@ pub fn to_json(opts: &FragOptions, results: &[FragResult]) -> String {
                 directmap_4k_kb: r.directmap_4k_kb,
                 directmap_2m_kb: r.directmap_2m_kb,
                 peak_directmap_4k_kb: r.peak_directmap_4k_kb,
+                collapses: r.collapses,
                 cpa_calls: r.cpa_calls,
                 bytes_per_program: round(r.bytes_per_program, 1),
                 mean_program_bytes: round(r.mean_program_bytes, 1),
@@ -517,7 +542,9 @@ pub fn svg(opts: &FragOptions, results: &[FragResult]) -> String {
     const R: f64 = 150.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
-    const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#000000"];
+    const COLOURS: [&str; 6] = [
+        "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#000000",
+    ];
     let max_x = results
         .iter()
         .flat_map(|r| r.series.last().map(|p| p.0))

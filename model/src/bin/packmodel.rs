@@ -35,8 +35,9 @@ macro_rules! outln {
     name = "packmodel",
     version,
     about = "Differential fuzzing and regression suite for bpf_prog_pack on huge-page vmalloc",
-    after_help = "The optimised kernel's designs: pack-2m (huge packs, the default) and linux-6.1 \
-(x86 as 6.1 ships it: packs of order-0 pages on PTEs), chosen by a trace's \
+    after_help = "The optimised kernel's designs: pack-2m (huge packs, the default), linux-6.1 \
+(x86 as 6.1 ships it: packs of order-0 pages on PTEs) and execmem (2026: packs cut from \
+the ROX cache of mm/execmem.c, set_memory_rox collapsing split PMDs), chosen by a trace's \
 `config: design=`, `replay --design`, or a fuzz input's config byte.\n\
 A real kernel: `replay --on linux` and `frag --on linux` (linux/setup.sh prepares it)."
 )]
@@ -79,8 +80,9 @@ enum Cmd {
         #[arg(long, value_parser = kernel_name)]
         kernel: Option<KernelKind>,
         /// The optimised kernel's design, overriding the trace's `config:`:
-        /// `pack-2m` (huge packs, the default) or `linux-6.1` (x86 as 6.1
-        /// ships: PTE-mapped packs of order-0 pages).
+        /// `pack-2m` (huge packs, the default), `linux-6.1` (x86 as 6.1
+        /// ships: PTE-mapped packs of order-0 pages) or `execmem` (packs
+        /// from the ROX cache).
         #[arg(long, value_parser = design_name)]
         design: Option<packmodel::machine::Design>,
         /// Quirks of the optimised kernel (comma-separated; overrides the

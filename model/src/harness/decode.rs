@@ -206,8 +206,9 @@ pub struct Input {
 }
 
 /// The config byte: bit 0 nodes − 1, bits 1–2 memory (64, 16, 32, 128 MiB),
-/// bit 3 direct-map leaf (2M, 1G), bit 4 a swarm mask follows, bit 5 the
-/// `linux-6.1` design; bits 6–7 reserved.
+/// bit 3 direct-map leaf (2M, 1G), bit 4 a swarm mask follows, bits 5–6 the
+/// optimised kernel's design (`pack-2m`, `linux-6.1`, `execmem`, `pack-2m`);
+/// bit 7 reserved.
 pub fn config_from_byte(b: u8) -> MachineConfig {
     MachineConfig {
         nodes: 1 + (b & 1),
@@ -217,10 +218,10 @@ pub fn config_from_byte(b: u8) -> MachineConfig {
         } else {
             DmapLeaf::M2
         },
-        design: if b & 0x20 != 0 {
-            Design::Linux61
-        } else {
-            Design::Pack2m
+        design: match (b >> 5) & 3 {
+            1 => Design::Linux61,
+            2 => Design::Execmem,
+            _ => Design::Pack2m,
         },
     }
 }
@@ -236,7 +237,11 @@ pub fn config_to_byte(cfg: &MachineConfig) -> u8 {
     (cfg.nodes - 1)
         | mem << 1
         | u8::from(cfg.dmap_leaf == DmapLeaf::G1) << 3
-        | u8::from(cfg.design == Design::Linux61) << 5
+        | match cfg.design {
+            Design::Pack2m => 0,
+            Design::Linux61 => 1,
+            Design::Execmem => 2,
+        } << 5
 }
 
 /// Decodes any byte string.

@@ -136,6 +136,9 @@ pub enum RegionKind {
     /// The `module_alloc` area of one program (the reference's images, the
     /// optimised kernel's oversize programs).
     ProgArea,
+    /// A block of the ROX cache (`mm/execmem.c`), which packs and larger
+    /// programs are cut from in the `execmem` design.
+    RoxCache,
 }
 
 /// A live, mapped range a kernel owns (without its guard page).
@@ -338,6 +341,14 @@ pub trait Kernel {
 
     /// Every live mapped range this kernel owns.
     fn regions(&self) -> Vec<Region>;
+
+    /// Memory the kernel keeps on purpose with nothing allocated from it,
+    /// which no free gives back: blocks of the ROX cache that
+    /// `execmem_cache_clean()` cannot release (not PMD-aligned or not whole
+    /// PMDs). The leak oracle does not count them.
+    fn cached(&self) -> Vec<Region> {
+        Vec::new()
+    }
 
     /// The packs, for kernels that have them.
     fn packs(&self) -> Vec<PackView> {

@@ -12,9 +12,11 @@
 //! is never applied to the alias (d597416683d5).
 
 use super::Machine;
-use super::consts::{PAGE_SIZE, PAGES_PER_PMD};
+use super::consts::{PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE};
 use super::oops::Oops;
 use super::pgtable::Level;
+#[cfg(doc)]
+use super::pgtable::PageTables;
 use super::prot::Prot;
 
 /// What a CPA call can fail with.
@@ -33,6 +35,19 @@ impl Machine {
         set: Prot,
         clr: Prot,
     ) -> Result<(), CpaError> {
+        self.cpa(addr, numpages, set, clr, false)
+    }
+
+    /// `change_page_attr_set_clr()` with its `in_flag`: `collapse` is
+    /// `CPA_COLLAPSE`, which only `set_memory_rox()` passes (41d88484c71c).
+    fn cpa(
+        &mut self,
+        addr: u64,
+        numpages: u64,
+        set: Prot,
+        clr: Prot,
+        collapse: bool,
+    ) -> Result<(), CpaError> {
         self.stats.set_memory_calls += 1;
         // "People should not be passing in unaligned addresses": the address
         // is rounded down and the call goes on, with a WARN_ON_ONCE (every
@@ -50,6 +65,8 @@ impl Machine {
         let (alias_set, alias_clr) = (set.without(Prot::NX), clr.without(Prot::NX));
         let mut cur = addr;
         let mut rem = numpages;
+        // CPA_FLUSHTLB: some leaf really changed.
+        let mut flushtlb = false;
         while rem > 0 {
             let Some(leaf) = self.pgtables.lookup(cur) else {
                 self.oops(Oops::Warn {
@@ -65,6 +82,7 @@ impl Machine {
                 Level::Pte => {
                     if new != leaf.prot {
                         self.pgtables.set_prot(leaf, new);
+                        flushtlb = true;
                     }
                     (leaf.pfn, 1)
                 }
@@ -75,6 +93,7 @@ impl Machine {
                         // lp_sameprot: nothing to change, keep the leaf.
                     } else if offset == 0 && n == PAGES_PER_PMD {
                         self.pgtables.set_prot(leaf, new);
+                        flushtlb = true;
                     } else {
                         self.pgtables.split_pmd(leaf.va);
                         continue;
@@ -88,7 +107,29 @@ impl Machine {
             cur += n * PAGE_SIZE;
             rem -= n;
         }
+        if collapse && flushtlb && self.cpa_collapse {
+            self.cpa_collapse_large_pages(addr, numpages);
+        }
         Ok(())
+    }
+
+    /// `cpa_flush()` → `cpa_collapse_large_pages()` (41d88484c71c): after a
+    /// successful change that flushed, every 2 MiB step of the *primary*
+    /// range, from `addr & PMD_MASK` while below its end, goes through
+    /// `collapse_large_pages()`. The direct-map alias is never the primary
+    /// here (drivers and execmem pass vmalloc addresses), so only vmalloc
+    /// PMDs collapse; `collapse_page_count()` counts a collapse in
+    /// `/proc/vmstat` only for a direct-map address (`virt_addr_valid()`),
+    /// so these are not counted there ([`PageTables::pmd_collapses`] counts
+    /// them). A 1 GiB collapse (`collapse_pud_page()`) needs 512 contiguous
+    /// PMD leaves under one PUD, which no area of this machine spans.
+    fn cpa_collapse_large_pages(&mut self, addr: u64, numpages: u64) {
+        let end = addr + numpages * PAGE_SIZE;
+        let mut at = addr & !(PMD_SIZE - 1);
+        while at < end {
+            self.pgtables.collapse_pmd(at);
+            at += PMD_SIZE;
+        }
     }
 
     /// `set_memory_ro()`: clear `_PAGE_RW`.
@@ -114,7 +155,7 @@ impl Machine {
     /// `set_memory_rox()`: clear `_PAGE_RW | _PAGE_NX` in one call; the alias
     /// loses RW only.
     pub fn set_memory_rox(&mut self, addr: u64, numpages: u64) -> Result<(), CpaError> {
-        self.change_page_attr_set_clr(addr, numpages, Prot::NONE, Prot::RW.union(Prot::NX))
+        self.cpa(addr, numpages, Prot::NONE, Prot::RW.union(Prot::NX), true)
     }
 
     /// `set_direct_map_invalid_noflush()` = `__set_pages_np(page, 1)`.
@@ -129,6 +170,19 @@ impl Machine {
         self.stats.set_direct_map_calls += 1;
         self.dmap
             .change(pfn, 1, Prot::PRESENT.union(Prot::RW), Prot::NONE);
+    }
+
+    /// `set_direct_map_valid_noflush(page, nr, valid)` (v6.13): `__set_pages_p`
+    /// or `__set_pages_np` over `nr` pages from `pfn` in one CPA call, so a
+    /// whole 2 MiB block changes its leaf without a split.
+    pub fn set_direct_map_valid_noflush(&mut self, pfn: u64, nr: u64, valid: bool) {
+        self.stats.set_direct_map_calls += 1;
+        let p = Prot::PRESENT.union(Prot::RW);
+        if valid {
+            self.dmap.change(pfn, nr, p, Prot::NONE);
+        } else {
+            self.dmap.change(pfn, nr, Prot::NONE, p);
+        }
     }
 
     /// The `VM_FLUSH_RESET_PERMS` part of `vm_remove_mappings()` (v5.18): every

@@ -54,15 +54,22 @@ pub enum Design {
     /// 559089e0a93d made huge vmalloc opt-in), `set_memory_ro` + `_x`,
     /// `VM_FLUSH_RESET_PERMS`.
     Linux61,
+    /// `execmem`: x86 of 2026 — BPF packs and larger programs from
+    /// `execmem_alloc()` over the ROX cache of `mm/execmem.c` (2 MiB blocks
+    /// of huge vmalloc, trap-filled and `set_memory_rox`ed once, invalidated
+    /// on free, released when a whole PMD is free), and `set_memory_rox()`
+    /// collapsing split PMDs (41d88484c71c).
+    Execmem,
 }
 
 impl Design {
-    pub const ALL: [Design; 2] = [Design::Pack2m, Design::Linux61];
+    pub const ALL: [Design; 3] = [Design::Pack2m, Design::Linux61, Design::Execmem];
 
     pub fn name(self) -> &'static str {
         match self {
             Design::Pack2m => "pack-2m",
             Design::Linux61 => "linux-6.1",
+            Design::Execmem => "execmem",
         }
     }
 
@@ -140,6 +147,10 @@ pub struct Machine {
     /// page_alloc: clear page->private in free_pages_prepare()"); the
     /// optimised kernel's `split-keeps-private` quirk turns it off.
     pub free_clears_private: bool,
+    /// `set_memory_rox()` collapses PTE tables back into PMD leaves
+    /// (`CPA_COLLAPSE`, 41d88484c71c, v6.15): on for kernels from then on
+    /// (the optimised kernel's `execmem` design), off before.
+    pub cpa_collapse: bool,
 }
 
 impl Machine {
@@ -161,6 +172,7 @@ impl Machine {
             leaked: Vec::new(),
             stats: MachineStats::default(),
             free_clears_private: true,
+            cpa_collapse: false,
         };
         m.init_list_head(list::DRIVER_LIST)
             .expect("driver list head is in kernel data");

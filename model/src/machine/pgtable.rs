@@ -59,6 +59,9 @@ pub struct PageTables {
     wx: BTreeSet<(u64, Level)>,
     /// PMD leaves split into PTEs by CPA.
     pub pmd_splits: u64,
+    /// PTE tables collapsed back into PMD leaves by CPA
+    /// ([`PageTables::collapse_pmd`]).
+    pub pmd_collapses: u64,
     /// Virtual ranges where an executable leaf appeared, disappeared or
     /// changed since the last [`PageTables::take_exec_changed`].
     exec_changed: Vec<(u64, u64)>,
@@ -244,6 +247,35 @@ impl PageTables {
             self.note(base + i * PAGE_SIZE, Level::Pte, None, Some(prot));
         }
         self.pmd_splits += 1;
+    }
+
+    /// `collapse_pmd_page()` (41d88484c71c, `arch/x86/mm/pat/set_memory.c`)
+    /// on the PMD that maps `va`: a PTE table whose 512 entries are all
+    /// present, carry the first one's flags and map consecutive pfns from a
+    /// 2 MiB-aligned physical address becomes one PMD leaf again. The model's
+    /// PTEs carry no `_PAGE_KERNEL_4K` (only `set_memory_4k()` sets it, and
+    /// nothing here calls it) and the CPU has PSE. Returns whether it
+    /// collapsed.
+    pub fn collapse_pmd(&mut self, va: u64) -> bool {
+        let idx = pmd_index(va);
+        let Some(Pmd::Table { ptes, used: 512 }) = self.pmds.get(&idx) else {
+            return false;
+        };
+        let first = ptes[0];
+        let pfn = first >> PAGE_SHIFT;
+        let same = |(i, &e): (usize, &u64)| e == first + ((i as u64) << PAGE_SHIFT);
+        let prot = Prot::from_bits(first as u8);
+        if !prot.present() || pfn % PAGES_PER_PMD != 0 || !ptes.iter().enumerate().all(same) {
+            return false;
+        }
+        self.pmds.insert(idx, Pmd::Leaf { pfn, prot });
+        let base = idx << PMD_SHIFT;
+        for i in 0..PAGES_PER_PMD {
+            self.note(base + i * PAGE_SIZE, Level::Pte, Some(prot), None);
+        }
+        self.note(base, Level::Pmd, None, Some(prot));
+        self.pmd_collapses += 1;
+        true
     }
 
     /// Every leaf, in address order.

@@ -137,17 +137,39 @@ impl Core {
     }
 }
 
+impl Core {
+    /// `bpf_jit_free_exec(ptr)`: `module_memfree()`, or in the `execmem`
+    /// design `execmem_free()`.
+    fn bpf_jit_free_exec(&mut self, ptr: u64) {
+        if self.design == Design::Execmem {
+            self.execmem_free(ptr);
+        } else {
+            self.module_memfree(ptr);
+        }
+    }
+}
+
 impl PackSource for Core {
+    /// `alloc_new_pack()`. In the `execmem` design the pack is
+    /// `bpf_jit_alloc_exec()` = `execmem_alloc(EXECMEM_BPF)` from the ROX
+    /// cache, whose memory is INT3-filled and ROX already, so the fill,
+    /// `set_vm_flush_reset_perms()` and `set_memory_rox()` are skipped when
+    /// `bpf_jit_mem_is_rox()` (bpf-next, 6b88aaec81db / 7516714947da "x86/bpf:
+    /// Enable EXECMEM_ROX_CACHE for BPF allocations" [unverified: seen only
+    /// in derived text of `kernel/bpf/core.c`]).
     fn alloc_pack(&mut self, size: u64) -> Option<u64> {
+        if self.design == Design::Execmem {
+            return self.execmem_alloc(size);
+        }
         let area = self.alloc_exec(size)?;
         let base = area.addr;
         self.pack_areas.insert(base, area);
         Some(base)
     }
 
-    /// `module_memfree(pack->ptr)`.
+    /// `bpf_jit_free_exec(pack->ptr)`.
     fn free_pack(&mut self, base: u64, _size: u64) {
-        self.module_memfree(base);
+        self.bpf_jit_free_exec(base);
     }
 }
 
@@ -155,6 +177,9 @@ impl Optimised {
     /// `bpf_prog_pack_alloc(size)`: the RO header address.
     fn bpf_prog_pack_alloc(&mut self, size: u64) -> Option<u64> {
         if size > self.packs.pack_size() {
+            if self.core.design == Design::Execmem {
+                return self.core.execmem_alloc(round_up(size, PAGE_SIZE));
+            }
             let area = self.core.alloc_exec(round_up(size, PAGE_SIZE))?;
             let addr = area.addr;
             self.core.oversize.insert(addr, area);
@@ -170,7 +195,7 @@ impl Optimised {
     /// the caller, who read the RO header).
     fn bpf_prog_pack_free(&mut self, ptr: u64, size: u64) {
         if size > self.packs.pack_size() {
-            self.core.module_memfree(ptr);
+            self.core.bpf_jit_free_exec(ptr);
             return;
         }
         let Some((slot, base)) = self.find_pack(ptr) else {
@@ -366,7 +391,7 @@ impl Optimised {
             let hdr = (ro + rw.image) & !(PAGE_SIZE - 1);
             let mut size = [0u8; 4];
             if self.core.m.read(hdr, &mut size).is_ok() {
-                self.core.module_memfree(hdr);
+                self.core.bpf_jit_free_exec(hdr);
             }
             return;
         }

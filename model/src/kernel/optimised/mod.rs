@@ -5,6 +5,7 @@
 //! It shares no code with the reference kernel above the machine layer.
 
 mod bpf;
+mod execmem;
 pub mod pack;
 pub mod quirks;
 mod vmalloc;
@@ -133,6 +134,9 @@ pub(crate) struct Core {
     pack_areas: BTreeMap<u64, VmStruct>,
     /// `module_alloc` areas of programs larger than a pack, by address.
     oversize: BTreeMap<u64, VmStruct>,
+    /// The ROX cache behind packs and larger programs in the `execmem`
+    /// design.
+    execmem: execmem::ExecmemCache,
 }
 
 impl Core {
@@ -173,7 +177,8 @@ impl Core {
     /// address points into. Only an address in no busy area (a lazily freed
     /// one included: `free_vmap_area_noflush()` took it out of the busy tree)
     /// WARNs "Trying to vfree() nonexistent vm area". The module range holds
-    /// only packs and oversize programs, so those are the areas searched.
+    /// only packs and oversize programs (in the `execmem` design, the ROX
+    /// cache's blocks), so those are the areas searched.
     fn module_memfree(&mut self, addr: u64) {
         use crate::machine::oops::Oops;
         if addr % PAGE_SIZE != 0 {
@@ -183,13 +188,17 @@ impl Core {
             });
             return;
         }
-        let found = [&mut self.pack_areas, &mut self.oversize]
-            .into_iter()
-            .find_map(|areas| {
-                let (&start, a) = areas.range(..=addr).next_back()?;
-                (addr < start + a.size + PAGE_SIZE).then_some((areas, start))
-            })
-            .and_then(|(areas, start)| areas.remove(&start));
+        let found = [
+            &mut self.pack_areas,
+            &mut self.oversize,
+            &mut self.execmem.areas,
+        ]
+        .into_iter()
+        .find_map(|areas| {
+            let (&start, a) = areas.range(..=addr).next_back()?;
+            (addr < start + a.size + PAGE_SIZE).then_some((areas, start))
+        })
+        .and_then(|(areas, start)| areas.remove(&start));
         match found {
             Some(area) => self.vunmap(area),
             None => self.m.oops(Oops::Warn {
@@ -241,6 +250,7 @@ impl Optimised {
         );
         let mut m = Machine::new(cfg);
         m.free_clears_private = !quirks.has(quirks::Quirk::SplitKeepsPrivate);
+        m.cpa_collapse = cfg.design == Design::Execmem;
         // Every pack holds pack_size bytes of frames: no more can be live.
         let max_packs = (m.nr_pages() * PAGE_SIZE / pack_size) as usize;
         Self {
@@ -255,6 +265,7 @@ impl Optimised {
                 areas: Vec::new(),
                 pack_areas: BTreeMap::new(),
                 oversize: BTreeMap::new(),
+                execmem: execmem::ExecmemCache::default(),
             },
             packs: PackAlloc::new(pack_size, max_packs),
             images: Vec::new(),
@@ -370,7 +381,22 @@ impl Kernel for Optimised {
             size: a.size,
             kind: RegionKind::ProgArea,
         });
-        areas.chain(packs).chain(oversize).collect()
+        let cache = c.execmem.areas.values().map(|a| Region {
+            start: a.addr,
+            size: a.size,
+            kind: RegionKind::RoxCache,
+        });
+        areas.chain(packs).chain(oversize).chain(cache).collect()
+    }
+
+    fn cached(&self) -> Vec<Region> {
+        (self.core.execmem.idle_areas())
+            .map(|a| Region {
+                start: a.addr,
+                size: a.size,
+                kind: RegionKind::RoxCache,
+            })
+            .collect()
     }
 
     fn vmap_view(&self) -> VmapView {

@@ -1,0 +1,307 @@
+//! The ROX cache of `mm/execmem.c` (2026, as in the linux-mm tree; x86 with
+//! `CONFIG_ARCH_HAS_EXECMEM_ROX`): the `execmem` design's source of executable
+//! memory for BPF packs and larger programs.
+//!
+//! `execmem_alloc()` rounds the size to a page and takes the first free range
+//! of the cache, in address order, that is long enough (`free_areas`), at its
+//! low end; the allocation is recorded in `busy_areas`. When nothing fits,
+//! `execmem_cache_populate_alloc()` vmallocs `round_up(size, PMD_SIZE)` with
+//! `VM_ALLOW_HUGE_VMAP` in the module range (the exact size if that fails,
+//! 3bd4e0ac61b2), fills it with INT3, makes all of it ROX — the direct-map
+//! alias loses RW — and adds it to the free ranges, merged with its
+//! neighbours. `execmem_free()` makes the busy range RW+NX
+//! (`execmem_force_rw()`), fills it with INT3, makes it ROX again
+//! (`execmem_restore_rox()`, where `set_memory_rox()` collapses the PMD the
+//! first call split), adds it to the free ranges and runs
+//! `execmem_cache_clean()`, which gives back every free range that is
+//! PMD-aligned and a whole number of PMDs: its alias made valid again
+//! (`set_direct_map_valid_noflush()`), then `vfree()`.
+//!
+//! The kernel runs `execmem_cache_clean()` from a work item scheduled by the
+//! free; the model runs it before the free returns (nothing else runs in
+//! between in a sequential trace).
+
+use std::collections::BTreeMap;
+
+use super::Core;
+use super::vmalloc::{Space, VmFlags, VmStruct};
+use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, page_align, round_up};
+
+/// `struct execmem_cache`: the busy and free ranges (maple trees in the
+/// kernel, each range `start..end` here) and the vm areas behind them.
+#[derive(Default)]
+pub(super) struct ExecmemCache {
+    /// `busy_areas`: every allocation, start → end.
+    busy: BTreeMap<u64, u64>,
+    /// `free_areas`: free ranges, start → end, adjacent ones merged.
+    free: BTreeMap<u64, u64>,
+    /// The huge (or fallback) vmalloc areas that back the ranges, by address.
+    pub(super) areas: BTreeMap<u64, VmStruct>,
+}
+
+impl ExecmemCache {
+    /// `execmem_cache_add_locked()`: `start..end` becomes free, merged with a
+    /// free range that ends at `start` and one that begins at `end`.
+    fn add(&mut self, start: u64, end: u64) {
+        let lower = match self.free.range(..start).next_back() {
+            Some((&s, &e)) if e == start => s,
+            _ => start,
+        };
+        let upper = self.free.remove(&end).unwrap_or(end);
+        self.free.insert(lower, upper);
+    }
+
+    /// `execmem_cache_alloc_locked()`: the first free range (address order)
+    /// of at least `size` bytes gives its low end. Every range lies in the
+    /// module range, so `within_range()` holds for all.
+    fn alloc_locked(&mut self, size: u64) -> Option<u64> {
+        let (&start, &end) = self.free.iter().find(|&(&s, &e)| e - s >= size)?;
+        self.busy.insert(start, start + size);
+        self.free.remove(&start);
+        if end - start > size {
+            self.free.insert(start + size, end);
+        }
+        Some(start)
+    }
+
+    /// `mas_walk()` on `busy_areas`: the busy range that contains `addr`.
+    fn busy_containing(&self, addr: u64) -> Option<(u64, u64)> {
+        let (&s, &e) = self.busy.range(..=addr).next_back()?;
+        (addr < e).then_some((s, e))
+    }
+
+    /// Free ranges, for tests and reports.
+    pub(super) fn free_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.free.iter().map(|(&s, &e)| (s, e))
+    }
+
+    /// The cache's areas that hold no allocation: memory the cache keeps.
+    pub(super) fn idle_areas(&self) -> impl Iterator<Item = &VmStruct> + '_ {
+        self.areas.values().filter(|a| {
+            let end = a.addr + a.size;
+            self.busy.range(a.addr..end).next().is_none()
+        })
+    }
+}
+
+impl Core {
+    /// `execmem_alloc(EXECMEM_BPF, size)` (`bpf_jit_alloc_exec()`): the size
+    /// rounded to a page, then `execmem_cache_alloc()`.
+    pub(super) fn execmem_alloc(&mut self, size: u64) -> Option<u64> {
+        let size = page_align(size);
+        self.execmem
+            .alloc_locked(size)
+            .or_else(|| self.execmem_cache_populate_alloc(size))
+    }
+
+    /// `execmem_cache_populate_alloc()`: a new block of `round_up(size,
+    /// PMD_SIZE)`, or of `size` if that fails (3bd4e0ac61b2), both through
+    /// `execmem_vmalloc()` with `VM_ALLOW_HUGE_VMAP` and the range's page
+    /// alignment (4afb85f5e359 removed the PMD alignment it forced before);
+    /// INT3 over all of it (`execmem_fill_trapping_insns()`: a memset on x86,
+    /// the block still being `PAGE_KERNEL`), `set_memory_rox()` over its
+    /// pages, then add and allocate under one hold of the mutex
+    /// (1871d548fc4f).
+    fn execmem_cache_populate_alloc(&mut self, size: u64) -> Option<u64> {
+        let vm = VmFlags {
+            allow_huge: true,
+            no_huge: false,
+            nofail: false,
+        };
+        let mut alloc_size = round_up(size, PMD_SIZE);
+        let area = match self.vmalloc_node_range(alloc_size, PAGE_SIZE, Space::Modules, false, vm) {
+            Ok(a) => a,
+            Err(_) => {
+                alloc_size = size;
+                (self.vmalloc_node_range(size, PAGE_SIZE, Space::Modules, false, vm)).ok()?
+            }
+        };
+        debug_assert_eq!(area.size, alloc_size);
+        self.m
+            .memset(area.addr, 0xcc, alloc_size as usize)
+            .expect("a fresh execmem block is writable");
+        // change_page_attr_set_clr() begins with vm_unmap_aliases().
+        self.purge_vmap_area_lazy();
+        let pages = area.pages.len() as u64;
+        if self.m.set_memory_rox(area.addr, pages).is_err() {
+            self.vunmap(area);
+            return None;
+        }
+        let p = area.addr;
+        self.execmem.areas.insert(p, area);
+        self.execmem.add(p, p + alloc_size);
+        self.execmem.alloc_locked(size)
+    }
+
+    /// `execmem_free(ptr)` (`bpf_jit_free_exec()`): back to the cache if a
+    /// busy range holds `ptr`, otherwise `vfree(ptr)`.
+    pub(super) fn execmem_free(&mut self, ptr: u64) {
+        if !self.execmem_cache_free(ptr) {
+            self.module_memfree(ptr);
+        }
+    }
+
+    /// `execmem_cache_free()`: `__execmem_cache_free()` of the busy range
+    /// that holds `ptr`, then `execmem_cache_clean()`.
+    fn execmem_cache_free(&mut self, ptr: u64) -> bool {
+        let Some((start, end)) = self.execmem.busy_containing(ptr) else {
+            return false;
+        };
+        self.__execmem_cache_free(start, end);
+        self.execmem_cache_clean();
+        true
+    }
+
+    /// `__execmem_cache_free()` (187fd8521dd8): `execmem_force_rw()`
+    /// (`set_memory_nx()` then `set_memory_rw()`), INT3 over the range,
+    /// `execmem_restore_rox()`, then the range moves from busy to free.
+    fn __execmem_cache_free(&mut self, start: u64, end: u64) {
+        let pages = (end - start) / PAGE_SIZE;
+        self.purge_vmap_area_lazy();
+        let rw = self.m.set_memory_nx(start, pages).and_then(|()| {
+            self.purge_vmap_area_lazy();
+            self.m.set_memory_rw(start, pages)
+        });
+        rw.expect("a busy execmem range is mapped");
+        self.m
+            .memset(start, 0xcc, (end - start) as usize)
+            .expect("execmem_force_rw() made the range writable");
+        self.purge_vmap_area_lazy();
+        let _ = self.m.set_memory_rox(start, pages);
+        self.execmem.add(start, end);
+        self.execmem.busy.remove(&start);
+    }
+
+    /// `execmem_cache_clean()`: every free range that starts on a PMD and is
+    /// a whole number of PMDs is given back — the pages of the area that
+    /// holds it (`find_vm_area()`) made valid in the direct map in units of
+    /// the area's page order (`execmem_set_direct_map_valid()`), the range
+    /// dropped, and `vfree()` of its start.
+    fn execmem_cache_clean(&mut self) {
+        let whole: Vec<u64> = (self.execmem.free_ranges())
+            .filter(|&(s, e)| s % PMD_SIZE == 0 && (e - s) % PMD_SIZE == 0)
+            .map(|(s, _)| s)
+            .collect();
+        for start in whole {
+            if let Some((_, vm)) = self.execmem.areas.range(..=start).next_back() {
+                let unit = 1usize << vm.page_order;
+                let blocks: Vec<(u64, usize)> =
+                    vm.pages.chunks(unit).map(|c| (c[0], c.len())).collect();
+                for (pfn, n) in blocks {
+                    self.m.set_direct_map_valid_noflush(pfn, n as u64, true);
+                }
+            }
+            self.execmem.free.remove(&start);
+            self.module_memfree(start);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Optimised, Quirks};
+    use super::*;
+    use crate::kernel::Kernel;
+    use crate::machine::direct_map::DmapLevel;
+    use crate::machine::pgtable::Level;
+    use crate::machine::{Design, Gfp, MachineConfig, Prot};
+
+    fn boot(mem_mib: u32) -> Optimised {
+        let cfg = MachineConfig {
+            mem_mib,
+            design: Design::Execmem,
+            ..MachineConfig::default()
+        };
+        Optimised::new(cfg, Quirks::NONE)
+    }
+
+    /// A free range merges with the free ranges on both sides.
+    #[test]
+    fn execmem_cache_add_merges_both_neighbours() {
+        let mut c = ExecmemCache::default();
+        c.add(0x1000, 0x2000);
+        c.add(0x3000, 0x4000);
+        c.add(0x2000, 0x3000);
+        assert_eq!(c.free_ranges().collect::<Vec<_>>(), [(0x1000, 0x4000)]);
+        assert_eq!(c.alloc_locked(0x1000), Some(0x1000), "the low end");
+        assert_eq!(c.free_ranges().collect::<Vec<_>>(), [(0x2000, 0x4000)]);
+        assert_eq!(c.alloc_locked(0x3000), None, "no range is long enough");
+        assert_eq!(c.busy_containing(0x1fff), Some((0x1000, 0x2000)));
+        assert_eq!(c.busy_containing(0x2000), None);
+    }
+
+    /// A first allocation populates one huge block: a PMD leaf, INT3, ROX,
+    /// its whole 2 MiB alias read-only without a split; the rest is free.
+    #[test]
+    fn populate_makes_a_huge_rox_block_without_splitting_the_direct_map() {
+        let mut k = boot(64);
+        let c = &mut k.core;
+        let p = c.execmem_alloc(3 * PAGE_SIZE + 5).expect("room");
+        assert_eq!(p % PMD_SIZE, 0);
+        let leaf = c.m.pgtables.lookup(p).unwrap();
+        assert_eq!((leaf.level, leaf.prot), (Level::Pmd, Prot::PAGE_KERNEL_ROX));
+        assert_eq!(c.m.dmap.lookup(leaf.pfn).unwrap().1, DmapLevel::M2);
+        assert_eq!(c.m.dmap.prot(leaf.pfn), Prot::PAGE_KERNEL_RO);
+        assert_eq!(c.m.dmap.stats().direct_map_level2_splits, 0);
+        let mut b = [0; 8];
+        c.m.read(p + PMD_SIZE - 8, &mut b).unwrap();
+        assert_eq!(b, [0xcc; 8]);
+        assert_eq!(
+            c.execmem.free_ranges().collect::<Vec<_>>(),
+            [(p + 4 * PAGE_SIZE, p + PMD_SIZE)],
+            "the size was rounded to a page"
+        );
+    }
+
+    /// A free splits the block's PMD and its alias (`execmem_force_rw()`);
+    /// `set_memory_rox()` collapses the PMD again, but not the alias, which
+    /// is never CPA's primary address. Once the whole block is free it is
+    /// released: alias valid and writable again, frames back in the buddy.
+    #[test]
+    fn free_collapses_the_pmd_and_the_clean_releases_the_whole_block() {
+        let mut k = boot(64);
+        let free_before = k.core.m.nr_free_pages();
+        let c = &mut k.core;
+        let a = c.execmem_alloc(PAGE_SIZE).unwrap();
+        let b = c.execmem_alloc(PAGE_SIZE).unwrap();
+        assert_eq!(b, a + PAGE_SIZE, "first fit, low end");
+        let pfn = c.m.pgtables.vmalloc_to_pfn(a).unwrap();
+        c.m.write(b, &[0x90]).unwrap_err();
+        c.execmem_free(b + 0x10);
+        assert_eq!(c.m.pgtables.pmd_splits, 1);
+        assert_eq!(c.m.pgtables.pmd_collapses, 1);
+        let leaf = c.m.pgtables.lookup(b).unwrap();
+        assert_eq!((leaf.level, leaf.prot), (Level::Pmd, Prot::PAGE_KERNEL_ROX));
+        assert_eq!(c.m.dmap.stats().direct_map_level2_splits, 1);
+        assert_eq!(c.m.dmap.prot(pfn + 1), Prot::PAGE_KERNEL_RO);
+        assert_eq!(c.execmem.areas.len(), 1, "a is still busy");
+        c.execmem_free(a);
+        assert!(c.execmem.areas.is_empty() && c.execmem.free_ranges().next().is_none());
+        assert!(c.m.pgtables.lookup(a).is_none());
+        assert_eq!(c.m.dmap.prot(pfn), Prot::PAGE_KERNEL);
+        assert_eq!(c.m.dmap.prot(pfn + 511), Prot::PAGE_KERNEL);
+        assert_eq!(c.m.nr_free_pages(), free_before);
+    }
+
+    /// With no 2 MiB of pages left, the exact size is tried (3bd4e0ac61b2);
+    /// that block is not a whole PMD, so no clean ever releases it: the
+    /// kernel keeps it as cache.
+    #[test]
+    fn the_exact_size_fallback_is_kept_as_cache() {
+        let mut k = boot(16);
+        let c = &mut k.core;
+        let spare = c.m.nr_free_pages() - 100;
+        let hog =
+            c.m.alloc_pages_node_each(None, Gfp::default(), spare as usize);
+        assert_eq!(hog.len() as u64, spare);
+        let p = c.execmem_alloc(8 * PAGE_SIZE).expect("the exact size fits");
+        let area = c.execmem.areas.values().next().unwrap();
+        assert_eq!(
+            (area.addr, area.size, area.page_order),
+            (p, 8 * PAGE_SIZE, 0)
+        );
+        c.execmem_free(p);
+        assert_eq!(c.execmem.areas.len(), 1, "kept");
+        assert_eq!(k.cached().len(), 1);
+    }
+}
