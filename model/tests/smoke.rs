@@ -39,11 +39,35 @@ fn differential_target_is_clean_on_generated_inputs() {
         let len = 1 + rng.next_u64() % 900;
         let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         ops += decode(&data).ops.len();
-        targets::differential(&data, Quirks::NONE);
+        targets::differential(&data, Quirks::NONE, None);
     }
     assert!(
         ops > 20_000,
         "the inputs must exercise the kernels ({ops} ops)"
+    );
+}
+
+/// The same body with the design fixed to `execmem` (`PACKMODEL_DESIGN`),
+/// on 1,000 other inputs: the ROX cache agrees with the reference, its
+/// kcore reads and injected faults included.
+#[test]
+fn differential_target_is_clean_on_generated_inputs_in_the_execmem_design() {
+    use packmodel::harness::op::Op;
+    use packmodel::machine::Design;
+    let mut rng = Rng::new(0xe8ec);
+    let (mut kcore, mut faults) = (0, 0);
+    for _ in 0..1000 {
+        let len = 1 + rng.next_u64() % 900;
+        let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        for op in decode(&data).ops {
+            kcore += usize::from(matches!(op, Op::KcoreRead { .. }));
+            faults += usize::from(matches!(op, Op::FailNth { .. }));
+        }
+        targets::differential(&data, Quirks::NONE, Some(Design::Execmem));
+    }
+    assert!(
+        kcore >= 10 && faults >= 30,
+        "{kcore} kcore reads, {faults} injections"
     );
 }
 

@@ -390,6 +390,16 @@ impl Guest {
                  (no JIT failure a bpf(2) caller controls)"
                     .into(),
             ),
+            Op::FailNth { .. } => GuestValue::NotPerformed(
+                "fault injection inside the kernel's allocators is not performed on \
+                 the guest (6.1 has no ROX cache)"
+                    .into(),
+            ),
+            Op::KcoreRead { .. } => GuestValue::NotPerformed(
+                "kcore reads are not performed on the guest yet (the agent does not \
+                 read /proc/kcore)"
+                    .into(),
+            ),
             page_op => {
                 let id = page_op.page().expect("every other op is a page op");
                 let Some(slot) = self.page_slot(id.0) else {

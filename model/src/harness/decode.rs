@@ -20,7 +20,7 @@ use arbitrary::Unstructured;
 
 use super::driver::Driver;
 use super::op::{AreaId, DRIVER_MAPPING, Op, PageId, ProgId, limits};
-use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
+use crate::kernel::{FailSite, HugeHint, SetMemory, VmallocFlags};
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE};
 use crate::machine::direct_map::DmapLeaf;
 use crate::machine::{Design, MachineConfig};
@@ -65,6 +65,8 @@ pub enum Kind {
     VmallocNode,
     StaleVread,
     DirectMapStats,
+    KcoreRead,
+    FailNth,
 }
 
 /// Tag slot → kind.
@@ -106,7 +108,7 @@ pub const KINDS: [Kind; 31] = [
 pub const EXT_SLOT: u8 = 31;
 
 /// Extended slot → kind (append only), for ops past the 31 primary slots.
-pub const EXT_KINDS: [Kind; 1] = [Kind::DirectMapStats];
+pub const EXT_KINDS: [Kind; 3] = [Kind::DirectMapStats, Kind::KcoreRead, Kind::FailNth];
 
 /// Slots a tag (or an extended tag) selects from.
 pub const TAG_SLOTS: u8 = 32;
@@ -150,9 +152,9 @@ impl Kind {
             Kind::SetReserved | Kind::ClearReserved => 9,
             Kind::PageCount | Kind::PageMapping | Kind::PageIndex | Kind::PagePrivate => 10,
             Kind::ProgLoad => 11,
-            Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail => 12,
+            Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail | Kind::FailNth => 12,
             Kind::ProgFree => 13,
-            Kind::ProgRun | Kind::ProgProbe => 14,
+            Kind::ProgRun | Kind::ProgProbe | Kind::KcoreRead => 14,
             Kind::StaleProbe | Kind::StaleVread => 15,
         }
     }
@@ -192,6 +194,8 @@ impl Kind {
             Op::VmallocNode { .. } => Kind::VmallocNode,
             Op::StaleVread { .. } => Kind::StaleVread,
             Op::DirectMapStats => Kind::DirectMapStats,
+            Op::KcoreRead { .. } => Kind::KcoreRead,
+            Op::FailNth { .. } => Kind::FailNth,
         }
     }
 }
@@ -590,6 +594,21 @@ impl Gen {
                 Op::StaleVread { area, off, len }
             }
             Kind::DirectMapStats => Op::DirectMapStats,
+            Kind::KcoreRead => {
+                let Some((prog, len)) = Self::pick(&self.progs, u) else {
+                    return;
+                };
+                let off = r32(u) % len;
+                let n = 1 + r16(u) as u32 % (limits::MAX_RW as u32).min(len - off);
+                Op::KcoreRead { prog, off, len: n }
+            }
+            Kind::FailNth => {
+                let b = r8(u);
+                Op::FailNth {
+                    site: FailSite::ALL[(b & 15) as usize % FailSite::ALL.len()],
+                    nth: 1 + (b >> 4) % 4,
+                }
+            }
         };
         self.push(op);
     }

@@ -13,7 +13,7 @@ use std::fmt;
 use super::decode::{FORMAT_VERSION, Gen, Kind, MAX_OPS, config_to_byte, decode};
 use super::op::{DRIVER_MAPPING, Op, limits};
 use super::trace::{OpText, Trace};
-use crate::kernel::{HugeHint, SetMemory};
+use crate::kernel::{FailSite, HugeHint, SetMemory};
 use crate::machine::MachineConfig;
 use crate::machine::consts::PAGE_SIZE;
 
@@ -246,6 +246,21 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             w.u16(*len as usize - 1);
         }
         Op::DirectMapStats => {}
+        Op::FailNth { site, nth } => {
+            let s = FailSite::ALL
+                .iter()
+                .position(|x| x == site)
+                .expect("listed") as u8;
+            if !(1..=4).contains(nth) {
+                return Err(format!("fail_nth's N is {nth}; fuzz input holds 1 to 4"));
+            }
+            w.u8(s | (nth - 1) << 4);
+        }
+        Op::KcoreRead { prog, off, len } => {
+            w.pick(index(&g.progs, *prog, "the program")?)?;
+            w.u32(u64::from(*off));
+            w.u16(*len as usize - 1);
+        }
         Op::ProgFree { prog } | Op::ProgRun { prog } => {
             w.pick(index(&g.progs, *prog, "the program")?)?
         }

@@ -505,7 +505,8 @@ pub fn prog_of(op: &Op) -> Option<ProgId> {
         Op::ProgFree { prog }
         | Op::ProgRun { prog }
         | Op::ProgProbe { prog, .. }
-        | Op::StaleProbe { prog, .. } => Some(*prog),
+        | Op::StaleProbe { prog, .. }
+        | Op::KcoreRead { prog, .. } => Some(*prog),
         _ => None,
     }
 }
@@ -532,10 +533,18 @@ pub fn compare_ground(
     }
     let lv = match (&linux.value, linux.value.to_obs()) {
         (GuestValue::NotPerformed(_), _) => {
-            return Incomparable {
-                why: "the JIT's error paths (bpf_prog_load_fail, _subprogs_fail) cannot be provoked from user space on 6.1",
-                stop: false,
+            let why = match op {
+                Op::KcoreRead { .. } => {
+                    "kcore reads are not performed on the guest (the agent does not read /proc/kcore)"
+                }
+                Op::FailNth { .. } => {
+                    "fault injection in the ROX cache: 6.1 has no ROX cache, so the guest does not perform it"
+                }
+                _ => {
+                    "the JIT's error paths (bpf_prog_load_fail, _subprogs_fail) cannot be provoked from user space on 6.1"
+                }
             };
+            return Incomparable { why, stop: false };
         }
         (GuestValue::Inexact { .. }, _) => {
             return Incomparable {

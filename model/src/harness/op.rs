@@ -2,7 +2,7 @@
 //! order in which the trace created them (`v0`, `pg0`, `prog0`), never by
 //! address. The same ops come from text traces and from fuzz bytes.
 
-use crate::kernel::{SetMemory, VmallocFlags};
+use crate::kernel::{FailSite, SetMemory, VmallocFlags};
 
 /// The n-th vmalloc area the trace created (`v<n>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,6 +130,13 @@ pub enum Op {
     /// `direct_map_stats()`: `/proc/meminfo`'s `DirectMap*` and
     /// `/proc/vmstat`'s `direct_map_level2/3_splits`, per kernel.
     DirectMapStats,
+    /// `kcore_read(progN, off, len)`: `len` bytes of a program's text from
+    /// `off`, read the way `/proc/kcore` reads module memory (through each
+    /// page's direct-map alias).
+    KcoreRead { prog: ProgId, off: u32, len: u32 },
+    /// `fail_nth(site, nth)`: the `nth` allocation the kernel makes at
+    /// `site` from now on fails (fault injection).
+    FailNth { site: FailSite, nth: u8 },
 }
 
 /// The `page` field of every page op (by reference, as `$op` is borrowed).

@@ -222,6 +222,15 @@ impl Session {
                 let p = handle!(self.progs, HandleKind::Prog, prog.0);
                 Obs::Landing(k.stale_probe(p, *off as i64))
             }
+            Op::FailNth { site, nth } => {
+                k.fail_nth(*site, u32::from(*nth));
+                Obs::Ok
+            }
+            Op::KcoreRead { prog, off, len } => {
+                let p = handle!(self.progs, HandleKind::Prog, prog.0);
+                k.kcore_read(p, u64::from(*off), *len as usize)
+                    .map_or_else(Obs::NoAccess, Obs::Bytes)
+            }
             page_op => {
                 let id = page_op.page().expect("every other op is a page op");
                 let p = handle!(self.pages, HandleKind::Page, id.0);

@@ -59,7 +59,8 @@ fn remap(op: &Op, f: impl Fn(HandleKind, u32) -> Option<u32>) -> Option<Op> {
         Op::ProgFree { prog }
         | Op::ProgRun { prog }
         | Op::ProgProbe { prog, .. }
-        | Op::StaleProbe { prog, .. } => *prog = g(*prog)?,
+        | Op::StaleProbe { prog, .. }
+        | Op::KcoreRead { prog, .. } => *prog = g(*prog)?,
         other => {
             if let Some(page) = other.page_mut() {
                 *page = p(*page)?;
@@ -100,6 +101,8 @@ fn weight(op: &Op) -> u64 {
         Op::ProgLoad { len, align, rand } => *len as u64 + *align as u64 + u64::from(*rand != 0),
         Op::ProgLoadFail { len, rand } => *len as u64 + u64::from(*rand != 0),
         Op::ProgProbe { off, .. } | Op::StaleProbe { off, .. } => off.unsigned_abs() as u64,
+        Op::KcoreRead { off, len, .. } => u64::from(*off) + u64::from(*len),
+        Op::FailNth { nth, .. } => u64::from(*nth),
         _ => 0,
     }
 }
@@ -315,6 +318,19 @@ fn simpler(op: &Op) -> Vec<Op> {
                 fail: *fail,
                 rand: 0,
             });
+        }
+        Op::FailNth { site, nth } if *nth > 1 => push(Op::FailNth {
+            site: *site,
+            nth: nth - 1,
+        }),
+        Op::KcoreRead { prog, off, len } => {
+            for (o, n) in [(0, 1), (*off / 2, *len), (*off, (*len).div_ceil(2))] {
+                push(Op::KcoreRead {
+                    prog: *prog,
+                    off: o,
+                    len: n,
+                });
+            }
         }
         Op::ProgProbe { prog, off } => {
             for o in [0, off / 2] {

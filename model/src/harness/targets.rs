@@ -9,6 +9,7 @@ use super::report::render;
 use super::run::run;
 use super::trace::{Trace, parse};
 use crate::kernel::{KernelKind, Quirks};
+use crate::machine::Design;
 
 /// The quirks of the optimised kernel for fuzz targets: `PACKMODEL_QUIRKS`
 /// (comma-separated names; empty or unset is the fixed kernel). An unknown
@@ -24,10 +25,38 @@ pub fn quirks_from_env() -> Quirks {
     })
 }
 
+/// The optimised kernel's design for fuzz targets: `PACKMODEL_DESIGN` (a
+/// design's name) fixes it for every input; unset or empty, each input's
+/// config byte chooses. An unknown name stops the target at once with a
+/// message listing the valid ones.
+pub fn design_from_env() -> Option<Design> {
+    static D: OnceLock<Option<Design>> = OnceLock::new();
+    *D.get_or_init(|| {
+        let v = std::env::var("PACKMODEL_DESIGN").unwrap_or_default();
+        if v.is_empty() {
+            return None;
+        }
+        let d = Design::from_name(&v);
+        if d.is_none() {
+            let names: Vec<_> = Design::ALL.iter().map(|d| d.name()).collect();
+            eprintln!(
+                "PACKMODEL_DESIGN: unknown design `{v}`; valid designs: {}",
+                names.join(", ")
+            );
+            std::process::exit(2)
+        }
+        d
+    })
+}
+
 /// `fuzz_targets/differential.rs`: decode any bytes to ops, run them on the
-/// reference and the optimised kernel, and fail on any finding.
-pub fn differential(data: &[u8], quirks: Quirks) {
-    let input = decode(data);
+/// reference and the optimised kernel, and fail on any finding. `design`
+/// overrides the input's (see [`design_from_env`]).
+pub fn differential(data: &[u8], quirks: Quirks, design: Option<Design>) {
+    let mut input = decode(data);
+    if let Some(d) = design {
+        input.config.design = d;
+    }
     let trace = Trace::new(
         quirks.names().iter().map(|s| s.to_string()).collect(),
         input.config,

@@ -247,6 +247,10 @@ impl fmt::Display for OpText<'_> {
                 write!(f, "stale_vread({}, {len})", area_at(*area, *off))
             }
             Op::DirectMapStats => f.write_str("direct_map_stats()"),
+            Op::KcoreRead { prog: p, off, len } => {
+                write!(f, "kcore_read({}, {off:+}, {len})", prog(p))
+            }
+            Op::FailNth { site, nth } => write!(f, "fail_nth({}, {nth})", site.name()),
         }
     }
 }
@@ -377,6 +381,8 @@ struct PageState {
 #[derive(Clone, Debug)]
 struct ProgState {
     freed_line: Option<u32>,
+    /// The length it was loaded with.
+    len: u32,
 }
 
 /// Names and the objects behind them, for resolving and validating.
@@ -899,7 +905,10 @@ impl Parser {
                     Op::VmallocToPage { area, .. } => {
                         self.scope.pages.push(PageState { area: *area })
                     }
-                    Op::ProgLoad { .. } => self.scope.progs.push(ProgState { freed_line: None }),
+                    Op::ProgLoad { len, .. } => self.scope.progs.push(ProgState {
+                        freed_line: None,
+                        len: *len,
+                    }),
                     _ => unreachable!(),
                 }
             }
@@ -1182,6 +1191,49 @@ impl Parser {
                     prog,
                     off: l.signed("an offset", limits::MAX_PROBE_OFF)?,
                 }
+            }
+            "fail_nth" => {
+                let col = l.col();
+                let name = l.ident("a fault-injection site")?;
+                let site = crate::kernel::FailSite::from_name(name).ok_or_else(|| {
+                    let names: Vec<_> = (crate::kernel::FailSite::ALL.iter())
+                        .map(|s| format!("`{}`", s.name()))
+                        .collect();
+                    (
+                        col,
+                        format!(
+                            "expected a fault-injection site ({}), found `{name}`",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+                l.punct(',')?;
+                let nth = l.number_in("which allocation fails (1 is the next)", 1, 255)? as u8;
+                Op::FailNth { site, nth }
+            }
+            "kcore_read" => {
+                let prog = self.prog(l, true)?;
+                l.punct(',')?;
+                let off = l.signed("an offset", limits::MAX_PROG_LEN as i32)?;
+                let off = u32::try_from(off).map_err(|_| {
+                    (
+                        l.col(),
+                        format!("expected an offset into the text, found {off}"),
+                    )
+                })?;
+                l.punct(',')?;
+                let col = l.col();
+                let len = l.number_in("a length", 1, limits::MAX_RW)? as u32;
+                let text = self.scope.progs[prog.0 as usize].len;
+                if u64::from(off) + u64::from(len) > u64::from(text) {
+                    return Err((
+                        col,
+                        format!(
+                            "expected a read inside the program's {text}-byte text, found {len} bytes at +{off}"
+                        ),
+                    ));
+                }
+                Op::KcoreRead { prog, off, len }
             }
             "stale_probe" => {
                 let prog = self.prog(l, false)?;

@@ -118,6 +118,31 @@ pub struct VmallocFlags {
     pub nofail: bool,
 }
 
+/// Where a fault can be injected (`fail_nth(SITE, N)`): allocations a
+/// kernel makes internally, in the spirit of `failslab` and
+/// `/proc/self/fail-nth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailSite {
+    /// The maple-tree node allocations of `execmem_cache_free()` (under
+    /// `__GFP_NORETRY` since 187fd8521dd8): only the `execmem` design has
+    /// them.
+    ExecmemCacheFree,
+}
+
+impl FailSite {
+    pub const ALL: [FailSite; 1] = [FailSite::ExecmemCacheFree];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailSite::ExecmemCacheFree => "execmem_cache_free",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
 /// A kernel's handle for a vmalloc area it handed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Area(pub u32);
@@ -350,6 +375,10 @@ pub trait Kernel {
         Vec::new()
     }
 
+    /// `fail_nth(site, nth)`: the `nth` allocation at `site` from now on
+    /// fails. A kernel without the site ignores it.
+    fn fail_nth(&mut self, _site: FailSite, _nth: u32) {}
+
     /// The packs, for kernels that have them.
     fn packs(&self) -> Vec<PackView> {
         Vec::new()
@@ -365,6 +394,35 @@ pub trait Kernel {
         }
         m.fetch(start, text.len()).map(Fetched::Bytes)
     }
+    /// `read_kcore_iter()` of `len` bytes of a program's text from `off`:
+    /// module memory is `KCORE_VMALLOC`, read by `vread_iter()` →
+    /// `aligned_vread_iter()`, which finds each page with `vmalloc_to_page()`
+    /// and copies it from its direct-map address
+    /// (`copy_page_to_iter_nofault()` of `kmap_local_page()`); a page with no
+    /// mapping reads as zeros (`zero_iter()`). So it reads through the
+    /// alias, never the module mapping. A copy that faults ends short, and
+    /// `read_kcore_iter()` then faults in the user buffer and retries — for
+    /// ever, since the user buffer was never the problem (the reason
+    /// 925f42645118 keeps the ROX cache in the direct map): the model
+    /// returns the fault instead of hanging.
+    fn kcore_read(&mut self, prog: Prog, off: u64, len: usize) -> Result<Vec<u8>, FaultCause> {
+        use crate::machine::consts::{PAGE_SIZE, pfn_to_virt};
+        let start = self.images()[prog.0 as usize].image.text_start + off;
+        let mut out = vec![0; len];
+        let mut done = 0;
+        while done < len {
+            let va = start + done as u64;
+            let n = ((PAGE_SIZE - va % PAGE_SIZE) as usize).min(len - done);
+            let m = self.machine();
+            if let Some(pfn) = m.pgtables.vmalloc_to_pfn(va) {
+                (m.probe_read(pfn_to_virt(pfn) + va % PAGE_SIZE, &mut out[done..done + n]))
+                    .map_err(|f| f.cause)?;
+            }
+            done += n;
+        }
+        Ok(out)
+    }
+
     /// Where a jump to the program's start + `off` lands.
     fn bpf_prog_probe(&self, prog: Prog, off: i64) -> Landing {
         let img = &self.images()[prog.0 as usize].image;

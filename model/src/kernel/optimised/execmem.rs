@@ -21,10 +21,12 @@
 //! free; the model runs it before the free returns (nothing else runs in
 //! between in a sequential trace).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Core;
+use super::quirks::Quirk;
 use super::vmalloc::{Space, VmFlags, VmStruct};
+use crate::machine::Prot;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, page_align, round_up};
 
 /// `struct execmem_cache`: the busy and free ranges (maple trees in the
@@ -37,6 +39,12 @@ pub(super) struct ExecmemCache {
     free: BTreeMap<u64, u64>,
     /// The huge (or fallback) vmalloc areas that back the ranges, by address.
     pub(super) areas: BTreeMap<u64, VmStruct>,
+    /// Busy ranges marked `PENDING_FREE` (their start), for
+    /// `execmem_cache_free_slow()`.
+    pending: BTreeSet<u64>,
+    /// Fault injection (`fail_nth(execmem_cache_free, N)`): the N-th
+    /// maple-tree node allocation of the free path from now on fails.
+    fail_nth: Option<u32>,
 }
 
 impl ExecmemCache {
@@ -75,12 +83,31 @@ impl ExecmemCache {
         self.free.iter().map(|(&s, &e)| (s, e))
     }
 
-    /// The cache's areas that hold no allocation: memory the cache keeps.
+    /// The cache's areas that are wholly free: memory the cache keeps. (A
+    /// range that is neither busy nor free — lost — keeps its area out.)
     pub(super) fn idle_areas(&self) -> impl Iterator<Item = &VmStruct> + '_ {
-        self.areas.values().filter(|a| {
-            let end = a.addr + a.size;
-            self.busy.range(a.addr..end).next().is_none()
-        })
+        (self.areas.values()).filter(|a| self.free.get(&a.addr) == Some(&(a.addr + a.size)))
+    }
+
+    /// Arms the fault injection.
+    pub(super) fn fail_nth(&mut self, nth: u32) {
+        self.fail_nth = Some(nth.max(1));
+    }
+
+    /// One maple-tree node allocation of the free path: whether the fault
+    /// injection makes it fail (`should_failslab()`).
+    fn should_fail(&mut self) -> bool {
+        match self.fail_nth {
+            Some(1) => {
+                self.fail_nth = None;
+                true
+            }
+            Some(n) => {
+                self.fail_nth = Some(n - 1);
+                false
+            }
+            None => false,
+        }
     }
 }
 
@@ -120,17 +147,39 @@ impl Core {
         self.m
             .memset(area.addr, 0xcc, alloc_size as usize)
             .expect("a fresh execmem block is writable");
-        // change_page_attr_set_clr() begins with vm_unmap_aliases().
-        self.purge_vmap_area_lazy();
-        let pages = area.pages.len() as u64;
-        if self.m.set_memory_rox(area.addr, pages).is_err() {
-            self.vunmap(area);
-            return None;
+        if self.quirks.has(Quirk::RoxCacheAliasInvalid) {
+            self.execmem_remap_without_alias(&area);
+        } else {
+            // change_page_attr_set_clr() begins with vm_unmap_aliases().
+            self.purge_vmap_area_lazy();
+            let pages = area.pages.len() as u64;
+            if self.m.set_memory_rox(area.addr, pages).is_err() {
+                self.vunmap(area);
+                return None;
+            }
         }
         let p = area.addr;
         self.execmem.areas.insert(p, area);
         self.execmem.add(p, p + alloc_size);
         self.execmem.alloc_locked(size)
+    }
+
+    /// With `rox-cache-alias-invalid`, the populate of 2e45474ab14f: after
+    /// the fill, `vunmap_range()` of the block, its pages made not present
+    /// in the direct map (`execmem_set_direct_map_valid(vm, false)`, in
+    /// units of the area's page order), and the pages mapped again ROX
+    /// (`vmap_pages_range_noflush(…, PAGE_KERNEL_ROX, …, PMD_SHIFT)`; the
+    /// model maps them at the area's own page order). 925f42645118 replaced
+    /// all three with the `set_memory_rox()` above, so that the alias stays
+    /// present for `/proc/kcore`.
+    fn execmem_remap_without_alias(&mut self, area: &VmStruct) {
+        self.m.pgtables.unmap(area.addr, area.size);
+        let unit = 1usize << area.page_order;
+        for c in area.pages.chunks(unit) {
+            self.m
+                .set_direct_map_valid_noflush(c[0], c.len() as u64, false);
+        }
+        self.vmap_pages_range_prot(area, Prot::PAGE_KERNEL_ROX);
     }
 
     /// `execmem_free(ptr)` (`bpf_jit_free_exec()`): back to the cache if a
@@ -141,21 +190,57 @@ impl Core {
         }
     }
 
-    /// `execmem_cache_free()`: `__execmem_cache_free()` of the busy range
-    /// that holds `ptr`, then `execmem_cache_clean()`.
+    /// `execmem_cache_free()` (187fd8521dd8): `__execmem_cache_free()` of
+    /// the busy range that holds `ptr` with `__GFP_NORETRY`; if that fails
+    /// the entry is marked `PENDING_FREE` and `execmem_cache_free_slow()`
+    /// retries 10 ms later with `GFP_KERNEL` — here at once, nothing else
+    /// running in between. Then `execmem_cache_clean()`.
+    ///
+    /// With `execmem-free-lost-range`, the function before 187fd8521dd8:
+    /// the busy entry erased first, the range filled by `text_poke_set()`
+    /// (no CPA), then `execmem_cache_add()`, whose error nobody checked — a
+    /// failed add loses the range: neither busy nor free, never reused and
+    /// its block never released.
     fn execmem_cache_free(&mut self, ptr: u64) -> bool {
         let Some((start, end)) = self.execmem.busy_containing(ptr) else {
             return false;
         };
-        self.__execmem_cache_free(start, end);
+        if self.quirks.has(Quirk::ExecmemFreeLostRange) {
+            self.execmem.busy.remove(&start);
+            self.m
+                .text_poke_set(start, 0xcc, (end - start) as usize)
+                .expect("a busy execmem range is mapped");
+            if !self.execmem.should_fail() {
+                self.execmem.add(start, end);
+            }
+        } else if self.__execmem_cache_free(start, end).is_err() {
+            self.execmem.pending.insert(start);
+            self.execmem_cache_free_slow();
+        }
         self.execmem_cache_clean();
         true
     }
 
+    /// `execmem_cache_free_slow()`: every `PENDING_FREE` entry through
+    /// `__execmem_cache_free()` with `GFP_KERNEL`, again (the kernel
+    /// reschedules itself every 10 ms) until none is left.
+    fn execmem_cache_free_slow(&mut self) {
+        while let Some(&start) = self.execmem.pending.first() {
+            let end = self.execmem.busy[&start];
+            if self.__execmem_cache_free(start, end).is_ok() {
+                self.execmem.pending.remove(&start);
+            }
+        }
+    }
+
     /// `__execmem_cache_free()` (187fd8521dd8): `execmem_force_rw()`
     /// (`set_memory_nx()` then `set_memory_rw()`), INT3 over the range,
-    /// `execmem_restore_rox()`, then the range moves from busy to free.
-    fn __execmem_cache_free(&mut self, start: u64, end: u64) {
+    /// `execmem_restore_rox()`, then the range moves from busy to free:
+    /// `execmem_cache_add_locked()`, whose node allocation may fail (the
+    /// error returned, the range still busy), then the erase of the busy
+    /// entry, which allocates nothing (it rewrites the slot `mas` points
+    /// at).
+    fn __execmem_cache_free(&mut self, start: u64, end: u64) -> Result<(), ()> {
         let pages = (end - start) / PAGE_SIZE;
         self.purge_vmap_area_lazy();
         let rw = self.m.set_memory_nx(start, pages).and_then(|()| {
@@ -168,8 +253,17 @@ impl Core {
             .expect("execmem_force_rw() made the range writable");
         self.purge_vmap_area_lazy();
         let _ = self.m.set_memory_rox(start, pages);
+        if self.execmem.should_fail() {
+            return Err(());
+        }
         self.execmem.add(start, end);
         self.execmem.busy.remove(&start);
+        Ok(())
+    }
+
+    /// `fail_nth(execmem_cache_free, nth)`: arms the fault injection.
+    pub(super) fn execmem_fail_nth(&mut self, nth: u32) {
+        self.execmem.fail_nth(nth);
     }
 
     /// `execmem_cache_clean()`: every free range that starts on a PMD and is
@@ -303,5 +397,44 @@ mod tests {
         c.execmem_free(p);
         assert_eq!(c.execmem.areas.len(), 1, "kept");
         assert_eq!(k.cached().len(), 1);
+    }
+
+    /// A free whose add fails under `__GFP_NORETRY` leaves the range busy
+    /// and pending; the slow path's retry frees it and the block goes back.
+    /// An injection for the second allocation is still armed after a free
+    /// that made one. Before 187fd8521dd8 (`execmem-free-lost-range`) the
+    /// range is lost: neither busy nor free, the block never released.
+    #[test]
+    fn a_failed_add_on_free_is_retried_and_lost_only_with_the_quirk() {
+        for (nth, left) in [(1, None), (2, Some(1))] {
+            let mut k = boot(64);
+            let c = &mut k.core;
+            let p = c.execmem_alloc(PAGE_SIZE).unwrap();
+            c.execmem_fail_nth(nth);
+            c.execmem_free(p);
+            assert!(c.execmem.areas.is_empty(), "nth {nth}: released");
+            assert!(c.execmem.pending.is_empty());
+            assert_eq!(c.execmem.fail_nth, left);
+        }
+        let cfg = MachineConfig {
+            design: Design::Execmem,
+            ..MachineConfig::default()
+        };
+        let mut k = Optimised::new(cfg, Quirks::NONE.with(Quirk::ExecmemFreeLostRange));
+        let c = &mut k.core;
+        let p = c.execmem_alloc(PAGE_SIZE).unwrap();
+        c.execmem_fail_nth(1);
+        c.execmem_free(p);
+        assert_eq!(c.execmem.areas.len(), 1, "kept");
+        assert!(c.execmem.busy_containing(p).is_none());
+        assert_eq!(
+            c.execmem.free_ranges().collect::<Vec<_>>(),
+            [(p + PAGE_SIZE, p + PMD_SIZE)],
+            "the freed page is in neither tree"
+        );
+        assert!(
+            k.cached().is_empty(),
+            "a block with a lost range is not cache"
+        );
     }
 }

@@ -399,6 +399,12 @@ impl Kernel for Optimised {
             .collect()
     }
 
+    fn fail_nth(&mut self, site: super::FailSite, nth: u32) {
+        match site {
+            super::FailSite::ExecmemCacheFree => self.core.execmem_fail_nth(nth),
+        }
+    }
+
     fn vmap_view(&self) -> VmapView {
         let c = &self.core;
         let mut v = VmapView {

@@ -38,6 +38,12 @@ pub enum Quirk {
     /// A free finds its pack by masking with the pack size (ef078600eec2 to
     /// 96805674e562, in bpf-next before 5.18-rc1).
     PackSizeMaskLookup,
+    /// The ROX cache takes its blocks out of the direct map when it makes
+    /// them (`execmem` design).
+    RoxCacheAliasInvalid,
+    /// `execmem_cache_free()` ignores a failed `execmem_cache_add()`
+    /// (`execmem` design).
+    ExecmemFreeLostRange,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -125,6 +131,20 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "bpf-next, March 2022 (ef078600eec2 until 96805674e562, both merged for 5.18-rc1)",
         fixed_by: "96805674e562 (syzbot c946805b5ce6ab87df0b), ea2babac63d4",
         symptom: "with 2 nodes a pack is 4 MiB but only PMD-aligned; a free that finds its pack as ptr & ~(pack size - 1) misses one that is not 4 MiB-aligned: \"bpf_prog_pack bug\", chunks leak, the pack is never freed",
+    },
+    QuirkInfo {
+        quirk: Quirk::RoxCacheAliasInvalid,
+        name: "rox-cache-alias-invalid",
+        versions: "6.13-rc1..rc7 for module text (2e45474ab14f; x86 switched the cache off for 6.13, a9bbe3413331, and the v6.15 series brought it back with the fix); BPF never ran on it",
+        fixed_by: "925f42645118",
+        symptom: "the ROX cache's blocks are not present in the direct map: a /proc/kcore read of a program (vread_iter → vmalloc_to_page → the page's direct-map address) faults, and read_kcore_iter retries for ever",
+    },
+    QuirkInfo {
+        quirk: Quirk::ExecmemFreeLostRange,
+        name: "execmem-free-lost-range",
+        versions: "6.13-rc1 (2e45474ab14f) until 187fd8521dd8",
+        fixed_by: "187fd8521dd8",
+        symptom: "a free whose execmem_cache_add() fails to allocate a maple-tree node loses the range: neither busy nor free, so the cache never reuses it and never releases its 2 MiB block",
     },
 ];
 

@@ -214,8 +214,13 @@ impl Core {
     /// frames otherwise. Right for an order-9 block; for order-0 fallback pages
     /// (`fallback-mapped-as-pmd`) it maps frames the area does not own.
     fn vmap_pages_range(&mut self, area: &VmStruct) {
+        self.vmap_pages_range_prot(area, Prot::PAGE_KERNEL);
+    }
+
+    /// [`Core::vmap_pages_range`] with `prot` for every leaf.
+    pub(super) fn vmap_pages_range_prot(&mut self, area: &VmStruct, prot: Prot) {
         if area.page_order == 0 {
-            (self.m.pgtables).map_ptes(area.addr, &area.pages, Prot::PAGE_KERNEL);
+            (self.m.pgtables).map_ptes(area.addr, &area.pages, prot);
             return;
         }
         let step = 1usize << area.page_order;
@@ -223,14 +228,12 @@ impl Core {
         for (i, chunk) in area.pages.chunks(step).enumerate() {
             let va = area.addr + (i * step) as u64 * PAGE_SIZE;
             if chunk[0] % PAGES_PER_PMD == 0 {
-                self.m.pgtables.map_pmd(va, chunk[0], Prot::PAGE_KERNEL);
+                self.m.pgtables.map_pmd(va, chunk[0], prot);
             } else {
                 for j in 0..PAGES_PER_PMD {
                     let pfn = chunk[0] + j;
                     if pfn < nr {
-                        self.m
-                            .pgtables
-                            .map_pte(va + j * PAGE_SIZE, pfn, Prot::PAGE_KERNEL);
+                        self.m.pgtables.map_pte(va + j * PAGE_SIZE, pfn, prot);
                     }
                 }
             }
