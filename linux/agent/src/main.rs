@@ -321,6 +321,15 @@ impl Guest {
                 }
             }
             Op::DirectMapStats => GuestValue::DirectMap(direct_map()?),
+            Op::ProgLoad { classic: true, .. } => {
+                self.progs.push(None);
+                self.freed_progs.push(None);
+                GuestValue::NotPerformed(
+                    "classic BPF filters are not loaded on the guest yet (the helper \
+                     loads eBPF socket filters only)"
+                        .into(),
+                )
+            }
             Op::ProgLoad { len, .. } => {
                 if self.preexisting.is_none() {
                     self.preexisting = Some(bpf::bpf_areas()?);

@@ -205,6 +205,7 @@ pub fn workload_trace(opts: &FragOptions) -> (Trace, Vec<(usize, usize)>) {
                 len,
                 align: 1,
                 rand,
+                classic: false,
             },
             Step::Unload { id } => Op::ProgFree {
                 prog: ProgId(id as u32),

@@ -150,7 +150,8 @@ mod tests {
         assert!(b.observe(&Op::ProgLoad {
             len: 100,
             align: 1,
-            rand: 0
+            rand: 0,
+            classic: false,
         }));
         assert!(b.observe(&Op::ProgFree { prog: ProgId(0) }));
         assert!(

@@ -67,6 +67,7 @@ pub enum Kind {
     DirectMapStats,
     KcoreRead,
     FailNth,
+    ProgCreate,
 }
 
 /// Tag slot → kind.
@@ -108,7 +109,12 @@ pub const KINDS: [Kind; 31] = [
 pub const EXT_SLOT: u8 = 31;
 
 /// Extended slot → kind (append only), for ops past the 31 primary slots.
-pub const EXT_KINDS: [Kind; 3] = [Kind::DirectMapStats, Kind::KcoreRead, Kind::FailNth];
+pub const EXT_KINDS: [Kind; 4] = [
+    Kind::DirectMapStats,
+    Kind::KcoreRead,
+    Kind::FailNth,
+    Kind::ProgCreate,
+];
 
 /// Slots a tag (or an extended tag) selects from.
 pub const TAG_SLOTS: u8 = 32;
@@ -151,7 +157,7 @@ impl Kind {
             Kind::ListAdd | Kind::ListDel | Kind::InitListHead => 8,
             Kind::SetReserved | Kind::ClearReserved => 9,
             Kind::PageCount | Kind::PageMapping | Kind::PageIndex | Kind::PagePrivate => 10,
-            Kind::ProgLoad => 11,
+            Kind::ProgLoad | Kind::ProgCreate => 11,
             Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail | Kind::FailNth => 12,
             Kind::ProgFree => 13,
             Kind::ProgRun | Kind::ProgProbe | Kind::KcoreRead => 14,
@@ -182,6 +188,7 @@ impl Kind {
             Op::PageMapping { .. } => Kind::PageMapping,
             Op::PageIndex { .. } => Kind::PageIndex,
             Op::PagePrivate { .. } => Kind::PagePrivate,
+            Op::ProgLoad { classic: true, .. } => Kind::ProgCreate,
             Op::ProgLoad { .. } => Kind::ProgLoad,
             Op::ProgLoadFail { .. } => Kind::ProgLoadFail,
             Op::ProgFree { .. } => Kind::ProgFree,
@@ -508,6 +515,7 @@ impl Gen {
                     len,
                     align: 1 << (r8(u) % 4),
                     rand: r32(u),
+                    classic: false,
                 }
             }
             Kind::ProgLoadFail => Op::ProgLoadFail {
@@ -602,6 +610,12 @@ impl Gen {
                 let n = 1 + r16(u) as u32 % (limits::MAX_RW as u32).min(len - off);
                 Op::KcoreRead { prog, off, len: n }
             }
+            Kind::ProgCreate => Op::ProgLoad {
+                len: self.prog_len(u).min(limits::MAX_CLASSIC_LEN),
+                align: 1,
+                rand: r32(u),
+                classic: true,
+            },
             Kind::FailNth => {
                 let b = r8(u);
                 Op::FailNth {

@@ -191,7 +191,18 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
         | Op::PageMapping { page: p }
         | Op::PageIndex { page: p }
         | Op::PagePrivate { page: p } => w.pick(page(*p)?)?,
-        Op::ProgLoad { len, align, rand } => {
+        Op::ProgLoad {
+            len,
+            rand,
+            classic: true,
+            ..
+        } => {
+            exact_size(w, *len as u64);
+            w.u32(*rand as u64);
+        }
+        Op::ProgLoad {
+            len, align, rand, ..
+        } => {
             exact_size(w, *len as u64);
             w.u8(align.trailing_zeros() as u8);
             w.u32(*rand as u64);

@@ -537,6 +537,9 @@ pub fn compare_ground(
                 Op::KcoreRead { .. } => {
                     "kcore reads are not performed on the guest (the agent does not read /proc/kcore)"
                 }
+                Op::ProgLoad { classic: true, .. } => {
+                    "classic BPF filters are not loaded on the guest (the helper loads eBPF only)"
+                }
                 Op::FailNth { .. } => {
                     "fault injection in the ROX cache: 6.1 has no ROX cache, so the guest does not perform it"
                 }
@@ -578,6 +581,14 @@ pub fn compare_ground(
             };
         }
         (GuestValue::Skipped, _) if matches!(model, Obs::Skipped(..)) => return BothFailedAlike,
+        // The op that made the object was compared on its own (or not
+        // performed on the guest, with its reason).
+        (GuestValue::Skipped, _) => {
+            return Incomparable {
+                why: "the object it names was not made on the guest",
+                stop: false,
+            };
+        }
         (_, Some(o)) => o,
         (v, None) => {
             return Divergent(format!(
@@ -788,6 +799,7 @@ mod tests {
             len: 10,
             align: 1,
             rand: 0,
+            classic: false,
         };
         let fail = Op::ProgLoadFail { len: 10, rand: 0 };
         let stats = Op::DirectMapStats;

@@ -94,8 +94,16 @@ pub enum Op {
     PageIndex { page: PageId },
     /// `page_private(pgN)`.
     PagePrivate { page: PageId },
-    /// `progN = bpf_prog_load(len, align=…, rand=…)`.
-    ProgLoad { len: u32, align: u8, rand: u32 },
+    /// `progN = bpf_prog_load(len, align=…, rand=…)`, or with `classic`
+    /// `progN = bpf_prog_create(len, rand=…)`: a classic BPF filter
+    /// (`SO_ATTACH_FILTER`, seccomp), JITed like any program but with
+    /// `bpf_prog_was_classic()`.
+    ProgLoad {
+        len: u32,
+        align: u8,
+        rand: u32,
+        classic: bool,
+    },
     /// `bpf_prog_load_fail(len, rand=…)`: the JIT error path.
     ProgLoadFail { len: u32, rand: u32 },
     /// `bpf_prog_free(progN)`.
@@ -200,6 +208,11 @@ pub mod limits {
     pub const MAX_PROG_LEN: u32 = 8 << 20;
     /// Largest probe offset either way.
     pub const MAX_PROBE_OFF: i32 = 1 << 23;
+    /// Largest classic program's JIT image: a classic filter has at most
+    /// `BPF_MAXINSNS` (4,096) instructions, each a few bytes of x86 once
+    /// converted and JITed; 64 KiB bounds it (well below a pack, as the
+    /// cBPF hardening assumes).
+    pub const MAX_CLASSIC_LEN: u32 = 64 << 10;
     /// Most subprograms of one multi-subprogram load.
     pub const MAX_SUBPROGS: usize = 8;
     /// Most pages one `set_memory_*()` call changes.

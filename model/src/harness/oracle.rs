@@ -17,7 +17,10 @@
 //! 6. no leak: after the teardown every frame is free or was reported bad;
 //!
 //! and, where a new area's frames are walked for 5, that each comes as the page
-//! allocator promises (`page->private` 0): the "fresh page" oracle.
+//! allocator promises (`page->private` 0): the "fresh page" oracle; and, for
+//! kernels with packs, that a classic BPF program never takes pack memory a
+//! freed program's code was in with no predictor flush since (the "predictor
+//! flush" oracle, the property the 2026 cBPF hardening gives).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -62,6 +65,10 @@ pub enum Oracle {
     /// The two kernels disagree on what an op showed, or a read does not give
     /// back what was written.
     Differential,
+    /// A classic BPF program took pack memory that a freed program's code
+    /// occupied, with no indirect branch predictor flush (IBPB) since that
+    /// free.
+    PredictorFlush,
 }
 
 impl Oracle {
@@ -78,12 +85,13 @@ impl Oracle {
             Oracle::FreshPage => "fresh page",
             Oracle::VmapSpace => "vmap space",
             Oracle::Differential => "differential",
+            Oracle::PredictorFlush => "predictor flush",
         }
     }
 }
 
 impl Oracle {
-    pub const ALL: [Oracle; 10] = [
+    pub const ALL: [Oracle; 11] = [
         Oracle::BadPageState,
         Oracle::Oops,
         Oracle::WriteXorExecute,
@@ -94,6 +102,7 @@ impl Oracle {
         Oracle::FreshPage,
         Oracle::VmapSpace,
         Oracle::Differential,
+        Oracle::PredictorFlush,
     ];
 
     /// The name on the command line: `bad-page-state`, `w^x` as `wx`, ….
@@ -157,6 +166,11 @@ pub struct Invariants {
     /// gain a mapping by being handed out again, which the overlap with a
     /// busy area shows).
     unpurged_checked: BTreeSet<(u64, u64)>,
+    /// Images of programs freed since the last predictor flush: (start,
+    /// end, the trace's program).
+    freed_unflushed: Vec<(u64, u64, u32)>,
+    /// `pred_flushes()` after the last op.
+    flushes_seen: u64,
 }
 
 /// Collects findings for one kernel and op.
@@ -201,6 +215,7 @@ impl Invariants {
             o.find(oracle, oops.to_string());
         }
         Self::check_obs(s, op, step, &mut o);
+        self.check_pred_flush(s, op, &step.obs, &mut o);
         self.check_wx(s.kernel.machine(), &mut o);
         self.check_exec(s, &mut o);
         if touches_regions(op) {
@@ -258,6 +273,56 @@ impl Invariants {
                     v.lazy_pages, v.lazy_max_pages
                 ),
             );
+        }
+    }
+
+    /// The predictor-flush oracle, a checker that needs no second
+    /// implementation: it follows, from the images alone, where freed
+    /// programs' code was since the kernel's last `bpf_arch_pred_flush()`,
+    /// and a classic program (`bpf_prog_create()`) whose image lands in a
+    /// pack over any of it with no flush during its load is a finding — the
+    /// reuse 96cce16e26dd closes. Memory outside packs is not covered (the
+    /// hardening flushes only for packs; a program larger than a pack never
+    /// flushes), so a kernel without packs never fires.
+    fn check_pred_flush(&mut self, s: &Session, op: &Op, obs: &Obs, o: &mut Out) {
+        let k = &s.kernel;
+        let flushes = k.pred_flushes();
+        if flushes != self.flushes_seen {
+            self.flushes_seen = flushes;
+            self.freed_unflushed.clear();
+            return;
+        }
+        match (op, obs) {
+            (Op::ProgFree { prog }, _) => {
+                if let Some(p) = s.prog(prog.0) {
+                    let img = &k.images()[p.0 as usize].image;
+                    let range = (img.header, img.header + img.alloc_size, prog.0);
+                    self.freed_unflushed.push(range);
+                }
+            }
+            (Op::ProgLoad { classic: true, .. }, Obs::Ok) if !self.freed_unflushed.is_empty() => {
+                let Some(p) = k.images().len().checked_sub(1) else {
+                    return;
+                };
+                let img = &k.images()[p].image;
+                let (start, end) = (img.header, img.header + img.alloc_size);
+                let in_pack = k
+                    .packs()
+                    .iter()
+                    .any(|pk| pk.base <= start && end <= pk.base + pk.size);
+                let old = (self.freed_unflushed.iter())
+                    .find(|&&(a, b, _)| a < end && start < b && in_pack);
+                if let Some(&(_, _, was)) = old {
+                    o.find(
+                        Oracle::PredictorFlush,
+                        format!(
+                            "classic prog{} at {start:016x} reuses pack memory where prog{was}'s code was until it was freed, with no predictor flush (IBPB) since\n",
+                            s.prog_id(crate::kernel::Prog(p as u32)).0
+                        ),
+                    );
+                }
+            }
+            _ => {}
         }
     }
 
@@ -921,6 +986,7 @@ mod tests {
             len: 100,
             align: 1,
             rand: 0,
+            classic: false,
         };
         assert!(s.step(&load).oopses.is_empty());
         let text = s.kernel.images()[0].image.text.to_vec();
@@ -963,6 +1029,7 @@ mod tests {
             len: 100,
             align: 1,
             rand: 0,
+            classic: false,
         };
         let step = s.step(&load);
         inv.after_op(&mut s, 0, &load, &step, &mut out);
@@ -1037,7 +1104,8 @@ mod tests {
                 "leak",
                 "fresh-page",
                 "vmap-space",
-                "differential"
+                "differential",
+                "predictor-flush"
             ]
         );
         for o in Oracle::ALL {

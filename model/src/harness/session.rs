@@ -182,9 +182,19 @@ impl Session {
                 self.pages.push(p);
                 if p.is_some() { Obs::Ok } else { Obs::Word(0) }
             }
-            Op::ProgLoad { len, align, rand } => {
+            Op::ProgLoad {
+                len,
+                align,
+                rand,
+                classic,
+            } => {
                 let id = ProgId(self.progs.len() as u32);
-                let r = k.bpf_prog_load(&prog_text(id, *len), *align as u32, *rand);
+                let text = prog_text(id, *len);
+                let r = if *classic {
+                    k.bpf_prog_create(&text, *rand)
+                } else {
+                    k.bpf_prog_load(&text, *align as u32, *rand)
+                };
                 self.progs.push(r.ok());
                 if let Ok(p) = r {
                     if self.prog_ids.len() <= p.0 as usize {

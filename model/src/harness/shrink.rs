@@ -98,7 +98,12 @@ fn weight(op: &Op) -> u64 {
                 + *fail as u64
                 + u64::from(*rand != 0)
         }
-        Op::ProgLoad { len, align, rand } => *len as u64 + *align as u64 + u64::from(*rand != 0),
+        Op::ProgLoad {
+            len,
+            align,
+            rand,
+            classic,
+        } => *len as u64 + *align as u64 + u64::from(*rand != 0) + u64::from(*classic),
         Op::ProgLoadFail { len, rand } => *len as u64 + u64::from(*rand != 0),
         Op::ProgProbe { off, .. } | Op::StaleProbe { off, .. } => off.unsigned_abs() as u64,
         Op::KcoreRead { off, len, .. } => u64::from(*off) + u64::from(*len),
@@ -257,24 +262,40 @@ fn simpler(op: &Op) -> Vec<Op> {
             page: *page,
             value: 0,
         }),
-        Op::ProgLoad { len, align, rand } => {
+        Op::ProgLoad {
+            len,
+            align,
+            rand,
+            classic,
+        } => {
             for l in [64, 100, len / 2] {
                 push(Op::ProgLoad {
                     len: l.max(1),
                     align: *align,
                     rand: *rand,
+                    classic: *classic,
                 });
             }
             push(Op::ProgLoad {
                 len: *len,
                 align: 1,
                 rand: *rand,
+                classic: *classic,
             });
             push(Op::ProgLoad {
                 len: *len,
                 align: *align,
                 rand: 0,
+                classic: *classic,
             });
+            if *classic {
+                push(Op::ProgLoad {
+                    len: *len,
+                    align: *align,
+                    rand: *rand,
+                    classic: false,
+                });
+            }
         }
         Op::ProgLoadFail { len, rand } => {
             for l in [64, len / 2] {

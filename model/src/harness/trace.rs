@@ -196,7 +196,21 @@ impl fmt::Display for OpText<'_> {
             Op::PageMapping { page } => write!(f, "{}->mapping", pg(page)),
             Op::PageIndex { page } => write!(f, "page_index({})", pg(page)),
             Op::PagePrivate { page } => write!(f, "page_private({})", pg(page)),
-            Op::ProgLoad { len, align, rand } => {
+            Op::ProgLoad {
+                len,
+                rand,
+                classic: true,
+                ..
+            } => {
+                write!(f, "bpf_prog_create({len}")?;
+                if *rand != 0 {
+                    write!(f, ", rand={rand:#x}")?;
+                }
+                f.write_str(")")
+            }
+            Op::ProgLoad {
+                len, align, rand, ..
+            } => {
                 write!(f, "bpf_prog_load({len}")?;
                 if *align != 1 {
                     write!(f, ", align={align}")?;
@@ -1165,6 +1179,22 @@ impl Parser {
                     len,
                     align: align as u8,
                     rand: rand_opt(&o, col)?,
+                    classic: false,
+                }
+            }
+            "bpf_prog_create" => {
+                let len = l.number_in(
+                    "a classic program's length",
+                    1,
+                    limits::MAX_CLASSIC_LEN as u64,
+                )? as u32;
+                let col = l.col();
+                let o = self.options(l, &["rand"])?;
+                Op::ProgLoad {
+                    len,
+                    align: 1,
+                    rand: rand_opt(&o, col)?,
+                    classic: true,
                 }
             }
             "bpf_prog_load_fail" => {

@@ -343,6 +343,19 @@ pub trait Kernel {
     /// two ≤ 8) and `rand` stands for `get_random_u32()` in the choice of the
     /// random start.
     fn bpf_prog_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno>;
+    /// `bpf_prog_create()`: a classic BPF filter (`SO_ATTACH_FILTER`,
+    /// seccomp), converted and JITed like any program but with
+    /// `bpf_prog_was_classic()`, which the 2026 cBPF hardening
+    /// (96cce16e26dd) keys its predictor flush on. A kernel without that
+    /// hardening loads it like any program.
+    fn bpf_prog_create(&mut self, text: &Text, rand: u32) -> Result<Prog, Errno> {
+        self.bpf_prog_load(text, 1, rand)
+    }
+    /// Indirect branch predictor flushes (`bpf_arch_pred_flush()`: IBPB on
+    /// every CPU) the kernel has issued.
+    fn pred_flushes(&self) -> u64 {
+        0
+    }
     /// The JIT error path: allocate the binary for a `len`-byte program, fail
     /// before finalising, free it.
     fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno>;

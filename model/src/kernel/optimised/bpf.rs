@@ -174,8 +174,23 @@ impl PackSource for Core {
 }
 
 impl Optimised {
-    /// `bpf_prog_pack_alloc(size)`: the RO header address.
-    fn bpf_prog_pack_alloc(&mut self, size: u64) -> Option<u64> {
+    /// `bpf_prog_pack_alloc(size, …, was_classic)`: the RO header address.
+    ///
+    /// With the 2026 cBPF JIT-spray hardening (96cce16e26dd, a23c1c5396a9
+    /// and the pack preference after them, backported to 6.1–6.18) and a CPU
+    /// with IBPB (`bpf_pred_flush_enabled`), each pack carries
+    /// `arch_flush_needed`: set when the pack is made and whenever a chunk of
+    /// it is freed, cleared on every pack by a flush. A classic program
+    /// prefers a pack that needs no flush and an eBPF one a pack that does
+    /// (`was_classic ^ pack->arch_flush_needed`, the first such pack with
+    /// room, else the first pack with room, else a new pack); a classic
+    /// program placed in a pack that needs a flush issues one
+    /// (`bpf_arch_pred_flush()`: IBPB on every CPU) before its chunks are
+    /// taken, so it never reuses memory freed since the last flush with the
+    /// predictors still trained by the old code. A program larger than a pack
+    /// gets its own memory and is never flushed for. With
+    /// `cbpf-reuse-no-flush` none of this exists: plain first fit, no flush.
+    fn bpf_prog_pack_alloc(&mut self, size: u64, was_classic: bool) -> Option<u64> {
         if size > self.packs.pack_size() {
             if self.core.design == Design::Execmem {
                 return self.core.execmem_alloc(round_up(size, PAGE_SIZE));
@@ -188,7 +203,27 @@ impl Optimised {
         if let (Some(Sabotage::ReuseChunk), Some(last)) = (self.core.sabotage, self.images.last()) {
             return Some(last.image.header);
         }
-        self.packs.alloc(size, &mut self.core).map(|c| c.addr)
+        if self.core.quirks.has(Quirk::CbpfReuseNoFlush) {
+            return self.packs.alloc(size, &mut self.core).map(|c| c.addr);
+        }
+        let (packs, clean) = (&self.packs, &self.clean_packs);
+        let needs_flush = |slot: u32| packs.base(slot).is_none_or(|b| !clean.contains(&b));
+        let prefer = |slot: u32| was_classic ^ needs_flush(slot);
+        let c = self.packs.alloc_preferring(size, &mut self.core, &prefer)?;
+        let base = c.addr - u64::from(c.pos) * pack::CHUNK_SIZE;
+        if was_classic && !self.clean_packs.contains(&base) {
+            self.bpf_arch_pred_flush();
+        }
+        Some(c.addr)
+    }
+
+    /// `bpf_arch_pred_flush()` (IBPB on all CPUs), then `arch_flush_needed`
+    /// cleared on every pack.
+    fn bpf_arch_pred_flush(&mut self) {
+        self.pred_flushes += 1;
+        self.clean_packs = (self.packs.snapshot().into_iter())
+            .map(|p| p.base)
+            .collect();
     }
 
     /// `bpf_prog_pack_free(ptr, size)` (v6.8 signature; the size comes from
@@ -224,6 +259,8 @@ impl Optimised {
         let pos = (ptr - base) >> pack::CHUNK_SHIFT;
         let nbits = pack::size_to_nbits(size);
         self.packs.free_bits(slot, pos, nbits, &mut self.core);
+        // arch_flush_needed = true (and a released pack is gone).
+        self.clean_packs.remove(&base);
     }
 
     /// The pack a chunk at `ptr` belongs to: since ea2babac63d4, the pack whose
@@ -259,9 +296,10 @@ impl Optimised {
         proglen: u64,
         align: u32,
         rand: u32,
+        was_classic: bool,
     ) -> Result<(u64, RwBuffer), Errno> {
         let size = round_up(proglen + HDR + 16, pack::CHUNK_SIZE);
-        let ro = self.bpf_prog_pack_alloc(size).ok_or(Errno::Enomem)?;
+        let ro = (self.bpf_prog_pack_alloc(size, was_classic)).ok_or(Errno::Enomem)?;
         let hole = (size - (proglen + HDR)).min(pack::CHUNK_SIZE - HDR);
         let start = (rand as u64 % hole) & !(align as u64 - 1);
         let rw = RwBuffer {
@@ -291,8 +329,15 @@ impl Optimised {
     }
 
     /// JIT into the RW buffer, then `bpf_jit_binary_pack_finalize()`.
-    pub(super) fn jit_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
-        let (ro, mut rw) = self.jit_binary_pack_alloc(text.len() as u64, align, rand)?;
+    pub(super) fn jit_load(
+        &mut self,
+        text: &Text,
+        align: u32,
+        rand: u32,
+        was_classic: bool,
+    ) -> Result<Prog, Errno> {
+        let (ro, mut rw) =
+            self.jit_binary_pack_alloc(text.len() as u64, align, rand, was_classic)?;
         rw.jit(text);
         if self.jit_binary_pack_finalize(ro, &rw).is_none() {
             self.bpf_prog_pack_free(ro, rw.size);
@@ -332,7 +377,7 @@ impl Optimised {
 
     /// The JIT fails on a program before finalising it.
     pub(super) fn jit_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {
-        let (ro, rw) = self.jit_binary_pack_alloc(len as u64, 1, rand)?;
+        let (ro, rw) = self.jit_binary_pack_alloc(len as u64, 1, rand, false)?;
         self.jit_error_free(ro, &rw);
         Ok(())
     }
@@ -350,7 +395,12 @@ impl Optimised {
     ) -> Result<(), Errno> {
         let mut subs: Vec<(u64, RwBuffer)> = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
-            match self.jit_binary_pack_alloc(text.len() as u64, 1, rand.wrapping_add(i as u32)) {
+            match self.jit_binary_pack_alloc(
+                text.len() as u64,
+                1,
+                rand.wrapping_add(i as u32),
+                false,
+            ) {
                 Ok((ro, mut rw)) => {
                     rw.jit(text);
                     subs.push((ro, rw));
@@ -459,5 +509,34 @@ mod tests {
             frames.read(page as u64, 0, &mut got[page * PS..(page + 1) * PS]);
         }
         assert!(got == want, "the bytes of the buffer");
+    }
+
+    /// The cBPF hardening: a classic program in a pack that is new or has
+    /// seen a free since the last flush flushes (and cleans every pack); in
+    /// a clean pack it does not; an eBPF program never flushes. Without the
+    /// hardening (`cbpf-reuse-no-flush`) nothing flushes.
+    #[test]
+    fn classic_programs_flush_only_where_a_pack_needs_it() {
+        use crate::kernel::{Kernel, Quirks};
+        use crate::machine::MachineConfig;
+        let text = |n| Text::new(n, 200);
+        for (quirks, want) in [
+            (Quirks::NONE, [0, 1, 1, 2]),
+            (Quirks::NONE.with(Quirk::CbpfReuseNoFlush), [0, 0, 0, 0]),
+        ] {
+            let mut k = Optimised::new(MachineConfig::default(), quirks);
+            let mut got = [0; 4];
+            let keep = k.bpf_prog_load(&text(1), 1, 0).unwrap();
+            got[0] = k.pred_flushes(); // eBPF into a new pack: no flush
+            let f1 = k.bpf_prog_create(&text(2), 0).unwrap();
+            got[1] = k.pred_flushes(); // the new pack needs one
+            let _f2 = k.bpf_prog_create(&text(3), 0).unwrap();
+            got[2] = k.pred_flushes(); // flushed since: clean
+            k.bpf_prog_free(f1);
+            k.bpf_prog_create(&text(4), 0).unwrap();
+            got[3] = k.pred_flushes(); // a free dirtied it
+            assert_eq!(got, want, "{quirks}");
+            k.bpf_prog_free(keep);
+        }
     }
 }

@@ -229,6 +229,11 @@ pub struct Optimised {
     packs: PackAlloc,
     images: Vec<ImageSlot>,
     binaries: Vec<Option<Binary>>,
+    /// Packs (by base) whose `arch_flush_needed` is clear: flushed since
+    /// they were made and nothing of them freed since.
+    clean_packs: std::collections::BTreeSet<u64>,
+    /// `bpf_arch_pred_flush()` calls.
+    pred_flushes: u64,
 }
 
 impl Optimised {
@@ -270,6 +275,8 @@ impl Optimised {
             packs: PackAlloc::new(pack_size, max_packs),
             images: Vec::new(),
             binaries: Vec::new(),
+            clean_packs: std::collections::BTreeSet::new(),
+            pred_flushes: 0,
         }
     }
 
@@ -338,7 +345,15 @@ impl Kernel for Optimised {
     }
 
     fn bpf_prog_load(&mut self, text: &Text, align: u32, rand: u32) -> Result<Prog, Errno> {
-        self.jit_load(text, align, rand)
+        self.jit_load(text, align, rand, false)
+    }
+
+    fn bpf_prog_create(&mut self, text: &Text, rand: u32) -> Result<Prog, Errno> {
+        self.jit_load(text, 1, rand, true)
+    }
+
+    fn pred_flushes(&self) -> u64 {
+        self.pred_flushes
     }
 
     fn bpf_prog_load_fail(&mut self, len: u32, rand: u32) -> Result<(), Errno> {

@@ -295,14 +295,27 @@ impl PackAlloc {
     /// (`alloc_new_pack`) and allocates at its chunk 0. None if `src` fails or
     /// every slot holds a pack.
     pub fn alloc(&self, size: u64, src: &mut dyn PackSource) -> Option<Chunk> {
+        self.alloc_preferring(size, src, &|_| true)
+    }
+
+    /// [`PackAlloc::alloc`] with a preference among packs (the cBPF
+    /// hardening's `was_classic ^ pack->arch_flush_needed`, a23c1c5396a9):
+    /// the first pack with room that `prefer(slot)` accepts, else the first
+    /// pack with room (`fallback_pack`), else a new pack.
+    pub fn alloc_preferring(
+        &self,
+        size: u64,
+        src: &mut dyn PackSource,
+        prefer: &dyn Fn(u32) -> bool,
+    ) -> Option<Chunk> {
         if size == 0 || size > self.pack_size {
             return None;
         }
         let nbits = size_to_nbits(size);
-        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Take) {
+        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Take, prefer) {
             return Some(chunk);
         }
-        self.alloc_slow(nbits, src)
+        self.alloc_slow(nbits, src, prefer)
     }
 
     /// `bpf_prog_pack_free`'s `bitmap_clear(pack->bitmap, pos, nbits)` and
@@ -447,9 +460,14 @@ impl PackAlloc {
     /// `bpf_prog_pack_alloc` under `pack_mutex` when no pack had room: search
     /// once more (another thread may have made a pack meanwhile), then
     /// `alloc_new_pack` in the lowest free slot.
-    fn alloc_slow(&self, nbits: u64, src: &mut dyn PackSource) -> Option<Chunk> {
+    fn alloc_slow(
+        &self,
+        nbits: u64,
+        src: &mut dyn PackSource,
+        prefer: &dyn Fn(u32) -> bool,
+    ) -> Option<Chunk> {
         let _guard = self.lock();
-        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Held) {
+        if let Some(chunk) = self.alloc_fast(nbits, src, Lock::Held, prefer) {
             return Some(chunk);
         }
         // DEAD only changes under the mutex, so this is exact.
@@ -505,8 +523,18 @@ impl PackAlloc {
 
     // ---- fast path ----------------------------------------------------------
 
-    fn alloc_fast(&self, nbits: u64, src: &mut dyn PackSource, lock: Lock) -> Option<Chunk> {
-        (0..self.slots.len()).find_map(|idx| self.alloc_in(idx, nbits, src, lock))
+    /// The preferred slots in order, then the others in order.
+    fn alloc_fast(
+        &self,
+        nbits: u64,
+        src: &mut dyn PackSource,
+        lock: Lock,
+        prefer: &dyn Fn(u32) -> bool,
+    ) -> Option<Chunk> {
+        let n = self.slots.len();
+        let first = (0..n).filter(|&i| prefer(i as u32));
+        let rest = (0..n).filter(|&i| !prefer(i as u32));
+        (first.chain(rest)).find_map(|idx| self.alloc_in(idx, nbits, src, lock))
     }
 
     /// Reserve `nbits` in slot `idx`, claim the first fit, read the base.

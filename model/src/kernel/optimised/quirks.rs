@@ -44,6 +44,8 @@ pub enum Quirk {
     /// `execmem_cache_free()` ignores a failed `execmem_cache_add()`
     /// (`execmem` design).
     ExecmemFreeLostRange,
+    /// No predictor flush before a classic program reuses pack memory.
+    CbpfReuseNoFlush,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -145,6 +147,13 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "6.13-rc1 (2e45474ab14f) until 187fd8521dd8",
         fixed_by: "187fd8521dd8",
         symptom: "a free whose execmem_cache_add() fails to allocate a maple-tree node loses the range: neither busy nor free, so the cache never reuses it and never releases its 2 MiB block",
+    },
+    QuirkInfo {
+        quirk: Quirk::CbpfReuseNoFlush,
+        name: "cbpf-reuse-no-flush",
+        versions: "5.18 (57631054fae6, bpf_prog_pack) until the 2026 cBPF JIT-spray hardening (v7.2-rc; 6.1.y, 6.6.y, 6.12.y, 6.18.y)",
+        fixed_by: "96cce16e26dd, a23c1c5396a9 (and a3af84b0fa00, 0bb99f2cfaae, a9b1f19a6a67, b72e29e0f7ee)",
+        symptom: "an unprivileged classic BPF filter is JITed into pack memory another program's code was freed from, with the indirect branch predictors still trained by the old code: no IBPB between the two",
     },
 ];
 
