@@ -214,6 +214,18 @@ impl Guest {
                     GuestValue::Ok
                 }
             }
+            Op::ExecmemAlloc { .. } => {
+                self.areas.push(false);
+                self.freed.push(false);
+                GuestValue::NotPerformed(
+                    "execmem_alloc for ftrace trampolines: 6.1 has no execmem (the module \
+                     does not make them)"
+                        .into(),
+                )
+            }
+            Op::ExecmemFree { .. } => {
+                GuestValue::NotPerformed("execmem_free: 6.1 has no execmem".into())
+            }
             Op::Vfree { area } => {
                 let Some(slot) = self.area_slot(area.0) else {
                     return skipped;

@@ -56,6 +56,11 @@ impl Budget {
             }
             Op::Kvmalloc { size, .. } => self.charge_area(*size, true),
             Op::VmallocNode { size, .. } => self.charge_area(*size, false),
+            // Its pages, or on the ROX cache a block of its own at worst.
+            Op::ExecmemAlloc { size } => self.charge_area(*size, true),
+            Op::ExecmemFree { area: AreaId(i) } => {
+                self.charged -= std::mem::take(&mut self.areas[*i as usize])
+            }
             Op::Vfree { area: AreaId(i) } => {
                 self.charged -= std::mem::take(&mut self.areas[*i as usize])
             }

@@ -68,6 +68,8 @@ pub enum Kind {
     KcoreRead,
     FailNth,
     ProgCreate,
+    ExecmemAlloc,
+    ExecmemFree,
 }
 
 /// Tag slot → kind.
@@ -109,11 +111,13 @@ pub const KINDS: [Kind; 31] = [
 pub const EXT_SLOT: u8 = 31;
 
 /// Extended slot → kind (append only), for ops past the 31 primary slots.
-pub const EXT_KINDS: [Kind; 4] = [
+pub const EXT_KINDS: [Kind; 6] = [
     Kind::DirectMapStats,
     Kind::KcoreRead,
     Kind::FailNth,
     Kind::ProgCreate,
+    Kind::ExecmemAlloc,
+    Kind::ExecmemFree,
 ];
 
 /// Slots a tag (or an extended tag) selects from.
@@ -157,9 +161,9 @@ impl Kind {
             Kind::ListAdd | Kind::ListDel | Kind::InitListHead => 8,
             Kind::SetReserved | Kind::ClearReserved => 9,
             Kind::PageCount | Kind::PageMapping | Kind::PageIndex | Kind::PagePrivate => 10,
-            Kind::ProgLoad | Kind::ProgCreate => 11,
+            Kind::ProgLoad | Kind::ProgCreate | Kind::ExecmemAlloc => 11,
             Kind::ProgLoadFail | Kind::ProgLoadSubprogsFail | Kind::FailNth => 12,
-            Kind::ProgFree => 13,
+            Kind::ProgFree | Kind::ExecmemFree => 13,
             Kind::ProgRun | Kind::ProgProbe | Kind::KcoreRead => 14,
             Kind::StaleProbe | Kind::StaleVread => 15,
         }
@@ -203,6 +207,8 @@ impl Kind {
             Op::DirectMapStats => Kind::DirectMapStats,
             Op::KcoreRead { .. } => Kind::KcoreRead,
             Op::FailNth { .. } => Kind::FailNth,
+            Op::ExecmemAlloc { .. } => Kind::ExecmemAlloc,
+            Op::ExecmemFree { .. } => Kind::ExecmemFree,
         }
     }
 }
@@ -310,6 +316,8 @@ pub struct Gen {
     pub freed: Vec<(ProgId, u32)>,
     /// Freed areas and their sizes.
     pub freed_areas: Vec<(AreaId, u64)>,
+    /// Live `execmem_alloc` allocations and their sizes.
+    pub execmem: Vec<(AreaId, u64)>,
     pub driver: Driver,
     next: [u32; 3],
     pub ops: Vec<Op>,
@@ -344,6 +352,13 @@ impl Gen {
             Op::VmallocToPage { .. } => {
                 self.pages.push(PageId(self.next[1]));
                 self.next[1] += 1;
+            }
+            Op::ExecmemAlloc { size } => {
+                self.execmem.push((AreaId(self.next[0]), *size));
+                self.next[0] += 1;
+            }
+            Op::ExecmemFree { area } => {
+                self.execmem.retain(|a| a.0 != *area);
             }
             Op::ProgLoad { len, .. } => {
                 self.progs.push((ProgId(self.next[2]), *len));
@@ -609,6 +624,19 @@ impl Gen {
                 let off = r32(u) % len;
                 let n = 1 + r16(u) as u32 % (limits::MAX_RW as u32).min(len - off);
                 Op::KcoreRead { prog, off, len: n }
+            }
+            Kind::ExecmemAlloc => Op::ExecmemAlloc {
+                size: match r8(u) {
+                    0..=191 => 1 + r16(u) as u64 % 4096,
+                    192..=254 => 1 + r32(u) as u64 % (64 << 10),
+                    255 => 1 + r32(u) as u64 % limits::MAX_VMALLOC,
+                },
+            },
+            Kind::ExecmemFree => {
+                let Some((area, _)) = Self::pick(&self.execmem, u) else {
+                    return;
+                };
+                Op::ExecmemFree { area }
             }
             Kind::ProgCreate => Op::ProgLoad {
                 len: self.prog_len(u).min(limits::MAX_CLASSIC_LEN),

@@ -105,7 +105,10 @@ impl Driver {
     /// Follows one op.
     pub fn observe(&mut self, op: &Op) {
         match op {
-            Op::Vmalloc { size, .. } | Op::Kvmalloc { size, .. } | Op::VmallocNode { size, .. } => {
+            Op::Vmalloc { size, .. }
+            | Op::Kvmalloc { size, .. }
+            | Op::VmallocNode { size, .. }
+            | Op::ExecmemAlloc { size } => {
                 let id = AreaId(self.sizes.len() as u32);
                 self.sizes.insert(id, *size);
             }

@@ -257,6 +257,13 @@ fn encode_op(op: &Op, g: &Gen, w: &mut W) -> Result<(), String> {
             w.u16(*len as usize - 1);
         }
         Op::DirectMapStats => {}
+        Op::ExecmemAlloc { size } => {
+            w.u8(255);
+            w.u32(*size - 1);
+        }
+        Op::ExecmemFree { area: a } => {
+            w.pick(index(&g.execmem, *a, "the execmem allocation")?)?;
+        }
         Op::FailNth { site, nth } => {
             let s = FailSite::ALL
                 .iter()

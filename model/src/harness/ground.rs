@@ -540,6 +540,9 @@ pub fn compare_ground(
                 Op::ProgLoad { classic: true, .. } => {
                     "classic BPF filters are not loaded on the guest (the helper loads eBPF only)"
                 }
+                Op::ExecmemAlloc { .. } | Op::ExecmemFree { .. } => {
+                    "execmem allocations for ftrace: 6.1 has no execmem, so the guest does not make them"
+                }
                 Op::FailNth { .. } => {
                     "fault injection in the ROX cache: 6.1 has no ROX cache, so the guest does not perform it"
                 }

@@ -145,6 +145,14 @@ pub enum Op {
     /// `fail_nth(site, nth)`: the `nth` allocation the kernel makes at
     /// `site` from now on fails (fault injection).
     FailNth { site: FailSite, nth: u8 },
+    /// `vN = execmem_alloc(size)`: executable memory for an execmem user
+    /// other than BPF — x86's ftrace trampolines (`alloc_tramp()` →
+    /// `execmem_alloc(EXECMEM_FTRACE, size)`, sizes that are not page
+    /// multiples) — ROX and filled with trapping instructions. Named like a
+    /// vmalloc area; only `execmem_free` takes it.
+    ExecmemAlloc { size: u64 },
+    /// `execmem_free(vN)`.
+    ExecmemFree { area: AreaId },
 }
 
 /// The `page` field of every page op (by reference, as `$op` is borrowed).
@@ -178,9 +186,10 @@ impl Op {
     /// The kind of handle this op creates, if any.
     pub fn creates(&self) -> Option<HandleKind> {
         match self {
-            Op::Vmalloc { .. } | Op::Kvmalloc { .. } | Op::VmallocNode { .. } => {
-                Some(HandleKind::Area)
-            }
+            Op::Vmalloc { .. }
+            | Op::Kvmalloc { .. }
+            | Op::VmallocNode { .. }
+            | Op::ExecmemAlloc { .. } => Some(HandleKind::Area),
             Op::VmallocToPage { .. } => Some(HandleKind::Page),
             Op::ProgLoad { .. } => Some(HandleKind::Prog),
             _ => None,

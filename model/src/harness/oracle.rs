@@ -488,11 +488,17 @@ impl Invariants {
     /// Re-reads the leaves of `start..start+len` into the executable map;
     /// returns the pages that are executable now. A logged range starts where a leaf that changed started
     /// (`PageTables::note`), and a part of a huge leaf changes only by
-    /// splitting it, which logs the whole huge leaf first: so no executable
-    /// leaf straddles `start`. (Were that ever false, the final sweep's
-    /// comparison of the executable map would panic.)
+    /// splitting it, which logs the whole huge leaf first. But a range logged
+    /// for PTEs that CPA then collapsed into a PMD leaf in the same op
+    /// (41d88484c71c) lies inside that leaf: the range is widened to it, so
+    /// that no executable leaf straddles `start`. (Were that ever false, the
+    /// final sweep's comparison of the executable map would panic.)
     fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<u64> {
-        let end = start + len;
+        let (mut start, mut end) = (start, start + len);
+        if let Some(leaf) = m.pgtables.lookup(start).filter(|l| l.va < start) {
+            start = leaf.va;
+            end = end.max(leaf.va + leaf.level.size());
+        }
         let old: Vec<u64> = self.exec.range(start..end).map(|(va, _)| *va).collect();
         for va in old {
             let (pfn, pages) = self.exec.remove(&va).expect("listed");
@@ -925,6 +931,8 @@ fn touches_regions(op: &Op) -> bool {
             | Op::ProgLoad { .. }
             | Op::ProgLoadFail { .. }
             | Op::ProgFree { .. }
+            | Op::ExecmemAlloc { .. }
+            | Op::ExecmemFree { .. }
     )
 }
 

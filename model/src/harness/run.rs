@@ -332,6 +332,9 @@ fn teardown(scope: &Gen) -> Vec<Op> {
         ops.extend(scope.driver.cleanup(area));
         ops.push(Op::Vfree { area });
     }
+    let mut execmem: Vec<AreaId> = scope.execmem.iter().map(|a| a.0).collect();
+    execmem.sort();
+    ops.extend(execmem.into_iter().map(|area| Op::ExecmemFree { area }));
     let mut progs: Vec<_> = scope.progs.iter().map(|p| p.0).collect();
     progs.sort();
     ops.extend(progs.into_iter().map(|prog| Op::ProgFree { prog }));

@@ -123,6 +123,17 @@ impl Session {
                 self.areas.push(r.ok());
                 r.map_or_else(Obs::Err, |_| Obs::Ok)
             }
+            Op::ExecmemAlloc { size } => {
+                let r = k.execmem_alloc(*size);
+                self.areas.push(r.ok());
+                r.map_or_else(Obs::Err, |_| Obs::Ok)
+            }
+            Op::ExecmemFree { area } => {
+                let a = handle!(self.areas, HandleKind::Area, area.0);
+                self.areas[area.0 as usize] = None;
+                k.execmem_free(a);
+                Obs::Ok
+            }
             Op::Vfree { area } => {
                 let a = handle!(self.areas, HandleKind::Area, area.0);
                 self.areas[area.0 as usize] = None;

@@ -97,6 +97,9 @@ impl Shadow {
                 }))
             }
             Op::Kvmalloc { .. } => self.areas.push(Some(ShadowArea::default())),
+            // No driver reads or writes an execmem allocation: nothing to
+            // shadow, but it takes an area id.
+            Op::ExecmemAlloc { .. } => self.areas.push(None),
             Op::Vfree { area } => self.areas[area.0 as usize] = None,
             Op::Vwrite { area, off, data } => {
                 if let Some(a) = self.area(*area) {

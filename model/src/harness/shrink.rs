@@ -55,7 +55,8 @@ fn remap(op: &Op, f: impl Fn(HandleKind, u32) -> Option<u32>) -> Option<Op> {
         | Op::Vread { area, .. }
         | Op::VmallocToPage { area, .. }
         | Op::SetMemory { area, .. }
-        | Op::StaleVread { area, .. } => *area = a(*area)?,
+        | Op::StaleVread { area, .. }
+        | Op::ExecmemFree { area } => *area = a(*area)?,
         Op::ProgFree { prog }
         | Op::ProgRun { prog }
         | Op::ProgProbe { prog, .. }
@@ -108,6 +109,7 @@ fn weight(op: &Op) -> u64 {
         Op::ProgProbe { off, .. } | Op::StaleProbe { off, .. } => off.unsigned_abs() as u64,
         Op::KcoreRead { off, len, .. } => u64::from(*off) + u64::from(*len),
         Op::FailNth { nth, .. } => u64::from(*nth),
+        Op::ExecmemAlloc { size } => *size,
         _ => 0,
     }
 }
@@ -339,6 +341,13 @@ fn simpler(op: &Op) -> Vec<Op> {
                 fail: *fail,
                 rand: 0,
             });
+        }
+        Op::ExecmemAlloc { size } => {
+            for s in [1, size / 2] {
+                if s > 0 && s < *size {
+                    push(Op::ExecmemAlloc { size: s });
+                }
+            }
         }
         Op::FailNth { site, nth } if *nth > 1 => push(Op::FailNth {
             site: *site,

@@ -265,6 +265,8 @@ impl fmt::Display for OpText<'_> {
                 write!(f, "kcore_read({}, {off:+}, {len})", prog(p))
             }
             Op::FailNth { site, nth } => write!(f, "fail_nth({}, {nth})", site.name()),
+            Op::ExecmemAlloc { size } => write!(f, "execmem_alloc({})", fmt_size(*size)),
+            Op::ExecmemFree { area } => write!(f, "execmem_free(v{})", area.0),
         }
     }
 }
@@ -385,6 +387,8 @@ fn parse_number(w: &str) -> Option<u64> {
 struct AreaState {
     size: u64,
     freed_line: Option<u32>,
+    /// Made by `execmem_alloc` (only `execmem_free` takes it).
+    execmem: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -748,6 +752,14 @@ impl Parser {
             _ => String::new(),
         };
         let id = self.resolve(l, HandleKind::Area)?;
+        if self.scope.areas[id as usize].execmem {
+            return Err((
+                col,
+                format!(
+                    "expected a vmalloc area, `{name}` is an execmem allocation (only execmem_free takes it)"
+                ),
+            ));
+        }
         match (self.scope.areas[id as usize].freed_line, want_live) {
             (Some(at), true) => Err((
                 col,
@@ -915,6 +927,12 @@ impl Parser {
                     | Op::VmallocNode { size, .. } => self.scope.areas.push(AreaState {
                         size: *size,
                         freed_line: None,
+                        execmem: false,
+                    }),
+                    Op::ExecmemAlloc { size } => self.scope.areas.push(AreaState {
+                        size: *size,
+                        freed_line: None,
+                        execmem: true,
                     }),
                     Op::VmallocToPage { area, .. } => {
                         self.scope.pages.push(PageState { area: *area })
@@ -975,6 +993,34 @@ impl Parser {
                 let size = self.size(l)?;
                 let nofail = l.eat(',') && gfp_flags(l, false)?.1;
                 Op::Kvmalloc { size, nofail }
+            }
+            "execmem_alloc" => Op::ExecmemAlloc {
+                size: self.size(l)?,
+            },
+            "execmem_free" => {
+                let col = l.col();
+                let name = match l.peek() {
+                    Some(Tok::Ident(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                let id = self.resolve(l, HandleKind::Area)?;
+                let st = &self.scope.areas[id as usize];
+                if !st.execmem {
+                    return Err((
+                        col,
+                        format!("expected an execmem allocation, `{name}` is a vmalloc area"),
+                    ));
+                }
+                if let Some(at) = st.freed_line {
+                    return Err((
+                        col,
+                        format!(
+                            "expected a live execmem allocation, `{name}` was freed at line {at}"
+                        ),
+                    ));
+                }
+                self.scope.areas[id as usize].freed_line = Some(self.current_line());
+                Op::ExecmemFree { area: AreaId(id) }
             }
             "vfree" => {
                 let (area, _, _) = self.live_area(l)?;

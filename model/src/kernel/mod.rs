@@ -210,6 +210,14 @@ pub trait Kernel {
     fn kvmalloc(&mut self, size: u64, nofail: bool) -> Result<Area, Errno>;
     /// `vfree()`.
     fn vfree(&mut self, area: Area);
+    /// `execmem_alloc(EXECMEM_FTRACE, size)`: ROX memory filled with
+    /// trapping instructions, what an execmem user of a ROX type starts
+    /// from (a kernel without the ROX cache: a module-range vmalloc made
+    /// so, with `VM_FLUSH_RESET_PERMS`, as x86 ftrace did before
+    /// 5d79c2be5081 moved it onto the cache [id from a Fixes: tag]).
+    fn execmem_alloc(&mut self, size: u64) -> Result<Area, Errno>;
+    /// `execmem_free()` of what [`Kernel::execmem_alloc`] returned.
+    fn execmem_free(&mut self, area: Area);
     /// The address `vmalloc()` returned.
     fn area_addr(&self, area: Area) -> u64;
 

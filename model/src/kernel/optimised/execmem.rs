@@ -112,10 +112,19 @@ impl ExecmemCache {
 }
 
 impl Core {
-    /// `execmem_alloc(EXECMEM_BPF, size)` (`bpf_jit_alloc_exec()`): the size
-    /// rounded to a page, then `execmem_cache_alloc()`.
+    /// `execmem_alloc(type, size)` for a type with the ROX cache
+    /// (`EXECMEM_BPF` through `bpf_jit_alloc_exec()`, `EXECMEM_FTRACE`):
+    /// the size rounded to a page (6bbf0e728528), then
+    /// `execmem_cache_alloc()`. With `execmem-unaligned-size` the size is
+    /// taken as it comes, as before that fix: a range that is not a page
+    /// multiple, and the next allocation from the same free range starts
+    /// inside a page.
     pub(super) fn execmem_alloc(&mut self, size: u64) -> Option<u64> {
-        let size = page_align(size);
+        let size = if self.quirks.has(Quirk::ExecmemUnalignedSize) {
+            size
+        } else {
+            page_align(size)
+        };
         self.execmem
             .alloc_locked(size)
             .or_else(|| self.execmem_cache_populate_alloc(size))
@@ -143,7 +152,7 @@ impl Core {
                 (self.vmalloc_node_range(size, PAGE_SIZE, Space::Modules, false, vm)).ok()?
             }
         };
-        debug_assert_eq!(area.size, alloc_size);
+        debug_assert_eq!(area.size, page_align(alloc_size));
         self.m
             .memset(area.addr, 0xcc, alloc_size as usize)
             .expect("a fresh execmem block is writable");
@@ -195,25 +204,11 @@ impl Core {
     /// the entry is marked `PENDING_FREE` and `execmem_cache_free_slow()`
     /// retries 10 ms later with `GFP_KERNEL` — here at once, nothing else
     /// running in between. Then `execmem_cache_clean()`.
-    ///
-    /// With `execmem-free-lost-range`, the function before 187fd8521dd8:
-    /// the busy entry erased first, the range filled by `text_poke_set()`
-    /// (no CPA), then `execmem_cache_add()`, whose error nobody checked — a
-    /// failed add loses the range: neither busy nor free, never reused and
-    /// its block never released.
     fn execmem_cache_free(&mut self, ptr: u64) -> bool {
         let Some((start, end)) = self.execmem.busy_containing(ptr) else {
             return false;
         };
-        if self.quirks.has(Quirk::ExecmemFreeLostRange) {
-            self.execmem.busy.remove(&start);
-            self.m
-                .text_poke_set(start, 0xcc, (end - start) as usize)
-                .expect("a busy execmem range is mapped");
-            if !self.execmem.should_fail() {
-                self.execmem.add(start, end);
-            }
-        } else if self.__execmem_cache_free(start, end).is_err() {
+        if self.__execmem_cache_free(start, end).is_err() {
             self.execmem.pending.insert(start);
             self.execmem_cache_free_slow();
         }
@@ -240,20 +235,37 @@ impl Core {
     /// error returned, the range still busy), then the erase of the busy
     /// entry, which allocates nothing (it rewrites the slot `mas` points
     /// at).
+    ///
+    /// With `execmem-free-lost-range`, the error handling before
+    /// 187fd8521dd8: the busy entry is erased whether or not the add
+    /// succeeded (then, erase first and an unchecked `execmem_cache_add()`)
+    /// — a failed add loses the range: neither busy nor free, never reused,
+    /// its block never released.
     fn __execmem_cache_free(&mut self, start: u64, end: u64) -> Result<(), ()> {
-        let pages = (end - start) / PAGE_SIZE;
+        // execmem_force_rw() and execmem_restore_rox(): PAGE_ALIGN(size)
+        // pages from the range's start, whatever its alignment.
+        let pages = page_align(end - start) / PAGE_SIZE;
         self.purge_vmap_area_lazy();
         let rw = self.m.set_memory_nx(start, pages).and_then(|()| {
             self.purge_vmap_area_lazy();
             self.m.set_memory_rw(start, pages)
         });
         rw.expect("a busy execmem range is mapped");
-        self.m
-            .memset(start, 0xcc, (end - start) as usize)
-            .expect("execmem_force_rw() made the range writable");
+        // A range that does not start on a page (`execmem-unaligned-size`)
+        // was made writable only up to PAGE_ALIGN(size) bytes from its
+        // rounded-down start: the fill faults in the page after, an oops
+        // (recorded by the machine) that ends the free there, the range
+        // still busy.
+        if self.m.memset(start, 0xcc, (end - start) as usize).is_err() {
+            return Ok(());
+        }
         self.purge_vmap_area_lazy();
         let _ = self.m.set_memory_rox(start, pages);
         if self.execmem.should_fail() {
+            if self.quirks.has(Quirk::ExecmemFreeLostRange) {
+                self.execmem.busy.remove(&start);
+                return Ok(());
+            }
             return Err(());
         }
         self.execmem.add(start, end);

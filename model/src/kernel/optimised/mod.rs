@@ -18,7 +18,7 @@ use super::{
     VmapView,
 };
 use crate::machine::consts::{
-    MODULES_END, MODULES_VADDR, PAGE_SIZE, PMD_SIZE, VMALLOC_END, VMALLOC_START,
+    MODULES_END, MODULES_VADDR, PAGE_SIZE, PMD_SIZE, VMALLOC_END, VMALLOC_START, page_align,
 };
 use crate::machine::{Design, Machine, MachineConfig};
 use pack::PackAlloc;
@@ -234,7 +234,15 @@ pub struct Optimised {
     clean_packs: std::collections::BTreeSet<u64>,
     /// `bpf_arch_pred_flush()` calls.
     pred_flushes: u64,
+    /// `execmem_alloc()` allocations from the ROX cache (the `execmem`
+    /// design), by index: their address. Their [`Area`] handles carry
+    /// [`EXECMEM_AREA`].
+    exec_allocs: Vec<Option<u64>>,
 }
+
+/// The bit that marks an [`Area`] handle as an allocation from the ROX cache
+/// (an index into `exec_allocs`, not a `vm_struct`).
+const EXECMEM_AREA: u32 = 1 << 31;
 
 impl Optimised {
     /// Boots the machine with `quirks`; packs are `PMD_SIZE × nodes`
@@ -277,6 +285,7 @@ impl Optimised {
             binaries: Vec::new(),
             clean_packs: std::collections::BTreeSet::new(),
             pred_flushes: 0,
+            exec_allocs: Vec::new(),
         }
     }
 
@@ -337,7 +346,35 @@ impl Kernel for Optimised {
         self.core.vunmap(a);
     }
 
+    /// `execmem_alloc(EXECMEM_FTRACE, size)`: from the ROX cache in the
+    /// `execmem` design (5d79c2be5081); otherwise the module-range path
+    /// programs larger than a pack take (`alloc_exec`: INT3, ROX,
+    /// `VM_FLUSH_RESET_PERMS`).
+    fn execmem_alloc(&mut self, size: u64) -> Result<Area, Errno> {
+        if self.core.design == Design::Execmem {
+            let addr = self.core.execmem_alloc(size).ok_or(Errno::Enomem)?;
+            self.exec_allocs.push(Some(addr));
+            return Ok(Area(EXECMEM_AREA | (self.exec_allocs.len() as u32 - 1)));
+        }
+        let r = self.core.alloc_exec(page_align(size)).ok_or(Errno::Enomem);
+        self.new_area(r)
+    }
+
+    fn execmem_free(&mut self, area: Area) {
+        if area.0 & EXECMEM_AREA == 0 {
+            return self.vfree(area);
+        }
+        let addr = self.exec_allocs[(area.0 & !EXECMEM_AREA) as usize]
+            .take()
+            .expect("execmem_free of a freed allocation");
+        self.core.execmem_free(addr);
+    }
+
     fn area_addr(&self, area: Area) -> u64 {
+        if area.0 & EXECMEM_AREA != 0 {
+            return self.exec_allocs[(area.0 & !EXECMEM_AREA) as usize]
+                .expect("use of a freed execmem allocation");
+        }
         self.core.areas[area.0 as usize]
             .as_ref()
             .expect("use of a freed vmalloc area")

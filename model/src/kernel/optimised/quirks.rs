@@ -46,6 +46,9 @@ pub enum Quirk {
     ExecmemFreeLostRange,
     /// No predictor flush before a classic program reuses pack memory.
     CbpfReuseNoFlush,
+    /// `execmem_alloc()` does not round the size to a page (`execmem`
+    /// design).
+    ExecmemUnalignedSize,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -154,6 +157,13 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "5.18 (57631054fae6, bpf_prog_pack) until the 2026 cBPF JIT-spray hardening (v7.2-rc; 6.1.y, 6.6.y, 6.12.y, 6.18.y)",
         fixed_by: "96cce16e26dd, a23c1c5396a9 (and a3af84b0fa00, 0bb99f2cfaae, a9b1f19a6a67, b72e29e0f7ee)",
         symptom: "an unprivileged classic BPF filter is JITed into pack memory another program's code was freed from, with the indirect branch predictors still trained by the old code: no IBPB between the two",
+    },
+    QuirkInfo {
+        quirk: Quirk::ExecmemUnalignedSize,
+        name: "execmem-unaligned-size",
+        versions: "6.13-rc1 (2e45474ab14f) until 6bbf0e728528 (v6.16); no caller then passed such a size (\"It should not\" have a runtime effect, Peter Zijlstra); x86 ftrace trampolines, whose sizes are not page multiples, joined the cache only after the fix",
+        fixed_by: "6bbf0e728528",
+        symptom: "the ROX cache hands out ranges that are not page multiples, so the next allocation starts inside a page: its execmem_free() passes CPA an unaligned address (WARN in change_page_attr_set_clr), and freeing its neighbour makes the page they share RW+NX under it for a while",
     },
 ];
 

@@ -160,6 +160,26 @@ impl Kernel for Reference {
         self.vfree_area(a);
     }
 
+    /// `execmem_alloc()` before the ROX cache: `execmem_vmalloc()` in the
+    /// module range with `VM_FLUSH_RESET_PERMS`, then what its user does
+    /// before use — INT3 over it and `set_memory_rox()` (x86 ftrace's
+    /// `arch_ftrace_update_trampoline()`).
+    fn execmem_alloc(&mut self, size: u64) -> Result<Area, Errno> {
+        let mut area = self.vmalloc_range(size, 1, Gfp::default(), Space::Modules)?;
+        self.m
+            .memset(area.addr, 0xcc, area.size as usize)
+            .expect("a fresh area is writable");
+        area.flush_reset_perms = true;
+        self.m
+            .set_memory_rox(area.addr, area.size / PAGE_SIZE)
+            .expect("a fresh area is mapped");
+        Ok(self.new_area(area))
+    }
+
+    fn execmem_free(&mut self, area: Area) {
+        self.vfree(area)
+    }
+
     fn area_addr(&self, area: Area) -> u64 {
         self.area(area).addr
     }
