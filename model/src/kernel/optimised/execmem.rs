@@ -137,7 +137,10 @@ impl Core {
     /// INT3 over all of it (`execmem_fill_trapping_insns()`: a memset on x86,
     /// the block still being `PAGE_KERNEL`), `set_memory_rox()` over its
     /// pages, then add and allocate under one hold of the mutex
-    /// (1871d548fc4f).
+    /// (1871d548fc4f). The fill and the add cover `alloc_size` bytes: with
+    /// an unaligned size (`execmem-unaligned-size`) the exact-size
+    /// fallback's last page is made ROX past its fill, with whatever that
+    /// page held.
     fn execmem_cache_populate_alloc(&mut self, size: u64) -> Option<u64> {
         let vm = VmFlags {
             allow_huge: true,
