@@ -285,10 +285,29 @@ impl Core {
     /// a whole number of PMDs is given back — the pages of the area that
     /// holds it (`find_vm_area()`) made valid in the direct map in units of
     /// the area's page order (`execmem_set_direct_map_valid()`), the range
-    /// dropped, and `vfree()` of its start.
+    /// dropped, and `vfree()` of its start — provided the range spans the
+    /// whole area ("mm/execmem: free ROX cache chunks only when they span an
+    /// entire vm area", mm-unstable, Sep–Oct 2026, its id rebasing
+    /// [unverified: diff not read; the condition as kernel-facts §7.1 gives
+    /// it, `get_vm_area_size(vm) == size`]). With `execmem-partial-clean`
+    /// that check is missing, as in the mainline code the model follows
+    /// otherwise: a whole-PMD free range inside a bigger area — a block
+    /// populated for a program larger than a pack, partly reused — is
+    /// `vfree()`d, and `vfree()` of an address inside an area frees all of
+    /// it (`find_unlink_vmap_area()` finds the area that contains it), with
+    /// whatever is still busy in the rest. Found by a 10-minute `cargo fuzz`
+    /// run of the `execmem` design on the model without it.
     fn execmem_cache_clean(&mut self) {
         let whole: Vec<u64> = (self.execmem.free_ranges())
             .filter(|&(s, e)| s % PMD_SIZE == 0 && (e - s) % PMD_SIZE == 0)
+            .filter(|&(s, e)| {
+                self.quirks.has(Quirk::ExecmemPartialClean)
+                    || self
+                        .execmem
+                        .areas
+                        .get(&s)
+                        .is_some_and(|vm| vm.size == e - s)
+            })
             .map(|(s, _)| s)
             .collect();
         for start in whole {

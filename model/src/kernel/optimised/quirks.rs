@@ -49,6 +49,9 @@ pub enum Quirk {
     /// `execmem_alloc()` does not round the size to a page (`execmem`
     /// design).
     ExecmemUnalignedSize,
+    /// `execmem_cache_clean()` frees whole-PMD free ranges that are only
+    /// part of their area (`execmem` design).
+    ExecmemPartialClean,
 }
 
 /// What a quirk is, for `packmodel quirks` and the README.
@@ -164,6 +167,13 @@ pub const QUIRKS: &[QuirkInfo] = &[
         versions: "6.13-rc1 (2e45474ab14f) until 6bbf0e728528 (v6.16); no caller then passed such a size (\"It should not\" have a runtime effect, Peter Zijlstra); x86 ftrace trampolines, whose sizes are not page multiples, joined the cache only after the fix",
         fixed_by: "6bbf0e728528",
         symptom: "the ROX cache hands out ranges that are not page multiples, so the next allocation starts inside a page: its execmem_free() passes CPA an unaligned address (WARN in change_page_attr_set_clr), and freeing its neighbour makes the page they share RW+NX under it for a while",
+    },
+    QuirkInfo {
+        quirk: Quirk::ExecmemPartialClean,
+        name: "execmem-partial-clean",
+        versions: "6.13-rc1 (2e45474ab14f) to mainline of 2026 (the model's execmem design otherwise); reachable once BPF packs share the cache (bpf-next, 2026)",
+        fixed_by: "\"mm/execmem: free ROX cache chunks only when they span an entire vm area\" (mm-unstable, 2026; id rebases)",
+        symptom: "execmem_cache_clean() vfree()s a whole-PMD free range inside a bigger block, and vfree() of an address inside an area frees all of it: a live pack cut from the rest of the block is unmapped under its programs (found by the fuzzer in this model)",
     },
 ];
 
