@@ -8,6 +8,12 @@
 //! While the charge stays within half of memory, both kernels must succeed, so an
 //! `ENOMEM` there is a divergence; beyond it, an `ENOMEM` on one side only makes
 //! the run incomparable from that op on (invariants are still checked).
+//!
+//! In the `execmem` design the ROX cache keeps memory it was given: a block
+//! goes back only when a whole area of whole PMDs is free, and a block from
+//! the exact-size fallback (3bd4e0ac61b2) or from small pages at an address
+//! that is not PMD-aligned never does. So there nothing that the cache backs
+//! — programs, transient loads, `execmem_alloc` — is refunded when freed.
 
 use super::op::{AreaId, Op, ProgId};
 use crate::kernel::HugeHint;
@@ -22,6 +28,8 @@ pub struct Budget {
     areas: Vec<u64>,
     progs: Vec<u64>,
     charged: u64,
+    /// The `execmem` design: the cache may keep what it backed.
+    cache_keeps: bool,
 }
 
 impl Budget {
@@ -33,6 +41,7 @@ impl Budget {
             areas: Vec::new(),
             progs: Vec::new(),
             charged: pack,
+            cache_keeps: cfg.design == crate::machine::Design::Execmem,
         }
     }
 
@@ -41,11 +50,16 @@ impl Budget {
     /// programs it allocates for a while fit too.
     pub fn observe(&mut self, op: &Op) -> bool {
         self.charge(op);
-        match op {
-            Op::ProgLoadFail { len, .. } => self.fits_transient(&[*len]),
-            Op::ProgLoadSubprogsFail { lens, .. } => self.fits_transient(lens),
-            _ => self.within(),
+        let lens = match op {
+            Op::ProgLoadFail { len, .. } => std::slice::from_ref(len),
+            Op::ProgLoadSubprogsFail { lens, .. } => lens.as_slice(),
+            _ => return self.within(),
+        };
+        let fits = self.fits_transient(lens);
+        if self.cache_keeps {
+            self.charged += lens.iter().map(|&l| self.prog_charge(l)).sum::<u64>();
         }
+        fits
     }
 
     fn charge(&mut self, op: &Op) {
@@ -59,7 +73,10 @@ impl Budget {
             // Its pages, or on the ROX cache a block of its own at worst.
             Op::ExecmemAlloc { size } => self.charge_area(*size, true),
             Op::ExecmemFree { area: AreaId(i) } => {
-                self.charged -= std::mem::take(&mut self.areas[*i as usize])
+                let c = std::mem::take(&mut self.areas[*i as usize]);
+                if !self.cache_keeps {
+                    self.charged -= c;
+                }
             }
             Op::Vfree { area: AreaId(i) } => {
                 self.charged -= std::mem::take(&mut self.areas[*i as usize])
@@ -70,7 +87,10 @@ impl Budget {
                 self.charged += c;
             }
             Op::ProgFree { prog: ProgId(i) } => {
-                self.charged -= std::mem::take(&mut self.progs[*i as usize])
+                let c = std::mem::take(&mut self.progs[*i as usize]);
+                if !self.cache_keeps {
+                    self.charged -= c;
+                }
             }
             _ => {}
         }
@@ -166,5 +186,27 @@ mod tests {
             }),
             "kvmalloc is huge: 6 MiB"
         );
+    }
+
+    /// In the `execmem` design what the ROX cache backed stays charged: the
+    /// fuzz input that found it (clean-clone CI, 2026-12-05) freed a 63 MiB
+    /// exact-size fallback block — which the cache never releases — and
+    /// then saw `vmalloc(2M)` fail on the optimised kernel only.
+    #[test]
+    fn the_rox_cache_keeps_its_charges() {
+        for (design, after_free) in [
+            (crate::machine::Design::Execmem, false),
+            (crate::machine::Design::Pack2m, true),
+        ] {
+            let cfg = MachineConfig {
+                mem_mib: 64,
+                design,
+                ..MachineConfig::default()
+            };
+            let mut b = Budget::new(&cfg);
+            assert!(!b.observe(&Op::ExecmemAlloc { size: 66_319_348 }));
+            assert!(!b.observe(&vmalloc(2 << 20, HugeHint::Default)));
+            assert_eq!(b.observe(&Op::ExecmemFree { area: AreaId(0) }), after_free);
+        }
     }
 }

@@ -306,6 +306,9 @@ fn r32(u: &mut Unstructured) -> u32 {
 #[derive(Clone, Debug, Default)]
 pub struct Gen {
     pub nodes: u8,
+    /// The optimised kernel's design (steers program sizes, see
+    /// [`Gen::prog_len`]).
+    pub design: Design,
     /// Live areas and their sizes.
     pub areas: Vec<(AreaId, u64)>,
     /// Page handles whose area is live.
@@ -327,6 +330,7 @@ impl Gen {
     pub fn new(cfg: MachineConfig) -> Self {
         Self {
             nodes: cfg.nodes,
+            design: cfg.design,
             ..Default::default()
         }
     }
@@ -676,12 +680,20 @@ impl Gen {
     /// A program length, after the JIT's: mostly under 512 bytes, a tail to
     /// 16 KiB, rarely larger than a pack; 255 255 is any length.
     fn prog_len(&self, u: &mut Unstructured) -> u32 {
-        match r8(u) {
+        let b = r8(u);
+        let pack = (PMD_SIZE * self.nodes as u64) as u32;
+        // In the `execmem` design a program larger than a pack gets a block
+        // of the ROX cache that other users then share (and its free leaves
+        // whole PMDs behind): one load in 32 there, not one in 256.
+        if self.design == Design::Execmem && (224..=231).contains(&b) {
+            return pack + 1 + r16(u) as u32 % 8192;
+        }
+        match b {
             0..=159 => 1 + r16(u) as u32 % 512,
             160..=223 => 1 + r16(u) as u32 % 4096,
             224..=251 => 4097 + r16(u) as u32 % 12288,
             252..=253 => 1 + r16(u) as u32 % 512,
-            254 => (PMD_SIZE * self.nodes as u64) as u32 + 1 + r16(u) as u32 % 8192,
+            254 => pack + 1 + r16(u) as u32 % 8192,
             255 => match r8(u) {
                 255 => 1 + r32(u) % limits::MAX_PROG_LEN,
                 b => 1 + b as u32,
