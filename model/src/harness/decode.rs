@@ -111,11 +111,22 @@ pub const KINDS: [Kind; 31] = [
 pub const EXT_SLOT: u8 = 31;
 
 /// Extended slot → kind (append only), for ops past the 31 primary slots.
-pub const EXT_KINDS: [Kind; 6] = [
+/// A kind may appear again after its first slot, to be drawn more often
+/// (its encoding is its first slot): the execmem user's ops are rare
+/// enough behind the extended slot (1 op in 1,024 each) that a cache block
+/// shared by a large program, a trampoline and a pack — what
+/// `execmem-partial-clean` needs — was seldom reached.
+pub const EXT_KINDS: [Kind; 12] = [
     Kind::DirectMapStats,
     Kind::KcoreRead,
     Kind::FailNth,
     Kind::ProgCreate,
+    Kind::ExecmemAlloc,
+    Kind::ExecmemFree,
+    Kind::ExecmemAlloc,
+    Kind::ExecmemFree,
+    Kind::ExecmemAlloc,
+    Kind::ExecmemFree,
     Kind::ExecmemAlloc,
     Kind::ExecmemFree,
 ];
@@ -132,7 +143,9 @@ pub const SWARM_BIT: u8 = 1 << 4;
 impl Kind {
     /// Every kind, primary then extended.
     pub fn all() -> impl Iterator<Item = Kind> {
-        KINDS.into_iter().chain(EXT_KINDS)
+        let first = |(i, k): (usize, &Kind)| EXT_KINDS.iter().position(|x| x == k) == Some(i);
+        let ext = EXT_KINDS.iter().enumerate().filter(move |&e| first(e));
+        KINDS.into_iter().chain(ext.map(|(_, &k)| k))
     }
 
     /// The tag bytes that select this kind: its slot, or [`EXT_SLOT`] and its

@@ -111,6 +111,15 @@ impl ExecmemCache {
     }
 }
 
+/// Why `__execmem_cache_free()` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FreeError {
+    /// A maple-tree node could not be had (`-ENOMEM`).
+    NoMemory,
+    /// `execmem_force_rw()` failed: CPA found no mapping.
+    Cpa,
+}
+
 impl Core {
     /// `execmem_alloc(type, size)` for a type with the ROX cache
     /// (`EXECMEM_BPF` through `bpf_jit_alloc_exec()`, `EXECMEM_FTRACE`):
@@ -221,12 +230,26 @@ impl Core {
 
     /// `execmem_cache_free_slow()`: every `PENDING_FREE` entry through
     /// `__execmem_cache_free()` with `GFP_KERNEL`, again (the kernel
-    /// reschedules itself every 10 ms) until none is left.
+    /// reschedules itself every 10 ms) while a pass fails for want of
+    /// memory (an injected failure is one-shot, so the next pass gets
+    /// through). An entry whose CPA fails (its block is gone) would be
+    /// retried in vain every 10 ms: the model leaves it pending.
     fn execmem_cache_free_slow(&mut self) {
-        while let Some(&start) = self.execmem.pending.first() {
-            let end = self.execmem.busy[&start];
-            if self.__execmem_cache_free(start, end).is_ok() {
-                self.execmem.pending.remove(&start);
+        loop {
+            let mut short = false;
+            let pending: Vec<u64> = self.execmem.pending.iter().copied().collect();
+            for start in pending {
+                let end = self.execmem.busy[&start];
+                match self.__execmem_cache_free(start, end) {
+                    Ok(()) => {
+                        self.execmem.pending.remove(&start);
+                    }
+                    Err(FreeError::NoMemory) => short = true,
+                    Err(FreeError::Cpa) => {}
+                }
+            }
+            if !short {
+                return;
             }
         }
     }
@@ -244,7 +267,7 @@ impl Core {
     /// succeeded (then, erase first and an unchecked `execmem_cache_add()`)
     /// — a failed add loses the range: neither busy nor free, never reused,
     /// its block never released.
-    fn __execmem_cache_free(&mut self, start: u64, end: u64) -> Result<(), ()> {
+    fn __execmem_cache_free(&mut self, start: u64, end: u64) -> Result<(), FreeError> {
         // execmem_force_rw() and execmem_restore_rox(): PAGE_ALIGN(size)
         // pages from the range's start, whatever its alignment.
         let pages = page_align(end - start) / PAGE_SIZE;
@@ -253,7 +276,10 @@ impl Core {
             self.purge_vmap_area_lazy();
             self.m.set_memory_rw(start, pages)
         });
-        rw.expect("a busy execmem range is mapped");
+        // The range's block can be gone only by a quirk (`vfree()` of a
+        // block with busy ranges): CPA finds no PTE, WARNs, and the free
+        // fails.
+        rw.map_err(|_| FreeError::Cpa)?;
         // A range that does not start on a page (`execmem-unaligned-size`)
         // was made writable only up to PAGE_ALIGN(size) bytes from its
         // rounded-down start: the fill faults in the page after, an oops
@@ -269,7 +295,7 @@ impl Core {
                 self.execmem.busy.remove(&start);
                 return Ok(());
             }
-            return Err(());
+            return Err(FreeError::NoMemory);
         }
         self.execmem.add(start, end);
         self.execmem.busy.remove(&start);
