@@ -11,7 +11,7 @@
 //!
 //! One deterministic workload — BPF programs loaded and unloaded over time with
 //! a JIT-like size distribution, interleaved with driver `vmalloc()`/`vfree()`
-//! churn that scatters physical memory — runs on four configurations:
+//! churn that scatters physical memory — runs on five configurations:
 //!
 //! - `reference`: one `module_alloc()` per program (before 5.18);
 //! - `pack-4k`: the optimised kernel with `PAGE_SIZE` packs on PTEs (x86 in
