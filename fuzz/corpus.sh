@@ -7,8 +7,12 @@
 #
 #   fuzz/corpus.sh grow TARGET [SECONDS] [JOBS]   # default 600 s, 1 job
 #
-# Then review and commit: `git status corpus/`, and accept the new lines of
-# snapshots/corpus-decoding.snap (`cargo insta test --review --test corpus`).
+# Before anything changes, the committed inputs must still decode as their
+# snapshot says (model/tests/corpus.rs); afterwards the script rewrites
+# snapshots/corpus-decoding.snap for the new set (its lines for the inputs
+# that were there do not change: they were just checked), so `cargo test
+# --workspace` passes. Then review and commit: `git status corpus/` and `git
+# diff snapshots/corpus-decoding.snap`.
 # trace_parser's seeds are corpus/examples/ (text traces, written by hand),
 # which this script does not touch.
 set -euo pipefail
@@ -24,6 +28,13 @@ jobs=${4:-1}
 committed=corpus/$target
 [ -d "$committed" ] || { echo "fuzz/corpus.sh: $committed: no such corpus" >&2; exit 2; }
 [ "$target" != trace_parser ] || { echo "fuzz/corpus.sh: trace_parser's corpus is corpus/examples (hand-written)" >&2; exit 2; }
+
+# 0. The committed corpus decodes as committed: a drift must be fixed (or a
+#    format version bumped) before new inputs are judged against it.
+cargo test --quiet -p packmodel --test corpus || {
+    echo "fuzz/corpus.sh: corpus/ no longer decodes as snapshots/corpus-decoding.snap says; fix that first" >&2
+    exit 1
+}
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -60,3 +71,7 @@ for f in "$scratch/new"/*; do
     [ $dup = 1 ] || cp "$f" "$committed/$(sha1sum < "$f" | cut -c1-40)"
 done
 echo "corpus/$target: $before inputs before, $(ls "$committed" | wc -l) after cmin"
+# 4. The decoding snapshot gains the new inputs' lines and loses the dropped
+#    ones' (step 0 checked every other line).
+INSTA_UPDATE=always cargo test --quiet -p packmodel --test corpus
+git status --short "$committed" snapshots/corpus-decoding.snap

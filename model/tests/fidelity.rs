@@ -443,28 +443,49 @@ fn vmallocinfo_lists_busy_and_unpurged_areas() {
     }
 }
 
-/// `bpf_jit_binary_pack_alloc()`: the binary is `size =
-/// round_up(proglen + sizeof(header) + 16, BPF_PROG_CHUNK_SIZE)` bytes; the
-/// image starts `start = (random % hole) & ~(alignment - 1)` bytes after the
-/// 8-byte header, where `hole = min(size - (proglen + 8), 64 - 8)`.
+/// `bpf_jit_binary_pack_alloc()` (kernel/bpf/core.c, 5.18 to 6.1) for stated
+/// inputs, worked out by hand from its three lines:
+///
+/// ```c
+/// size = round_up(proglen + sizeof(*ro_header) + 16, BPF_PROG_CHUNK_SIZE);
+/// hole = min_t(unsigned int, size - (proglen + sizeof(*ro_header)),
+///              BPF_PROG_CHUNK_SIZE - sizeof(*ro_header));
+/// start = (get_random_int() % hole) & ~(alignment - 1);
+/// *image_ptr = &ro_header->image[start];
+/// ```
+///
+/// with `sizeof(struct bpf_binary_header)` = 8 (a `u32 size` and `image[]`
+/// aligned to `BPF_IMAGE_ALIGNMENT` = 8) and `BPF_PROG_CHUNK_SIZE` = 64.
+/// The expected numbers are written out, not computed, so a wrong formula
+/// in the model cannot agree with itself here.
 #[test]
 fn the_image_starts_in_the_hole_the_jit_leaves() {
-    for (len, align, rand) in [
-        (64, 1, 55),
-        (64, 1, 56),
-        (100, 1, 15),
-        (100, 1, 23),
-        (64, 8, 47),
-    ] {
+    // (proglen, alignment, random) -> (image offset from the header, size)
+    let cases = [
+        // 64 + 8 + 16 = 88 -> 128; hole = min(128 - 72, 56) = 56; 55 % 56 = 55.
+        ((64, 1, 55), (8 + 55, 128)),
+        // 56 % 56 = 0: the image right after the header.
+        ((64, 1, 56), (8, 128)),
+        // 100 + 24 = 124 -> 128; hole = min(128 - 108, 56) = 20; 15 % 20 = 15.
+        ((100, 1, 15), (8 + 15, 128)),
+        // 23 % 20 = 3.
+        ((100, 1, 23), (8 + 3, 128)),
+        // hole 56; 47 % 56 = 47, & ~7 = 40.
+        ((64, 8, 47), (8 + 40, 128)),
+        // 40 + 24 = 64 -> 64; hole = min(64 - 48, 56) = 16; 17 % 16 = 1.
+        ((40, 1, 17), (8 + 1, 64)),
+        // 8 + 24 = 32 -> 64; hole = min(64 - 16, 56) = 48; 50 % 48 = 2, & ~1 = 2.
+        ((8, 2, 50), (8 + 2, 64)),
+        // 1000 + 24 = 1024 -> 1024; hole = min(1024 - 1008, 56) = 16; 31 % 16 = 15, & ~3 = 12.
+        ((1000, 4, 31), (8 + 12, 1024)),
+    ];
+    for ((len, align, rand), expected) in cases {
         let mut k = KernelKind::Optimised.boot(Default::default(), Quirks::NONE);
         let p = k.bpf_prog_load(&Text::new(3, len), align, rand).unwrap();
         let img = &k.images()[p.0 as usize].image;
-        let size = (len as u64 + 8 + 16).div_ceil(64) * 64;
-        let hole = (size - (len as u64 + 8)).min(64 - 8);
-        let start = (rand as u64 % hole) & !(align as u64 - 1);
         assert_eq!(
             (img.text_start - img.header, img.alloc_size),
-            (8 + start, size),
+            expected,
             "len {len} align {align} random {rand}"
         );
     }

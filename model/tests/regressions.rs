@@ -30,6 +30,21 @@ fn regressions() {
             let without_text = render(&name, &t, Quirks::NONE, &without);
             assert!(!with.is_clean(), "{name} no longer reproduces its bug:\n{with_text}");
             assert!(without.is_clean(), "{name} fails on the fixed kernel:\n{without_text}");
+            // The verdict itself, from the trace's header: the first finding's
+            // oracle and op.
+            let first = &with.findings[0];
+            let got = match first.op {
+                Some(op) => format!("expect: {} at line {}", first.oracle.slug(), t.lines[op]),
+                None => format!("expect: {} at the end", first.oracle.slug()),
+            };
+            let Some(e) = t.expect else {
+                panic!("{name}: a regression states its verdict in its header; now: `{got}`")
+            };
+            assert_eq!(
+                (first.oracle, first.op),
+                (e.oracle, e.op),
+                "{name}: the first finding is not the `expect:` line's (now `{got}`):\n{with_text}"
+            );
             insta::assert_snapshot!(format!(
                 "===== with its quirks ({quirks}) =====\n{with_text}\n===== without quirks (the fixed kernel) =====\n{without_text}"
             ));

@@ -161,3 +161,45 @@ fn probe_offsets_past_the_largest_program_stay_printable() {
     let t = Trace::new(vec![], input.config, input.ops);
     assert_eq!(parse("x", &t.print()).unwrap(), t);
 }
+
+/// `expect:` (a regression's verdict) names an oracle and the line of an op,
+/// or the end of the run; printing keeps it on the op it named.
+#[test]
+fn expect_names_an_oracle_and_an_op_line() {
+    use packmodel::harness::oracle::Oracle;
+    let text = "# packmodel trace v1\nquirks: unset-ro-size\n# a comment\n\
+                expect: oops at line 6\nconfig: nodes=1 mem=64M dmap=2M\n\n\
+                bpf_prog_load_fail(1)\np = bpf_prog_load(1)\n";
+    let t = parse("r.trace", text).unwrap_err();
+    assert_eq!(
+        t.to_string(),
+        "r.trace:4:22: expected the line of an operation, found line 6 (no operation)"
+    );
+    let t = parse("r.trace", &text.replace("line 6", "line 8")).unwrap();
+    let e = t.expect.unwrap();
+    assert_eq!((e.oracle, e.op), (Oracle::Oops, Some(1)));
+    let printed = t.print();
+    assert!(printed.contains("expect: oops at line 7\n"), "{printed}");
+    assert_eq!(parse("p.trace", &printed).unwrap().expect, t.expect);
+    let end = parse(
+        "r.trace",
+        &text.replace("oops at line 6", "leak at the end"),
+    )
+    .unwrap();
+    assert_eq!(end.expect.unwrap().op, None);
+    assert!(end.print().contains("expect: leak at the end\n"));
+    assert_eq!(
+        err("expect: oops"),
+        "bad.trace:2:13: expected `at`, found the end of the line"
+    );
+    assert_eq!(
+        err("expect: ooops at line 2"),
+        "bad.trace:2:9: expected an oracle (bad-page-state, oops, wx, executable-content, \
+         alias-coherence, overlap, leak, fresh-page, vmap-space, differential, \
+         predictor-flush), found `ooops`"
+    );
+    assert_eq!(
+        err("expect: oops at line 3\nexpect: leak at the end"),
+        "bad.trace:3:1: expected one `expect:` line, found a second"
+    );
+}

@@ -10,7 +10,7 @@ use packmodel::harness::decode::decode;
 use packmodel::harness::encode::encode;
 use packmodel::harness::report::{exit_code, render};
 use packmodel::harness::run::run;
-use packmodel::harness::trace::{self, Trace};
+use packmodel::harness::trace::{self, Expect, Trace};
 use packmodel::kernel::{KernelKind, Quirks};
 
 /// `print!` that a closed pipe does not stop: `packmodel hunt … | head` still
@@ -819,14 +819,20 @@ fn cmd_hunt(
         quirks,
     );
     out!("{}", render("the shrunk trace", &f.shrunk, quirks, &r));
-    let text = f.shrunk.print();
-    let (head, body) = text.split_once('\n').expect("a header line");
-    let text = format!(
-        "{head}\n# found by `packmodel hunt --seed {seed} --quirks {}{}` after {} executions; shrunk\n{body}",
+    // The reproducer states its verdict (`expect:`), as a regression trace
+    // must: the shrunk run's first finding.
+    let mut shrunk = f.shrunk.clone();
+    shrunk.expect = r.findings.first().map(|x| Expect {
+        oracle: x.oracle,
+        op: x.op,
+    });
+    let found_by = format!(
+        "found by `packmodel hunt --seed {seed} --quirks {}{}` after {} executions; shrunk",
         quirks.names().join(","),
         oracle.map_or(String::new(), |o| format!(" --oracle {}", o.slug())),
         f.execs
     );
+    let text = shrunk.print_with_comments(&[&found_by]);
     match out {
         Some(out) => {
             create(out, force)?

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use super::op::{AreaId, HandleKind, Op, PageId, ProgId, limits};
+use super::oracle::Oracle;
 use crate::kernel::{HugeHint, SetMemory, VmallocFlags};
 use crate::machine::direct_map::DmapLeaf;
 use crate::machine::{Design, MachineConfig};
@@ -39,6 +40,20 @@ pub struct Trace {
     pub ops: Vec<Op>,
     /// The 1-based source line of each op.
     pub lines: Vec<u32>,
+    /// A regression's verdict from its `expect:` line: the oracle of the
+    /// run's first finding and the op it fired after.
+    pub expect: Option<Expect>,
+}
+
+/// `expect: ORACLE at line N`: the first finding a regression trace must
+/// give under its quirks is ORACLE's (by its command-line name, `wx` for
+/// W^X), after the op on line N of the file; `expect: ORACLE at the end`:
+/// from the end-of-run checks (teardown), after every op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    pub oracle: Oracle,
+    /// Index into [`Trace::ops`]; `None` for the end-of-run checks.
+    pub op: Option<usize>,
 }
 
 impl Trace {
@@ -51,17 +66,37 @@ impl Trace {
             config,
             ops,
             lines,
+            expect: None,
         }
     }
 
-    /// The canonical text: header, `quirks:` (if any), `config:`, a blank line,
-    /// one op per line. `Trace::new(..).print()` parses back to the same trace.
+    /// The canonical text: header, `quirks:` (if any), `expect:` (if any),
+    /// `config:`, a blank line, one op per line. `Trace::new(..).print()`
+    /// parses back to the same trace.
     pub fn print(&self) -> String {
+        self.print_with_comments(&[])
+    }
+
+    /// [`Trace::print`] with `# ` comment lines after the header (what found
+    /// the trace, say); `expect:` still names its op's line in this text.
+    pub fn print_with_comments(&self, comments: &[&str]) -> String {
         let mut s = String::new();
         s.push_str(HEADER);
         s.push('\n');
+        for c in comments {
+            let _ = writeln!(s, "# {c}");
+        }
         if !self.quirks.is_empty() {
             let _ = writeln!(s, "quirks: {}", self.quirks.join(", "));
+        }
+        if let Some(e) = self.expect {
+            // The op's line in this text: the header lines so far, `expect:`
+            // itself, `config:`, the blank line, then the ops in order.
+            let first = s.lines().count() + 4;
+            let _ = match e.op {
+                Some(op) => writeln!(s, "expect: {} at line {}", e.oracle.slug(), first + op),
+                None => writeln!(s, "expect: {} at the end", e.oracle.slug()),
+            };
         }
         let _ = writeln!(s, "config: {}", config_text(&self.config));
         s.push('\n');
@@ -546,7 +581,9 @@ pub fn parse(path: &str, text: &str) -> Result<Trace, ParseError> {
             config: MachineConfig::default(),
             ops: Vec::new(),
             lines: Vec::new(),
+            expect: None,
         },
+        expect_line: None,
         seen_header: false,
         seen_quirks: false,
         seen_config: false,
@@ -569,12 +606,31 @@ pub fn parse(path: &str, text: &str) -> Result<Trace, ParseError> {
             msg: format!("expected `{HEADER}` as the first line, found an empty file"),
         });
     }
+    if let Some((at, col, oracle, line)) = p.expect_line {
+        let op = p.trace.lines.iter().position(|&l| Some(l) == line);
+        if op.is_none() && line.is_some() {
+            return Err(ParseError {
+                path: path.to_string(),
+                line: at,
+                col,
+                msg: format!(
+                    "expected the line of an operation, found line {} (no operation)",
+                    line.unwrap_or(0)
+                ),
+            });
+        }
+        p.trace.expect = Some(Expect { oracle, op });
+    }
     Ok(p.trace)
 }
 
 struct Parser {
     scope: Scope,
     trace: Trace,
+    /// `expect:`'s own line, the column of its line number, the oracle, and
+    /// the op line it names, `None` for `at the end` (resolved once every op
+    /// is read).
+    expect_line: Option<(u32, u32, Oracle, Option<u32>)>,
     seen_header: bool,
     seen_quirks: bool,
     seen_config: bool,
@@ -624,12 +680,15 @@ impl Parser {
                     self.seen_config = true;
                     self.config(&mut l)
                 }
-                "quirks" | "config" => {
+                "expect" if self.expect_line.is_none() => self.expect(&mut l),
+                "quirks" | "config" | "expect" => {
                     Err((1, format!("expected one `{kw}:` line, found a second")))
                 }
                 _ => Err((
                     1,
-                    format!("expected `quirks:`, `config:` or an operation, found `{kw}:`"),
+                    format!(
+                        "expected `quirks:`, `expect:`, `config:` or an operation, found `{kw}:`"
+                    ),
                 )),
             };
         }
@@ -661,6 +720,36 @@ impl Parser {
         if !name.is_empty() && (name != "none" || !self.trace.quirks.is_empty()) {
             self.trace.quirks.push(name);
         }
+        Ok(())
+    }
+
+    fn expect(&mut self, l: &mut Line) -> Result<(), LineErr> {
+        let names = || {
+            let all: Vec<_> = Oracle::ALL.iter().map(|o| o.slug()).collect();
+            all.join(", ")
+        };
+        let col = l.col();
+        let slug = l.word();
+        let oracle = Oracle::from_slug(&slug).ok_or_else(|| {
+            (
+                col,
+                format!("expected an oracle ({}), found `{slug}`", names()),
+            )
+        })?;
+        l.keyword("at")?;
+        let mut ncol = l.col();
+        let line = if l.peek() == Some(&Tok::Ident("the".to_string())) {
+            l.keyword("the")?;
+            l.keyword("end")?;
+            None
+        } else {
+            l.keyword("line")?;
+            ncol = l.col();
+            let n = l.number("the line number of an operation")?;
+            Some(u32::try_from(n).map_err(|_| (ncol, "expected a line number".to_string()))?)
+        };
+        l.end()?;
+        self.expect_line = Some((self.line_no, ncol, oracle, line));
         Ok(())
     }
 
