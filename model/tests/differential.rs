@@ -277,6 +277,29 @@ fn an_unpurged_range_that_is_still_mapped_breaks_the_vmap_rules() {
     assert!(f.message.contains("is still mapped"), "{}", f.message);
 }
 
+/// The region checks (overlap, fresh pages, vmap space) run after every op
+/// that changed what is mapped, whatever its kind: a corruption made only
+/// inside a failed multi-subprogram load (which makes a pack and frees it)
+/// is found right after that load, not at some later op.
+#[test]
+fn the_region_checks_run_after_a_multi_subprogram_load() {
+    let t = trace("bpf_prog_load_subprogs_fail(64, 64, fail=0)\nv = vmalloc(4K)\nvfree(v)");
+    let r = sabotaged(&t, Sabotage::SubprogsMiscountLazy);
+    let f = r.verdict().unwrap();
+    assert_eq!(
+        (f.oracle, f.op),
+        (Oracle::VmapSpace, Some(0)),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message
+            .contains("vmap_lazy_nr is 1 with 0 unpurged pages"),
+        "{}",
+        f.message
+    );
+}
+
 #[test]
 fn a_free_without_resetting_the_alias_leaves_read_only_free_pages() {
     let t = trace("p = bpf_prog_load(64)\nbpf_prog_free(p)");

@@ -155,6 +155,8 @@ pub struct Invariants {
     rmap_entries: u64,
     /// Liveness of each image at the last check.
     images_live: Vec<bool>,
+    /// [`Machine::region_epoch`] when the region checks last ran.
+    region_epoch: (u64, u64),
     content_reported: BTreeSet<u64>,
     alias_reported: BTreeSet<u64>,
     /// Live regions and the frames each maps.
@@ -217,8 +219,13 @@ impl Invariants {
         Self::check_obs(s, op, step, &mut o);
         self.check_pred_flush(s, op, &step.obs, &mut o);
         self.check_wx(s.kernel.machine(), &mut o);
-        self.check_exec(s, &mut o);
-        if touches_regions(op) {
+        let images_changed = self.check_exec(s, &mut o);
+        // The region checks follow what changed, not the op's kind: the
+        // machine's mappings or page allocations, or the kernel's images
+        // (a program placed in, or freed from, a pack maps nothing).
+        let epoch = s.kernel.machine().region_epoch();
+        if epoch != self.region_epoch || images_changed {
+            self.region_epoch = epoch;
             self.check_regions(s, &mut o);
             self.check_vmap(s, &mut o);
         }
@@ -386,7 +393,8 @@ impl Invariants {
     }
 
     /// Oracles 3 and 4 on the pages the op may have affected.
-    fn check_exec(&mut self, s: &mut Session, o: &mut Out) {
+    /// Returns whether any image was added or changed liveness.
+    fn check_exec(&mut self, s: &mut Session, o: &mut Out) -> bool {
         let m = s.kernel.machine_mut();
         let leaf_changes = m.pgtables.take_exec_changed();
         let written = m.frames.take_written();
@@ -412,8 +420,10 @@ impl Invariants {
             }
         }
         let images = s.kernel.images();
+        let mut images_changed = false;
         for (i, slot) in images.iter().enumerate() {
             if self.images_live.get(i) != Some(&slot.live) {
+                images_changed = true;
                 let img = &slot.image;
                 self.exec_pages_in(
                     img.header & !(PAGE_SIZE - 1),
@@ -422,7 +432,9 @@ impl Invariants {
                 );
             }
         }
-        self.images_live = images.iter().map(|s| s.live).collect();
+        if images_changed {
+            self.images_live = images.iter().map(|s| s.live).collect();
+        }
         // Each source adds ascending runs, which the stable sort merges.
         content.sort();
         content.dedup();
@@ -452,6 +464,7 @@ impl Invariants {
                 );
             }
         }
+        images_changed
     }
 
     /// The executable vas that map frame `pfn`.
@@ -918,22 +931,6 @@ impl Invariants {
             });
         }
     }
-}
-
-/// Ops after which the set of live regions may differ.
-fn touches_regions(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Vmalloc { .. }
-            | Op::Kvmalloc { .. }
-            | Op::VmallocNode { .. }
-            | Op::Vfree { .. }
-            | Op::ProgLoad { .. }
-            | Op::ProgLoadFail { .. }
-            | Op::ProgFree { .. }
-            | Op::ExecmemAlloc { .. }
-            | Op::ExecmemFree { .. }
-    )
 }
 
 #[cfg(test)]

@@ -97,6 +97,10 @@ pub struct Buddy {
     /// aside), kept by `add` and `del` so that [`Buddy::is_free`] is one load
     /// rather than a look at every order's block start.
     free_bits: Vec<u64>,
+    /// Blocks handed out ([`Buddy::rmqueue`]) or taken back
+    /// ([`Buddy::free_one_page`]) since boot: half of
+    /// [`Machine::region_epoch`](super::Machine::region_epoch).
+    events: u64,
 }
 
 impl Buddy {
@@ -126,6 +130,7 @@ impl Buddy {
             prev: Links(LazyArray::new(nr as usize)),
             free_order: Orders(LazyArray::new(nr as usize)),
             free_bits: vec![0; (nr as usize).div_ceil(64)],
+            events: 0,
         }
     }
 
@@ -142,6 +147,11 @@ impl Buddy {
     }
 
     /// Free pages of all orders on all nodes.
+    /// Allocations and frees since boot (a failed allocation counts too).
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     pub fn nr_free_pages(&self) -> u64 {
         (0..MAX_ORDER).map(|o| self.nr_free(o) << o).sum()
     }
@@ -171,6 +181,7 @@ impl Buddy {
     /// (the zonelist fallback). Returns the first pfn of a `2^order` block taken
     /// off the free lists; `struct page` state is left to `prep_new_page`.
     pub fn rmqueue(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
+        self.events += 1;
         let n = self.zones.len();
         for z in (0..n).map(|i| (nid + i) % n) {
             for current in order..MAX_ORDER {
@@ -246,6 +257,7 @@ impl Buddy {
 
     /// `__free_one_page()`: merge with free buddies and put the block on a list.
     pub fn free_one_page(&mut self, mm: &mut Memmap, mut pfn: u64, mut order: u32) {
+        self.events += 1;
         debug_assert!(
             pfn % (1 << order) == 0,
             "misaligned free of pfn {pfn:#x} order {order}"

@@ -193,6 +193,15 @@ impl Machine {
         self.buddy.nr_nodes()
     }
 
+    /// The machine's change log as the region checks read it: leaves that
+    /// appeared or disappeared in the vmalloc page tables, and blocks the
+    /// buddy allocator handed out or took back, each counted since boot. A
+    /// kernel cannot make, move or drop a mapped region without changing
+    /// one of them, whichever call it was in.
+    pub fn region_epoch(&self) -> (u64, u64) {
+        (self.pgtables.presence_changes(), self.buddy.events())
+    }
+
     /// Records an oops.
     pub fn oops(&mut self, o: Oops) {
         self.oopses.push(o);

@@ -65,6 +65,9 @@ pub struct PageTables {
     /// Virtual ranges where an executable leaf appeared, disappeared or
     /// changed since the last [`PageTables::take_exec_changed`].
     exec_changed: Vec<(u64, u64)>,
+    /// Leaves that appeared or disappeared, ever (a protection change or a
+    /// split counts not): half of [`Machine::region_epoch`](super::Machine::region_epoch).
+    presence_changes: u64,
 }
 
 fn pmd_index(va: u64) -> u64 {
@@ -78,6 +81,7 @@ impl PageTables {
     /// Keeps the W^X set and the executable-change log current for the leaf
     /// at `va`, which had protection `old` (if any) and now has `prot`.
     fn note(&mut self, va: u64, level: Level, old: Option<Prot>, prot: Option<Prot>) {
+        self.presence_changes += u64::from(old.is_some() != prot.is_some());
         if old.is_some_and(Prot::executable) || prot.is_some_and(Prot::executable) {
             match self.exec_changed.last_mut() {
                 Some((s, len)) if *s + *len == va => *len += level.size(),
@@ -286,6 +290,11 @@ impl PageTables {
     /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
     pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, Level)> + '_ {
         self.wx.iter().copied()
+    }
+
+    /// How many leaves appeared or disappeared since boot.
+    pub fn presence_changes(&self) -> u64 {
+        self.presence_changes
     }
 
     /// Ranges (start, length) where executable leaves changed since the

@@ -71,12 +71,18 @@ pub enum Sabotage {
     /// `vmalloc_huge()` never maps with PMDs (the ground-truth comparison:
     /// Linux shows `page_order` 9 where the model shows 0).
     NoHugeVmalloc,
+    /// Only inside a failed multi-subprogram load (which makes and frees a
+    /// pack): `vmap_lazy_nr` gains a page no unpurged area holds. Only the
+    /// vmap-space check sees it, so the region checks must run right after
+    /// that op: after every op that changed what is mapped, whatever its
+    /// kind.
+    SubprogsMiscountLazy,
 }
 
 impl Sabotage {
     /// Every sabotage (`--sabotage NAME` in a build with the `sabotage`
     /// feature).
-    pub const ALL: [Sabotage; 13] = [
+    pub const ALL: [Sabotage; 14] = [
         Sabotage::SkipPackFill,
         Sabotage::LeaveMappingOnFree,
         Sabotage::CpaPastTheEnd,
@@ -90,6 +96,7 @@ impl Sabotage {
         Sabotage::NoResetPerms,
         Sabotage::HideExecChanges,
         Sabotage::NoHugeVmalloc,
+        Sabotage::SubprogsMiscountLazy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +114,7 @@ impl Sabotage {
             Sabotage::NoResetPerms => "no-reset-perms",
             Sabotage::HideExecChanges => "hide-exec-changes",
             Sabotage::NoHugeVmalloc => "no-huge-vmalloc",
+            Sabotage::SubprogsMiscountLazy => "subprogs-miscount-lazy",
         }
     }
 
