@@ -67,7 +67,7 @@ fn committed_inputs_decode_as_committed() {
     }
     out += "\n## pack_concurrent\n";
     for f in files("pack_concurrent") {
-        let input = packmodel::bench::concurrent::decode(&std::fs::read(&f).unwrap());
+        let input = packmodel::harness::concurrent::decode(&std::fs::read(&f).unwrap());
         let ops: usize = input.ops.iter().map(Vec::len).sum();
         out += &format!(
             "{:<32} {:>3} ops  {:016x}\n",

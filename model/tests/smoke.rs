@@ -131,9 +131,9 @@ fn pack_concurrent_corpus_passes() {
         dir.display()
     );
     for f in &files {
-        let input = packmodel::bench::concurrent::decode(&std::fs::read(f).unwrap());
+        let input = packmodel::harness::concurrent::decode(&std::fs::read(f).unwrap());
         for _ in 0..20 {
-            if let Err(e) = packmodel::bench::concurrent::check(&input) {
+            if let Err(e) = packmodel::harness::concurrent::check(&input) {
                 panic!("{}: {e}", f.display());
             }
         }

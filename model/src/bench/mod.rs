@@ -1,6 +1,6 @@
 //! Measurements: of the lock-free chunk allocator
-//! ([`crate::kernel::optimised::pack`]) and its concurrency checks, and of the
-//! harness itself:
+//! ([`crate::kernel::optimised::pack`]) and of the harness itself (its
+//! concurrency checker, an oracle, is [`crate::harness::concurrent`]):
 //!
 //! - [`baseline`]: the kernel's `bpf_prog_pack` allocator as it is — one mutex
 //!   around plain bitmaps and a first-fit linear search — written for
@@ -10,13 +10,9 @@
 //! - [`frag`]: direct-map fragmentation, reference vs 4 KiB and 2 MiB packs
 //!   (`packmodel frag`);
 //! - [`harness`]: executions per second of the differential harness
-//!   (`packmodel bench harness`);
-//! - [`concurrent`]: real threads against one allocator, with an ownership and
-//!   memory oracle and a linearizability check (the `pack_concurrent` fuzz
-//!   target).
+//!   (`packmodel bench harness`).
 
 pub mod alloc;
 pub mod baseline;
-pub mod concurrent;
 pub mod frag;
 pub mod harness;

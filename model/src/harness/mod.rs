@@ -1,8 +1,10 @@
-//! Ops, text traces, fuzz-input decoding, running ops on kernels, oracles and
-//! reports.
+//! Ops, text traces, fuzz-input decoding, running ops on kernels, oracles
+//! (among them [`concurrent`], the checker of the lock-free pack allocator
+//! under real threads) and reports.
 
 pub mod budget;
 pub mod compare;
+pub mod concurrent;
 pub mod decode;
 pub mod driver;
 pub mod encode;
