@@ -370,9 +370,11 @@ def cmd_report(scopes):
 
 
 def cmd_check(minutes, jobs):
-    """CI tier (m): one slice of the sample, chosen by the commit, for at most
-    `minutes`; fails on a miss the ledger does not already record as missed
-    (or explain), and on stale pins."""
+    """CI tier (m): one slice of the ledger's measured sample, chosen by the
+    commit, for at most `minutes`; fails on a miss the ledger does not record
+    as one (a mutant it says is caught, now missed: a test lost its teeth),
+    and on stale pins. Sampled mutants with no current ledger entry are not
+    in any slice: `--report` counts them as not yet measured."""
     scopes = ORDER
     rows = listing(scopes)
     equivalent, unseen = pinned(EQUIVALENT), pinned(UNSEEN)
@@ -382,7 +384,10 @@ def cmd_check(minutes, jobs):
     ledgers = defaultdict(dict)
     for f in {r["file"] for r in rows}:
         ledgers[f] = read_ledger(f)
-    cand = [r for r in sample(rows) if r["name"] not in equivalent]
+    cand = [r for r in sample(rows) if r["name"] not in equivalent and current(r, ledgers[r["file"]])]
+    if not cand:
+        print("fuzz/mutants.sh --check: the ledger holds no current outcome: nothing to check")
+        return 1 if bad else 0
     slices = max(1, math.ceil(len(cand) / 12))
     head = git("rev-parse", "HEAD") or "0"
     k = int(head[:8], 16) % slices
@@ -395,7 +400,7 @@ def cmd_check(minutes, jobs):
         o = done.get(r["name"])
         if o != "missed":
             continue
-        e = ledgers[r["file"]].get(r["key"])
+        e = current(r, ledgers[r["file"]])
         if r["name"] in unseen or (e and e["outcome"] == "missed"):
             print(f"missed (known): {r['name']}")
         else:

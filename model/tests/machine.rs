@@ -194,6 +194,51 @@ fn set_memory_rox_on_a_whole_pmd_leaf_splits_nothing() {
     );
 }
 
+/// `cpa_collapse_large_pages()` (41d88484c71c): after `set_memory_rox()`,
+/// each PMD of the primary range — from `addr & PMD_MASK` — whose PTE table
+/// maps 512 consecutive pfns from a 2 MiB-aligned frame with one set of
+/// flags becomes a PMD leaf again; a PMD outside the range stays split
+/// however collapsible, and one PTE with other flags keeps its table.
+#[test]
+fn set_memory_rox_collapses_the_split_pmds_of_its_range_only() {
+    use packmodel::machine::pgtable::Level;
+    let mut m = machine();
+    m.cpa_collapse = true;
+    // Two PMDs of PTEs, the first (an even PMD index) below the second.
+    let (lo, hi) = (VMALLOC_START, VMALLOC_START + PMD_SIZE);
+    assert_eq!(lo % (2 * PMD_SIZE), 0);
+    for va in [lo, hi] {
+        let head = m.alloc_pages_node(None, Gfp::KERNEL, 9).unwrap();
+        m.split_page(head, 9);
+        map_ptes(&mut m, va, &(head..head + 512).collect::<Vec<_>>());
+    }
+    let level = |m: &Machine, va| m.pgtables.lookup(va).unwrap().level;
+    m.set_memory_rox(hi, 512).unwrap();
+    assert_eq!(m.pgtables.pmd_collapses, 1);
+    assert_eq!(level(&m, hi), Level::Pmd, "the range's PMD collapsed");
+    assert_eq!(level(&m, lo), Level::Pte, "the PMD below the range did not");
+    assert_eq!(
+        m.pgtables.lookup(hi + 5 * PAGE_SIZE).unwrap().prot,
+        Prot::PAGE_KERNEL_ROX
+    );
+
+    // One PTE made RW again splits the leaf; ROX on another page of it
+    // leaves a table with two sets of flags, which stays split.
+    m.set_memory_rw(hi + PAGE_SIZE, 1).unwrap();
+    assert_eq!((m.pgtables.pmd_splits, level(&m, hi)), (1, Level::Pte));
+    m.set_memory_rox(hi + 2 * PAGE_SIZE, 1).unwrap();
+    assert_eq!((m.pgtables.pmd_collapses, level(&m, hi)), (1, Level::Pte));
+    // ROX on that page itself, an address inside the PMD: uniform again.
+    m.set_memory_rox(hi + PAGE_SIZE, 1).unwrap();
+    assert_eq!((m.pgtables.pmd_collapses, level(&m, hi)), (2, Level::Pmd));
+
+    // Without CPA_COLLAPSE (kernels before v6.15) nothing heals.
+    m.cpa_collapse = false;
+    m.set_memory_rw(hi + PAGE_SIZE, 1).unwrap();
+    m.set_memory_rox(hi + PAGE_SIZE, 1).unwrap();
+    assert_eq!((m.pgtables.pmd_collapses, level(&m, hi)), (2, Level::Pte));
+}
+
 #[test]
 fn cpu_faults_are_oopses_and_text_poke_writes_ro_text() {
     let mut m = machine();

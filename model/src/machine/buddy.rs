@@ -721,6 +721,32 @@ mod tests {
         }
     }
 
+    /// `add_to_free_list()` at the head of a list that is not empty: the new
+    /// block's `lru` sits between the list head and the old first block,
+    /// whose `lru.prev` now points at it (`list_add`).
+    #[test]
+    fn a_block_added_at_the_head_links_both_ways() {
+        let (mut mm, mut b) = setup(1024, 1);
+        let p: Vec<u64> = (0..8).map(|_| b.rmqueue(&mut mm, 0, 0).unwrap()).collect();
+        assert_eq!(p, (0..8).collect::<Vec<_>>());
+        // Neither 1 nor 5 can merge (their buddies 0 and 4 are held, and so
+        // are 2-3 and 6-7): both go to the head of the order-0 list.
+        b.free_one_page(&mut mm, 1, 0);
+        b.free_one_page(&mut mm, 5, 0);
+        let head = free_list_addr(0, 0);
+        let (one, five) = (mm.page(1), mm.page(5));
+        assert_eq!(
+            (five.word(W_LRU_PREV), five.word(W_LRU_NEXT)),
+            (head, page_ptr(1) + 8),
+            "the new first block"
+        );
+        assert_eq!(
+            (one.word(W_LRU_PREV), one.word(W_LRU_NEXT)),
+            (page_ptr(5) + 8, head),
+            "the old first block"
+        );
+    }
+
     /// `buddy_merge_likely()`: a block whose buddy one order up is free goes
     /// to the tail of its list (it will likely merge soon), so the next
     /// allocation takes another block first.
