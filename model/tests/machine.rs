@@ -154,6 +154,47 @@ fn set_memory_ro_splits_the_direct_map_leaf_of_the_alias_once() {
     );
 }
 
+/// With gbpages (`dmap=1G`), the first CPA on a page splits its 1 GiB leaf
+/// into 512 2 MiB leaves and one of those into 512 4 KiB ones:
+/// `split_page_count()` moves one leaf down a level each time, as
+/// `/proc/meminfo`'s `DirectMap*` lines show.
+#[test]
+fn a_gbpage_alias_splits_down_two_levels() {
+    use packmodel::machine::direct_map::DmapLeaf;
+    let mut m = Machine::new(MachineConfig {
+        dmap_leaf: DmapLeaf::G1,
+        ..MachineConfig::default()
+    });
+    let before = m.dmap.stats();
+    assert_eq!(
+        (
+            before.directmap_1g_kb,
+            before.directmap_2m_kb,
+            before.directmap_4k_kb
+        ),
+        (1 << 20, 0, 0)
+    );
+    let a = m.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap();
+    map_ptes(&mut m, VMALLOC_START, &[a]);
+    m.set_memory_ro(VMALLOC_START, 1).unwrap();
+    let after = m.dmap.stats();
+    assert_eq!(
+        (
+            after.directmap_1g_kb,
+            after.directmap_2m_kb,
+            after.directmap_4k_kb
+        ),
+        (0, 511 * 2048, 512 * 4)
+    );
+    assert_eq!(
+        (
+            after.direct_map_level3_splits,
+            after.direct_map_level2_splits
+        ),
+        (1, 1)
+    );
+}
+
 #[test]
 fn set_memory_nx_only_change_does_not_split_an_untouched_leaf() {
     let mut m = machine();
