@@ -480,6 +480,9 @@ mod tests {
         assert!(!f.holds(2, 0, &bytes[1..PS + 1]));
         assert!(f.holds_text(3, 10, &text, PS + 110..PS + 200));
         assert!(!f.holds_text(2, 0, &text, 1..PS + 1));
+        // Another program's text at the very same offset is other bytes.
+        let other = Text::new(43, text.len() as u32);
+        assert!(!f.holds_text(3, 10, &other, PS + 110..PS + 200));
         // A partial text write is a copy; a partial write over a text page
         // copies the page first; a fill drops it.
         f.write_text(4, 8, &text, 0..50);
