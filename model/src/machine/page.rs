@@ -401,6 +401,32 @@ mod tests {
         p.set_compound_pincount(0);
         p.set_compound_nr(512);
         assert_eq!(p.mapping(), 0x0000_0200_0000_0000);
+        // Each field reads back through its accessor, whatever its value.
+        p.set_compound_dtor(7);
+        p.set_compound_mapcount_raw(5);
+        p.set_compound_nr(64);
+        assert_eq!(
+            (
+                p.compound_dtor(),
+                p.compound_order(),
+                p.compound_mapcount_raw()
+            ),
+            (7, 9, 5)
+        );
+        assert_eq!((p.compound_nr(), p.compound_pincount()), (64, 0));
+    }
+
+    /// `compound_head()`: bit 0 of `compound_head` (the `lru.next` word) set
+    /// means a tail, and the word minus 1 is the head's `struct page *`; one
+    /// that points at no `struct page` is the pointer the kernel would follow.
+    #[test]
+    fn compound_head_follows_the_tail_bit() {
+        let mut m = Memmap::new(4);
+        assert_eq!(m.compound_head(2), Ok(2), "bit 0 clear: the page itself");
+        m.page_mut(2).set_word(W_LRU_NEXT, page_ptr(1) + 1);
+        assert_eq!(m.compound_head(2), Ok(1));
+        m.page_mut(3).set_word(W_LRU_NEXT, 0xdead_0001);
+        assert_eq!(m.compound_head(3), Err(0xdead_0000), "a wild head pointer");
     }
 
     #[test]
