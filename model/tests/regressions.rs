@@ -147,3 +147,32 @@ fn no_regression_verdict_appears_under_another_quirk_alone() {
         }
     }
 }
+
+/// The README's regression table names, in its last column, the oracle each
+/// trace's `expect:` line names: the table is what reviewers read.
+#[test]
+fn the_readme_table_names_each_regressions_expected_oracle() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let all = Regression::all();
+    for r in &all {
+        let file = std::path::Path::new(&r.name)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{file}` |")))
+            .unwrap_or_else(|| panic!("README: no row for {file} in the regression table"));
+        let oracle = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+        let e = r
+            .trace
+            .expect
+            .unwrap_or_else(|| panic!("{}: no `expect:` line", r.name));
+        assert_eq!(oracle, e.oracle.name(), "README row of {file}");
+    }
+    assert!(all.len() >= 18);
+}
