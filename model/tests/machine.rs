@@ -195,6 +195,53 @@ fn a_gbpage_alias_splits_down_two_levels() {
     );
 }
 
+/// `check_new_pages()` checks every page of a high-order block, not just
+/// its head: a free page with `mapping` set inside an order-1 block is a bad
+/// page, and the block is dropped for the next one.
+#[test]
+fn a_bad_page_inside_a_new_block_is_found() {
+    let mut m = machine();
+    m.mm.page_mut(1).set_mapping(0xffff_8880_0bad_0000);
+    let got = m.alloc_pages_node(None, Gfp::KERNEL, 1).unwrap();
+    assert_eq!(got, 2, "the block at 0 (with the bad page 1) was dropped");
+    assert_eq!(bad_pages(&m).iter().map(|b| b.0).collect::<Vec<_>>(), [1]);
+}
+
+/// `compound_order()` is the first tail's order byte for a head, and 0 for
+/// any other page — also for the page just before a head, whose neighbour's
+/// byte is not an order.
+#[test]
+fn compound_order_is_a_heads_only() {
+    let mut m = machine();
+    assert_eq!(m.alloc_pages_node(None, Gfp::KERNEL, 0), Some(0));
+    let head = m.alloc_pages_node(None, COMP, 9).unwrap();
+    assert_eq!(head, 512);
+    assert_eq!(
+        (
+            m.compound_order(head - 1),
+            m.compound_order(head),
+            m.compound_order(head + 1)
+        ),
+        (0, 9, 0)
+    );
+}
+
+/// `__free_pages()` on a non-compound order-2 block whose head someone still
+/// holds: the rest goes back as an order-1 and an order-0 block at once, the
+/// head when its last reference is put.
+#[test]
+fn free_pages_of_a_held_block_frees_its_rest() {
+    let mut m = machine();
+    let before = m.nr_free_pages();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 2).unwrap();
+    m.get_page(head);
+    m.__free_pages(head, 2);
+    assert_eq!(m.nr_free_pages(), before - 1, "all but the head");
+    assert!(!m.page_is_free(head) && m.page_is_free(head + 1) && m.page_is_free(head + 3));
+    m.put_page(head);
+    assert_eq!(m.nr_free_pages(), before);
+}
+
 #[test]
 fn set_memory_nx_only_change_does_not_split_an_untouched_leaf() {
     let mut m = machine();
