@@ -393,19 +393,6 @@ impl Optimised {
         fail: usize,
         rand: u32,
     ) -> Result<(), Errno> {
-        let r = self.jit_subprogs_fail_inner(texts, fail, rand);
-        if self.core.sabotage == Some(super::Sabotage::SubprogsMiscountLazy) {
-            self.core.lazy_pages += 1;
-        }
-        r
-    }
-
-    fn jit_subprogs_fail_inner(
-        &mut self,
-        texts: &[Text],
-        fail: usize,
-        rand: u32,
-    ) -> Result<(), Errno> {
         let mut subs: Vec<(u64, RwBuffer)> = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             match self.jit_binary_pack_alloc(
@@ -437,6 +424,9 @@ impl Optimised {
                 std::cmp::Ordering::Equal => {}
                 std::cmp::Ordering::Greater => self.jit_free_unfinalised(*ro, rw),
             }
+        }
+        if self.core.sabotage == Some(super::Sabotage::SubprogsMiscountLazy) {
+            self.core.lazy_pages += 1;
         }
         Ok(())
     }
