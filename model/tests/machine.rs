@@ -733,3 +733,38 @@ fn split_page_of_an_unreferenced_block_is_its_second_bug() {
         ]
     );
 }
+
+/// `free_pages_prepare()` clears `PAGE_FLAGS_CHECK_AT_PREP` in each tail's
+/// flags word and nothing else: the bits above the page flags are where the
+/// kernel keeps section, node and zone (`set_page_links()`), which a free
+/// must not touch.
+#[test]
+fn a_free_clears_only_the_page_flags_of_its_tails() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, Gfp::KERNEL, 2).unwrap();
+    let links = 0b10 << 62; // a zone number where page_zonenum() reads it
+    for p in head + 1..head + 4 {
+        m.mm.page_mut(p).set_word(0, links | 1 << 3);
+    }
+    m.__free_pages(head, 2);
+    assert!(bad_pages(&m).is_empty());
+    for p in head + 1..head + 4 {
+        assert_eq!(m.mm.page(p).flags(), links, "pfn {p:#x}");
+    }
+}
+
+/// `free_tail_pages_check()` reads the first tail's `compound_mapcount`: a
+/// compound page still mapped once (mapcount 1, stored as 0) is a bad page
+/// at that tail.
+#[test]
+fn a_compound_page_freed_while_mapped_is_a_bad_page() {
+    let mut m = machine();
+    let head = m.alloc_pages_node(None, COMP, 2).unwrap();
+    m.mm.page_mut(head + 1).set_compound_mapcount_raw(0);
+    m.__free_pages(head, 2);
+    assert_eq!(
+        bad_pages(&m),
+        [(head + 1, "nonzero compound_mapcount")],
+        "the first tail is named"
+    );
+}

@@ -410,4 +410,52 @@ mod tests {
         assert_eq!(pt.wx_leaves().count(), 0);
         assert_eq!(pt.leaves().count(), 0);
     }
+
+    /// A PTE of pfn 0 with no permission bits is still not `pte_none()`:
+    /// x86's `PAGE_NONE` keeps `_PAGE_ACCESSED | _PAGE_GLOBAL`, the model's
+    /// `PTE_VALID`.
+    #[test]
+    fn a_prot_none_pte_of_pfn_0_is_present_in_the_table() {
+        let mut pt = PageTables::default();
+        pt.map_ptes(VMALLOC_START, &[0], Prot::NONE);
+        let leaf = pt.lookup(VMALLOC_START).expect("not pte_none");
+        assert_eq!((leaf.pfn, leaf.prot), (0, Prot::NONE));
+    }
+
+    /// `vmap_pte_range()` over a PTE that is not none is a bug in the caller;
+    /// the panic names that PTE, not the start of the range.
+    #[test]
+    #[should_panic(expected = "vmap_pte_range: pte at 0xffffc90000002000 is not none")]
+    fn mapping_over_a_present_pte_names_it() {
+        let mut pt = PageTables::default();
+        pt.map_pte(VMALLOC_START + 2 * PAGE_SIZE, 9, Prot::PAGE_KERNEL);
+        pt.map_ptes(VMALLOC_START, &[5, 6, 7], Prot::PAGE_KERNEL);
+    }
+
+    /// `collapse_pmd_page()` wants a 2 MiB-aligned first pfn, and a collapse
+    /// moves the W^X bookkeeping from the 512 PTEs to the one PMD leaf.
+    #[test]
+    fn a_collapse_needs_an_aligned_pfn_and_moves_the_wx_bookkeeping() {
+        let mut pt = PageTables::default();
+        let wx = Prot::PRESENT.union(Prot::RW);
+        pt.map_ptes(VMALLOC_START, &(1..513).collect::<Vec<_>>(), wx);
+        assert!(
+            !pt.collapse_pmd(VMALLOC_START),
+            "pfn 1 is not 2 MiB-aligned"
+        );
+        pt.unmap(VMALLOC_START, PMD_SIZE);
+        pt.map_ptes(VMALLOC_START, &(512..1024).collect::<Vec<_>>(), wx);
+        assert_eq!(pt.wx_leaves().count(), 512);
+        assert!(pt.collapse_pmd(VMALLOC_START));
+        assert_eq!(
+            pt.wx_leaves().collect::<Vec<_>>(),
+            [(VMALLOC_START, Level::Pmd)]
+        );
+        let leaf = pt.lookup(VMALLOC_START + 5 * PAGE_SIZE).unwrap();
+        assert_eq!(
+            (leaf.va, leaf.pfn, leaf.level),
+            (VMALLOC_START, 512, Level::Pmd)
+        );
+        assert_eq!(pt.pmd_collapses, 1);
+    }
 }

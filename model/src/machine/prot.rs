@@ -30,9 +30,6 @@ impl Prot {
     pub const fn contains(self, o: Prot) -> bool {
         self.0 & o.0 == o.0
     }
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
     /// `(prot & ~clr) | set`, as CPA applies its masks.
     pub const fn apply(self, set: Prot, clr: Prot) -> Prot {
         self.without(clr).union(set)

@@ -243,4 +243,10 @@ mod tests {
             x = xorshift(x);
         }
     }
+
+    #[test]
+    fn only_a_text_of_no_bytes_is_empty() {
+        assert!(Text::new(7, 0).is_empty());
+        assert!(!Text::new(7, 1).is_empty());
+    }
 }
