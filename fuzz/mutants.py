@@ -195,6 +195,11 @@ def run_mutants(rows, minutes, jobs, out_dir):
     """Runs cargo mutants on `rows` (in order) until done or `minutes` pass;
     returns {name: outcome} for every mutant that finished."""
     args = ["cargo", "mutants", "-p", "packmodel", "--no-shuffle", "-j", str(jobs), "-o", str(out_dir)]
+    # A test run takes about 7 s here; cargo-mutants' own timeout (5 times
+    # the baseline, 34-39 s) makes each mutant that loops cost that much.
+    # 20 s is still about three times a run (at -j 1: more jobs than cores
+    # slow every run, so a timeout could then claim a catch it did not make).
+    args += ["--timeout", "20"]
     # cargo-mutants 27 does not apply -F to "delete field" mutants: -f keeps
     # those of other files out (the ones of these files that slip in are run
     # but not recorded).
