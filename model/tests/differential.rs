@@ -324,3 +324,16 @@ fn the_final_sweep_catches_incremental_bookkeeping_that_drifted() {
     opt.sabotage(Sabotage::HideExecChanges);
     run_on(&t, vec![Box::new(Reference::new(t.config)), Box::new(opt)]);
 }
+
+/// The sabotages go by their names on the command line (`--sabotage NAME`),
+/// one name each.
+#[test]
+fn sabotages_go_by_their_names() {
+    for s in Sabotage::ALL {
+        assert_eq!(Sabotage::from_name(s.name()), Some(s), "{}", s.name());
+    }
+    assert_eq!(
+        Sabotage::from_name("skip-pack-fill"),
+        Some(Sabotage::SkipPackFill)
+    );
+}

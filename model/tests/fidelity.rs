@@ -504,3 +504,31 @@ fn an_oversize_image_spans_its_pages() {
     assert_eq!(img.header % PAGE_SIZE, 0);
     assert_eq!(img.alloc_size, size.div_ceil(PAGE_SIZE) * PAGE_SIZE);
 }
+
+/// The reference kernel's execmem user is x86 ftrace's
+/// `arch_ftrace_update_trampoline()` on a plain module-space allocation:
+/// INT3 over the whole area, then `set_memory_rox()` on every page of it.
+#[test]
+fn a_reference_execmem_allocation_is_int3_and_rox_to_its_last_page() {
+    use packmodel::machine::Prot;
+    let s = after(
+        KernelKind::Reference,
+        Quirks::NONE,
+        "x = execmem_alloc(9000)\n",
+    );
+    let m = s.kernel.machine();
+    let addr = s.kernel.area_addr(s.area(0).expect("allocated"));
+    for i in 0..3 {
+        let va = addr + i * PAGE_SIZE;
+        let leaf = m.pgtables.lookup(va).expect("mapped");
+        assert_eq!(leaf.prot, Prot::PAGE_KERNEL_ROX, "page {i}");
+        let mut buf = [0; PAGE_SIZE as usize];
+        m.frames
+            .read(m.pgtables.vmalloc_to_pfn(va).unwrap(), 0, &mut buf);
+        assert!(buf.iter().all(|&b| b == 0xcc), "page {i} is INT3");
+    }
+    assert!(
+        m.pgtables.lookup(addr + 3 * PAGE_SIZE).is_none(),
+        "the guard page"
+    );
+}

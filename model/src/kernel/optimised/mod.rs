@@ -379,10 +379,10 @@ impl Kernel for Optimised {
     }
 
     fn area_addr(&self, area: Area) -> u64 {
-        if area.0 & EXECMEM_AREA != 0 {
-            return self.exec_allocs[(area.0 & !EXECMEM_AREA) as usize]
-                .expect("use of a freed execmem allocation");
-        }
+        assert!(
+            area.0 & EXECMEM_AREA == 0,
+            "area_addr of an execmem allocation: a trace passes those only to execmem_free"
+        );
         self.core.areas[area.0 as usize]
             .as_ref()
             .expect("use of a freed vmalloc area")
