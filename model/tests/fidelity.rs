@@ -532,3 +532,26 @@ fn a_reference_execmem_allocation_is_int3_and_rox_to_its_last_page() {
         "the guard page"
     );
 }
+
+/// A classic program prefers a pack that needs no predictor flush
+/// (`was_classic ^ pack->arch_flush_needed`): with a freed program in the
+/// first pack and a clean second pack, it goes to the second and no IBPB is
+/// issued; first fit would have flushed.
+#[test]
+fn a_classic_program_prefers_a_pack_that_needs_no_flush() {
+    let s = after(
+        KernelKind::Optimised,
+        Quirks::NONE,
+        "a = bpf_prog_load(1000000)\n\
+         b = bpf_prog_load(1000000)\n\
+         c = bpf_prog_load(1000000)\n\
+         f = bpf_prog_create(200)\n\
+         bpf_prog_free(a)\n\
+         g = bpf_prog_create(200)\n",
+    );
+    let img = |i: usize| s.kernel.images()[i].image.header;
+    let pack = |va: u64| va & !(2 * 1024 * 1024 - 1);
+    assert_ne!(pack(img(0)), pack(img(2)), "a and c are in two packs");
+    assert_eq!(s.kernel.pred_flushes(), 1, "one flush, for f");
+    assert_eq!(pack(img(4)), pack(img(2)), "g is in c's pack");
+}
