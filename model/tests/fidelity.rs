@@ -555,3 +555,30 @@ fn a_classic_program_prefers_a_pack_that_needs_no_flush() {
     assert_eq!(s.kernel.pred_flushes(), 1, "one flush, for f");
     assert_eq!(pack(img(4)), pack(img(2)), "g is in c's pack");
 }
+
+/// The reference's JIT binary starts with v5.17's `struct
+/// bpf_binary_header`, whose `u32 pages` is the image's page count
+/// (`bpf_jit_binary_alloc()`: `size = round_up(proglen + sizeof(*hdr) + 128,
+/// PAGE_SIZE)`, `hdr->pages = size / PAGE_SIZE`): 100 bytes of text take one
+/// page, 5000 two, 9000 three.
+#[test]
+fn a_reference_jit_header_holds_its_page_count() {
+    let s = after(
+        KernelKind::Reference,
+        Quirks::NONE,
+        "a = bpf_prog_load(100)\n\
+         b = bpf_prog_load(5000)\n\
+         c = bpf_prog_load(9000)\n",
+    );
+    let m = s.kernel.machine();
+    let pages: Vec<u32> = (0..3)
+        .map(|i| {
+            let hdr = s.kernel.images()[i].image.header;
+            let mut buf = [0; 4];
+            m.frames
+                .read(m.pgtables.vmalloc_to_pfn(hdr).unwrap(), 0, &mut buf);
+            u32::from_le_bytes(buf)
+        })
+        .collect();
+    assert_eq!(pages, [1, 2, 3]);
+}

@@ -103,7 +103,7 @@ impl Core {
             let align = real_align.max(PAGE_SIZE).max(1 << shift);
             // __get_vm_area_node(): the area plus its guard page.
             if let Some(addr) = self.alloc_vmap_area(space, size + PAGE_SIZE, align) {
-                let mut area = VmStruct {
+                let area = VmStruct {
                     addr,
                     size,
                     pages: Vec::new(),
@@ -112,7 +112,7 @@ impl Core {
                     flush_reset_perms: false,
                     compound_pages: 0,
                 };
-                if self.vmalloc_area_node(&mut area, zero, vm.nofail) {
+                if let Some(area) = self.vmalloc_area_node(area, zero, vm.nofail) {
                     return Ok(area);
                 }
             }
@@ -127,7 +127,12 @@ impl Core {
 
     /// `__vmalloc_area_node()`: get the pages and map them; on a shortfall,
     /// `__vfree()` the area and fail.
-    fn vmalloc_area_node(&mut self, area: &mut VmStruct, zero: bool, nofail: bool) -> bool {
+    fn vmalloc_area_node(
+        &mut self,
+        mut area: VmStruct,
+        zero: bool,
+        nofail: bool,
+    ) -> Option<VmStruct> {
         let nr_small = (area.size / PAGE_SIZE) as usize;
         let (pages, high) = self.vm_area_alloc_pages(zero, nofail, area.page_order, nr_small);
         let fell_back = area.page_order > 0 && high < pages.len();
@@ -137,15 +142,8 @@ impl Core {
         area.pages = pages;
         if area.pages.len() != nr_small {
             // "vmalloc error: size %lu, page order %u, failed to allocate pages"
-            let failed = std::mem::replace(
-                area,
-                VmStruct {
-                    pages: Vec::new(),
-                    ..area.clone()
-                },
-            );
-            self.vunmap(failed);
-            return false;
+            self.vunmap(area);
+            return None;
         }
         if fell_back && !self.quirks.has(Quirk::FallbackMappedAsPmd) {
             // The 2024 fix ("mm/vmalloc: fix page mapping if
@@ -153,8 +151,8 @@ impl Core {
             // area that fell back is mapped page by page.
             area.page_order = 0;
         }
-        self.vmap_pages_range(area);
-        true
+        self.vmap_pages_range(&area);
+        Some(area)
     }
 
     /// `vm_area_alloc_pages()`: blocks of `order` until `nr_pages` small pages
@@ -176,33 +174,32 @@ impl Core {
         let mut high = 0;
         let mut pages = Vec::with_capacity(nr_pages);
         while pages.len() < nr_pages {
-            let compound = order > 0 && self.quirks.has(Quirk::CompoundHugeVmalloc);
-            let gfp = Gfp {
-                zero,
-                comp: compound,
-            };
             if order == 0 {
+                let gfp = Gfp { zero, comp: false };
                 let got = self
                     .m
                     .alloc_pages_node_each(None, gfp, nr_pages - pages.len());
                 pages.extend(got);
                 break;
             }
+            let compound = self.quirks.has(Quirk::CompoundHugeVmalloc);
+            let gfp = Gfp {
+                zero,
+                comp: compound,
+            };
             let Some(page) = self.m.alloc_pages_node(None, gfp, order) else {
-                if nofail && order > 0 {
+                if nofail {
                     // "fall back to the zero order allocations"
                     order = 0;
                     continue;
                 }
                 break;
             };
-            if order > 0 && !compound {
+            if !compound {
                 self.m.split_page(page, order);
             }
             pages.extend(page..page + (1 << order));
-            if order > 0 {
-                high = pages.len();
-            }
+            high = pages.len();
         }
         (pages, high)
     }
