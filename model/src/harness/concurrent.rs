@@ -229,6 +229,8 @@ pub struct Summary {
     pub events: usize,
     pub allocs: usize,
     pub failed_allocs: usize,
+    /// Verifies of a written handle that read it back intact.
+    pub verified: usize,
     /// Whether the history was short enough for [`check_history`].
     pub linearized: bool,
 }
@@ -301,11 +303,7 @@ pub fn check(input: &Input) -> Result<Summary, String> {
     if (packs, used) != (0, 0) {
         return Err(format!("all freed: {packs} packs, {used} chunks left"));
     }
-    let space = &sh.space;
-    let (made, back) = (space.made.load(SeqCst), space.given_back.load(SeqCst));
-    if made != back || space.free.lock().unwrap().len() != cfg.ranges {
-        return Err(format!("all freed: {made} packs made, {back} given back"));
-    }
+    sh.space.all_given_back()?;
     let events: Vec<&Event> = history.iter().flatten().collect();
     let allocs = events
         .iter()
@@ -316,6 +314,7 @@ pub fn check(input: &Input) -> Result<Summary, String> {
         failed_allocs: allocs
             .filter(|e| matches!(e.kind, EventKind::Alloc { got: None, .. }))
             .count(),
+        verified: sh.space.verified.load(SeqCst),
         linearized,
     })
 }
@@ -343,6 +342,8 @@ struct Space {
     memory: Vec<AtomicU32>,
     made: AtomicUsize,
     given_back: AtomicUsize,
+    /// Handles verified intact.
+    verified: AtomicUsize,
     /// The first violation seen; the threads stop once there is one.
     error: Mutex<Option<String>>,
     failed: AtomicBool,
@@ -359,6 +360,7 @@ impl Space {
             memory: (0..n).map(|_| AtomicU32::new(0)).collect(),
             made: AtomicUsize::new(0),
             given_back: AtomicUsize::new(0),
+            verified: AtomicUsize::new(0),
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
         }
@@ -417,6 +419,47 @@ impl Space {
             if prev != id {
                 return Err(format!("thread {id}'s {c:x?} was held by thread {prev}"));
             }
+        }
+        Ok(())
+    }
+
+    /// Thread `id` writes its id over every chunk of `c`; whether it could
+    /// (`c` lies in a range).
+    fn write(&self, c: &Chunk, id: u32) -> bool {
+        let Ok((_, cells)) = self.cells(c) else {
+            return false;
+        };
+        for i in cells {
+            self.memory[i].store(id, SeqCst);
+        }
+        true
+    }
+
+    /// Thread `id`'s chunk `c`, which it wrote, still reads back its id.
+    fn verify(&self, c: &Chunk, id: u32) -> Result<(), String> {
+        let (_, cells) = self.cells(c)?;
+        for i in cells {
+            let v = self.memory[i].load(SeqCst);
+            if v != id {
+                let who = if v == POISON {
+                    "poison: its pack was given back".to_string()
+                } else {
+                    format!("thread {v}'s id")
+                };
+                return Err(format!("thread {id}'s {c:x?} reads {who}"));
+            }
+        }
+        self.verified.fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// At the end, everything freed: every pack the source made was given
+    /// back. (Each `alloc_pack` that made one took a range off `free` and
+    /// each `free_pack` put one back, so `free` is whole too.)
+    fn all_given_back(&self) -> Result<(), String> {
+        let (made, back) = (self.made.load(SeqCst), self.given_back.load(SeqCst));
+        if made != back {
+            return Err(format!("all freed: {made} packs made, {back} given back"));
         }
         Ok(())
     }
@@ -575,35 +618,19 @@ impl Shared {
                 }
                 Op::Write { pick } => {
                     let n = held.len();
-                    let Some(h) = held.get_mut(usize::from(pick) % n.max(1)) else {
-                        continue;
-                    };
-                    if let Ok((_, cells)) = space.cells(&h.chunk) {
-                        for i in cells {
-                            space.memory[i].store(id, SeqCst);
-                        }
-                        h.written = true;
+                    if let Some(h) = held.get_mut(usize::from(pick) % n.max(1)) {
+                        h.written |= space.write(&h.chunk, id);
                     }
                 }
                 Op::Verify { pick } => {
                     let n = held.len();
-                    let Some(h) = held.get(usize::from(pick) % n.max(1)) else {
-                        continue;
-                    };
-                    let Ok((_, cells)) = space.cells(&h.chunk) else {
-                        continue;
-                    };
-                    for i in cells.filter(|_| h.written) {
-                        let v = space.memory[i].load(SeqCst);
-                        if v != id {
-                            let who = if v == POISON {
-                                "poison: its pack was given back".to_string()
-                            } else {
-                                format!("thread {v}'s id")
-                            };
-                            space.fail(format!("thread {id}'s {:x?} reads {who}", h.chunk));
-                            break;
+                    match held.get(usize::from(pick) % n.max(1)) {
+                        Some(h) if h.written => {
+                            if let Err(e) = space.verify(&h.chunk, id) {
+                                space.fail(e);
+                            }
                         }
+                        _ => {}
                     }
                 }
             }
@@ -1107,6 +1134,66 @@ mod tests {
             vec![alloc(3, 4, 64, None)],
         ];
         assert!(check_history(&CFG, &h).is_err());
+    }
+
+    /// The source's own checks: ranges it never had are no pack's, a chunk
+    /// lies inside its pack, and a pack not given back by the end is
+    /// reported.
+    #[test]
+    fn the_source_knows_its_ranges_and_counts_its_packs() {
+        let space = Space::new(CFG);
+        let past = CFG.range_base(CFG.ranges);
+        assert_eq!(CFG.range_of(CFG.range_base(1)), Some(1));
+        assert_eq!(CFG.range_of(past), None);
+        let e = space.cells(&chunk(0, CFG.ranges, 0, 1)).unwrap_err();
+        assert!(e.contains("is no range's"), "{e}");
+        for bad in [chunk(0, 0, 0, 0), chunk(0, 0, 63, 2)] {
+            let e = space.cells(&bad).unwrap_err();
+            assert!(e.contains("runs past its pack"), "{e}");
+        }
+        assert_eq!(space.cells(&chunk(0, 1, 63, 1)), Ok((1, 127..128)));
+        Src(&space).free_pack(past, CFG.pack_size);
+        let e = space.error.lock().unwrap().take().expect("a failure");
+        assert!(e.contains("of no range"), "{e}");
+        space.failed.store(false, SeqCst);
+        let base = Src(&space).alloc_pack(CFG.pack_size).expect("a range");
+        let e = space.all_given_back().unwrap_err();
+        assert!(e.contains("1 packs made, 0 given back"), "{e}");
+        Src(&space).free_pack(base, CFG.pack_size);
+        space.all_given_back().unwrap();
+        assert!(space.error.lock().unwrap().is_none());
+    }
+
+    /// A written handle reads back its writer's id; a verify names what it
+    /// read instead.
+    #[test]
+    fn a_verify_names_what_overwrote_a_handle() {
+        let space = Space::new(CFG);
+        let c = chunk(0, 1, 4, 2);
+        assert!(space.write(&c, 1));
+        assert!(!space.write(&chunk(0, CFG.ranges, 0, 1), 1), "no range's");
+        space.verify(&c, 1).unwrap();
+        assert_eq!(space.verified.load(SeqCst), 1);
+        let cell = space.range_cells(1).start + 5;
+        space.memory[cell].store(POISON, SeqCst);
+        let e = space.verify(&c, 1).unwrap_err();
+        assert!(e.contains("reads poison: its pack was given back"), "{e}");
+        space.memory[cell].store(2, SeqCst);
+        let e = space.verify(&c, 1).unwrap_err();
+        assert!(e.ends_with("reads thread 2's id"), "{e}");
+        // A run: thread 0 allocates 4 chunks, writes them, verifies them.
+        let s = check(&decode(&[0, 0x00, 0x03, 0x18, 0x00, 0x1c, 0x00])).unwrap();
+        assert_eq!((s.allocs, s.verified), (1, 1));
+    }
+
+    /// The first-fit model takes only chunks that lie in a slot's pack.
+    #[test]
+    fn the_model_refuses_a_chunk_outside_its_pack() {
+        for bad in [chunk(2, 0, 0, 1), chunk(0, 0, 0, 0), chunk(0, 0, 60, 5)] {
+            let e = Model::new(&CFG).take(&CFG, &bad).unwrap_err();
+            assert!(e.contains("lies outside the slots or its pack"), "{e}");
+        }
+        Model::new(&CFG).take(&CFG, &chunk(0, 0, 60, 4)).unwrap();
     }
 
     #[test]
