@@ -6,6 +6,13 @@
 # never in the repository.
 #
 #   fuzz/corpus.sh grow TARGET [SECONDS] [JOBS]   # default 600 s, 1 job
+#   fuzz/corpus.sh bench [SECONDS] [COUNT]        # default 600 s, 1000 inputs
+#
+# `bench` writes corpus/bench/, the campaign inputs `packmodel bench harness`
+# measures by default: the README's main job (SECONDS of `differential` from
+# the seed corpus, libFuzzer seed 1) into a scratch corpus, of which the COUNT
+# inputs with the lowest SHA-1 names (a sample that does not depend on the
+# order libFuzzer found them in) replace corpus/bench/'s. Nothing else changes.
 #
 # Before anything changes, the committed inputs must still decode as their
 # snapshot says (model/tests/corpus.rs); afterwards the script rewrites
@@ -18,10 +25,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ "${1:-}" = grow ] && [ -n "${2:-}" ] || {
-    echo "usage: fuzz/corpus.sh grow TARGET [SECONDS] [JOBS]" >&2
+usage() {
+    echo "usage: fuzz/corpus.sh grow TARGET [SECONDS] [JOBS] | bench [SECONDS] [COUNT]" >&2
     exit 2
 }
+
+if [ "${1:-}" = bench ]; then
+    seconds=${2:-600}
+    count=${3:-1000}
+    [[ "$seconds" =~ ^[0-9]+$ && "$count" =~ ^[0-9]+$ ]] || usage
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir -p "$scratch/new" "$scratch/artifacts"
+    cargo fuzz run differential -s none --no-trace-compares "$scratch/new" corpus/differential -- \
+        -max_total_time="$seconds" -seed=1 -artifact_prefix="$scratch/artifacts/" || {
+        echo "fuzz/corpus.sh: the run found something: see $scratch/artifacts (kept)" >&2
+        trap - EXIT
+        exit 1
+    }
+    mkdir -p corpus/bench
+    find corpus/bench -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
+    n=0
+    for f in $(cd "$scratch/new" && ls | LC_ALL=C sort | head -n "$count"); do
+        cp "$scratch/new/$f" corpus/bench/
+        n=$((n + 1))
+    done
+    echo "corpus/bench: $n of $(ls "$scratch/new" | wc -l) inputs, $(cat corpus/bench/* | wc -c) bytes"
+    git status --short corpus/bench | tail -3
+    exit 0
+fi
+
+[ "${1:-}" = grow ] && [ -n "${2:-}" ] || usage
 target=$2
 seconds=${3:-600}
 jobs=${4:-1}

@@ -12,6 +12,13 @@ use packmodel::harness::report::{exit_code, render};
 use packmodel::harness::run::run;
 use packmodel::harness::trace::{self, Expect, Trace};
 use packmodel::kernel::{KernelKind, Quirks};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+/// The system allocator, counting: `bench harness` reports heap allocations
+/// per execution. (A relaxed atomic add per call; the fuzz targets do not
+/// link this binary.)
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// `print!` that a closed pipe does not stop: `packmodel hunt … | head` still
 /// writes its reproducer, and nothing panics on `EPIPE`.
@@ -202,8 +209,8 @@ enum BenchCmd {
         seed: Option<u64>,
     },
     /// Executions per second of the differential harness, in process and
-    /// single-threaded, on the seed corpus and on generated inputs of the
-    /// fuzzer's typical size.
+    /// single-threaded, on the seed corpus, a campaign's inputs and generated
+    /// inputs of the fuzzer's typical size.
     Harness {
         /// Print one JSON object (execs_per_sec, ops_per_sec, inputs,
         /// peak_rss_bytes, and the same per input set).
@@ -212,6 +219,10 @@ enum BenchCmd {
         /// The seed corpus (fuzz input files).
         #[arg(long, default_value = "corpus/differential")]
         corpus: PathBuf,
+        /// A campaign's inputs: a sample of a 10-minute run's corpus
+        /// (`fuzz/corpus.sh bench` writes it).
+        #[arg(long, default_value = "corpus/bench")]
+        campaign: PathBuf,
         /// Passes over all inputs.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
@@ -349,11 +360,12 @@ fn main() -> ExitCode {
                 BenchCmd::Harness {
                     json,
                     corpus,
+                    campaign,
                     rounds,
                     generated,
                     seed,
                 },
-        } => cmd_bench_harness(json, &corpus, rounds, generated, seed),
+        } => cmd_bench_harness(json, &corpus, &campaign, rounds, generated, seed),
         Cmd::Frag {
             programs,
             seed,
@@ -847,20 +859,27 @@ fn cmd_hunt(
 
 fn cmd_bench_harness(
     json: bool,
-    dir: &Path,
+    seeds: &Path,
+    campaign: &Path,
     rounds: usize,
     generated: usize,
     seed: u64,
 ) -> Result<u8, Usage> {
-    use packmodel::bench::harness::{HarnessOptions, bench};
-    let corpus = read_corpus(dir, |p| p.is_file())?;
+    use packmodel::bench::harness::{HarnessOptions, Inputs, bench};
+    let seeds = read_corpus(seeds, |p| p.is_file())?;
+    let campaign = read_corpus(campaign, |p| p.is_file())?;
     let opts = HarnessOptions {
         rounds,
         generated,
         seed,
         ..HarnessOptions::default()
     };
-    let report = bench(&corpus, &opts);
+    let allocations = || GLOBAL.stats().allocations as u64;
+    let inputs = Inputs {
+        seeds: &seeds,
+        campaign: &campaign,
+    };
+    let report = bench(&inputs, &opts, Some(&allocations));
     if json {
         outln!("{}", report.to_json());
     } else {
