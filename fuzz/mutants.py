@@ -30,9 +30,11 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -207,15 +209,30 @@ def run_mutants(rows, minutes, jobs, out_dir):
         args += ["-f", f]
     for r in rows:
         args += ["-F", "^" + re.escape(r["name"]) + "$"]
+    # The tree as it is now, copied before anything is built: cargo-mutants
+    # copies its source only after the build below, so an edit made in the
+    # meantime (even a half-written one) would otherwise become the baseline.
+    snap = Path(tempfile.mkdtemp(prefix="packmodel-mutants-"))
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, snap / rel)
+    args += ["-d", str(snap)]
     # Dependencies built once for all steps: the mutated tree is a copy in a
     # fresh directory each time, but crates from the registry keep their
     # fingerprints, so only packmodel itself is rebuilt.
     env = dict(os.environ, CARGO_TARGET_DIR=str(ROOT / "target/mutants-ledger"))
     # Those dependencies are built before the clock starts.
     pre = ["cargo", "test", "--workspace", "--profile", "mutants", "--no-run", "--quiet"]
-    if subprocess.run(pre, cwd=ROOT, env=env).returncode != 0:
+    if subprocess.run(pre, cwd=snap, env=env).returncode != 0:
+        shutil.rmtree(snap, ignore_errors=True)
         die("the unmutated tree does not build its tests", 1)
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(args, cwd=snap, env=env, start_new_session=True)
     deadline = time.monotonic() + minutes * 60
     while proc.poll() is None:
         if time.monotonic() > deadline:
@@ -228,6 +245,7 @@ def run_mutants(rows, minutes, jobs, out_dir):
                 proc.wait()
             break
         time.sleep(2)
+    shutil.rmtree(snap, ignore_errors=True)
     done = {}
     base = Path(out_dir) / "mutants.out"
     for outcome in OUTCOMES:
