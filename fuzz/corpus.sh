@@ -30,19 +30,33 @@ usage() {
     exit 2
 }
 
-if [ "${1:-}" = bench ]; then
-    seconds=${2:-600}
-    count=${3:-1000}
-    [[ "$seconds" =~ ^[0-9]+$ && "$count" =~ ^[0-9]+$ ]] || usage
+# A scratch directory, removed on exit: new/ for the run's corpus, artifacts/
+# for what it finds.
+scratch_dir() {
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
     mkdir -p "$scratch/new" "$scratch/artifacts"
-    cargo fuzz run differential -s none --no-trace-compares "$scratch/new" corpus/differential -- \
-        -max_total_time="$seconds" -seed=1 -artifact_prefix="$scratch/artifacts/" || {
+}
+
+# fuzz_into TARGET FROM SECONDS [LIBFUZZER ARGS...]: fuzz from the corpus FROM
+# (only read) into $scratch/new; a crash keeps the scratch directory and stops.
+fuzz_into() {
+    local target=$1 from=$2 seconds=$3
+    shift 3
+    cargo fuzz run "$target" -s none --no-trace-compares "$scratch/new" "$from" -- \
+        -max_total_time="$seconds" -artifact_prefix="$scratch/artifacts/" "$@" || {
         echo "fuzz/corpus.sh: the run found something: see $scratch/artifacts (kept)" >&2
         trap - EXIT
         exit 1
     }
+}
+
+if [ "${1:-}" = bench ]; then
+    seconds=${2:-600}
+    count=${3:-1000}
+    [[ "$seconds" =~ ^[0-9]+$ && "$count" =~ ^[0-9]+$ ]] || usage
+    scratch_dir
+    fuzz_into differential corpus/differential "$seconds" -seed=1
     mkdir -p corpus/bench
     find corpus/bench -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
     n=0
@@ -70,9 +84,7 @@ cargo test --quiet -p packmodel --test corpus || {
     exit 1
 }
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$scratch/new" "$scratch/min" "$scratch/artifacts"
+scratch_dir
 
 # 1. Fuzz from the committed corpus into the scratch one (the first directory
 #    receives new inputs; the committed one is only read).
@@ -80,13 +92,7 @@ mkdir -p "$scratch/new" "$scratch/min" "$scratch/artifacts"
 # current directory, which .gitignore keeps out).
 parallel=()
 [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")
-cargo fuzz run "$target" -s none --no-trace-compares "$scratch/new" "$committed" -- \
-    -max_total_time="$seconds" "${parallel[@]}" \
-    -artifact_prefix="$scratch/artifacts/" -print_final_stats=1 || {
-    echo "fuzz/corpus.sh: the run found something: see $scratch/artifacts (kept)" >&2
-    trap - EXIT
-    exit 1
-}
+fuzz_into "$target" "$committed" "$seconds" "${parallel[@]}" -print_final_stats=1
 # 2. Minimise committed + new together (cmin works in place on its directory).
 cp "$committed"/* "$scratch/new"/ 2>/dev/null || true
 cargo fuzz cmin "$target" -s none --no-trace-compares "$scratch/new" -- \

@@ -5,7 +5,7 @@
 use packmodel::harness::session::Session;
 use packmodel::harness::trace::{Trace, parse};
 use packmodel::kernel::{KernelKind, Quirks, Text};
-use packmodel::machine::consts::PAGE_SIZE;
+use packmodel::machine::consts::{PAGE_SIZE, PMD_SIZE};
 
 fn trace(body: &str) -> Trace {
     let text = format!("# packmodel trace v1\nconfig: nodes=1 mem=64M dmap=2M\n{body}");
@@ -550,7 +550,8 @@ fn a_classic_program_prefers_a_pack_that_needs_no_flush() {
          g = bpf_prog_create(200)\n",
     );
     let img = |i: usize| s.kernel.images()[i].image.header;
-    let pack = |va: u64| va & !(2 * 1024 * 1024 - 1);
+    // One node: a pack is PMD_SIZE.
+    let pack = |va: u64| va & !(PMD_SIZE - 1);
     assert_ne!(pack(img(0)), pack(img(2)), "a and c are in two packs");
     assert_eq!(s.kernel.pred_flushes(), 1, "one flush, for f");
     assert_eq!(pack(img(4)), pack(img(2)), "g is in c's pack");
