@@ -159,8 +159,8 @@ pub struct Invariants {
     region_epoch: (u64, u64),
     content_reported: BTreeSet<u64>,
     alias_reported: BTreeSet<u64>,
-    /// Live regions and the frames each maps.
-    regions: BTreeMap<Region, Vec<u64>>,
+    /// Live regions and the frames each maps, as runs (first pfn, frames).
+    regions: BTreeMap<Region, Vec<(u64, u64)>>,
     /// Frame → the start address of the region mapping it, 0 for none
     /// (empty until the first region).
     owners: LazyArray<u64, 512>,
@@ -685,10 +685,13 @@ impl Invariants {
             .copied()
             .collect();
         for r in gone {
-            for pfn in self.regions.remove(&r).expect("listed") {
-                if *self.owners.get(pfn as usize) == r.start {
-                    self.owners.set(pfn as usize, 0);
-                }
+            for (pfn, n) in self.regions.remove(&r).expect("listed") {
+                let frames = pfn as usize..(pfn + n) as usize;
+                self.owners.update(frames, |o| {
+                    if *o == r.start {
+                        *o = 0;
+                    }
+                });
             }
         }
         let mut prev: Option<&Region> = None;
@@ -726,45 +729,28 @@ impl Invariants {
             if self.regions.contains_key(&r) {
                 continue;
             }
-            let mut pfns = Vec::with_capacity((r.size / PAGE_SIZE) as usize);
+            let mut runs = Vec::new();
             let end = r.start + r.size;
             let mut expect = r.start;
-            for leaf in m.pgtables.leaves_in(r.start, end) {
-                if leaf.va.max(r.start) != expect {
+            for e in m.pgtables.extents_in(r.start, end) {
+                if e.va != expect {
                     break;
                 }
-                let hi = (leaf.va + leaf.level.size()).min(end);
-                for va in (expect..hi).step_by(PAGE_SIZE as usize) {
-                    let pfn = leaf.pfn + (va - leaf.va) / PAGE_SIZE;
-                    let other = std::mem::replace(self.owners.get_mut(pfn as usize), r.start);
-                    if other != 0 {
-                        o.find(
-                            Oracle::Overlap,
-                            format!(
-                                "frame pfn {pfn:#x} is mapped at {other:016x} and by {:?} at {:016x}\n",
-                                r.kind, r.start
-                            ),
-                        );
+                // The whole extent at once when nothing is wrong with any of
+                // its frames; page by page, to name each, when something is.
+                let frames = e.pfn as usize..(e.pfn + e.pages) as usize;
+                if self.owners.any(frames.clone(), |&o| o != 0)
+                    || m.mm.any_page(e.pfn, e.pages, |p| p.private() != 0)
+                    || m.any_page_free(e.pfn, e.pages)
+                {
+                    for i in 0..e.pages {
+                        self.check_region_page(m, &r, e.va + i * PAGE_SIZE, e.pfn + i, o);
                     }
-                    let private = m.mm.page(pfn).private();
-                    if private != 0 {
-                        o.find(
-                            Oracle::FreshPage,
-                            format!(
-                                "{:?} at {:016x} was handed pfn {pfn:#x} with page->private = {private:#x}, left by the page's last user\n",
-                                r.kind, r.start
-                            ),
-                        );
-                    }
-                    if m.page_is_free(pfn) {
-                        o.find(
-                            Oracle::Overlap,
-                            format!("frame pfn {pfn:#x} mapped at {va:016x} is free in the page allocator\n"),
-                        );
-                    }
-                    pfns.push(pfn);
+                } else {
+                    self.owners.update(frames, |o| *o = r.start);
                 }
-                expect = hi;
+                runs.push((e.pfn, e.pages));
+                expect = e.end();
             }
             if expect != end {
                 o.find(
@@ -775,7 +761,38 @@ impl Invariants {
                     ),
                 );
             }
-            self.regions.insert(r, pfns);
+            self.regions.insert(r, runs);
+        }
+    }
+
+    /// Oracle 5 and the fresh-page oracle on frame `pfn`, mapped at `va` by
+    /// the new region `r`, which now owns it.
+    fn check_region_page(&mut self, m: &Machine, r: &Region, va: u64, pfn: u64, o: &mut Out) {
+        let other = std::mem::replace(self.owners.get_mut(pfn as usize), r.start);
+        if other != 0 {
+            o.find(
+                Oracle::Overlap,
+                format!(
+                    "frame pfn {pfn:#x} is mapped at {other:016x} and by {:?} at {:016x}\n",
+                    r.kind, r.start
+                ),
+            );
+        }
+        let private = m.mm.page(pfn).private();
+        if private != 0 {
+            o.find(
+                Oracle::FreshPage,
+                format!(
+                    "{:?} at {:016x} was handed pfn {pfn:#x} with page->private = {private:#x}, left by the page's last user\n",
+                    r.kind, r.start
+                ),
+            );
+        }
+        if m.page_is_free(pfn) {
+            o.find(
+                Oracle::Overlap,
+                format!("frame pfn {pfn:#x} mapped at {va:016x} is free in the page allocator\n"),
+            );
         }
     }
 
@@ -785,12 +802,16 @@ impl Invariants {
     /// are wrong, which is a bug in the model: it panics.
     pub fn final_sweep(&mut self, s: &Session) {
         let m = s.kernel.machine();
-        let swept: BTreeSet<_> = m
-            .pgtables
-            .leaves()
-            .filter(|l| l.prot.is_wx())
-            .map(|l| (l.va, l.level))
-            .collect();
+        // One walk: only the leaves of extents that are W+X or executable.
+        let (mut swept, mut exec) = (BTreeSet::new(), BTreeMap::new());
+        for e in (m.pgtables.extents()).filter(|e| e.prot.executable()) {
+            for l in m.pgtables.leaves_in(e.va, e.end()) {
+                if l.prot.is_wx() {
+                    swept.insert((l.va, l.level));
+                }
+                exec.insert(l.va, (l.pfn, l.level.size() / PAGE_SIZE));
+            }
+        }
         let kept: BTreeSet<_> = m.pgtables.wx_leaves().collect();
         assert_eq!(
             swept, kept,
@@ -805,12 +826,6 @@ impl Invariants {
             .collect();
         let kept: BTreeSet<_> = m.dmap.wx_leaves().collect();
         assert_eq!(swept, kept, "W^X bookkeeping of the direct map drifted");
-        let exec: BTreeMap<u64, (u64, u64)> = m
-            .pgtables
-            .leaves()
-            .filter(|l| l.prot.executable())
-            .map(|l| (l.va, (l.pfn, l.level.size() / PAGE_SIZE)))
-            .collect();
         assert_eq!(exec, self.exec, "executable-leaf tracking drifted");
         // The reverse map holds exactly the executable vas of each frame:
         // each is there (below), and there are no more entries than them.

@@ -177,6 +177,33 @@ impl Buddy {
             || self.free_bits[pfn as usize / 64] >> (pfn % 64) & 1 != 0
     }
 
+    /// Is any pfn of `pfn..pfn + n` inside a free block? The same as
+    /// [`Buddy::is_free`] of each, a word of the bitmap at a time.
+    pub fn any_free(&self, pfn: u64, n: u64) -> bool {
+        let end = pfn + n;
+        if n == 0 {
+            return false;
+        }
+        if (self.zones.iter()).any(|z| z.untouched < z.end_pfn.min(end) && pfn < z.end_pfn) {
+            return true;
+        }
+        let (mut i, end) = (pfn as usize, end as usize);
+        while i < end {
+            let hi = end.min((i / 64 + 1) * 64);
+            let bits = hi - i;
+            let mask = if bits == 64 {
+                !0
+            } else {
+                ((1u64 << bits) - 1) << (i % 64)
+            };
+            if self.free_bits[i / 64] & mask != 0 {
+                return true;
+            }
+            i = hi;
+        }
+        false
+    }
+
     /// `__rmqueue_smallest()` on node `nid`, then on the other nodes in order
     /// (the zonelist fallback). Returns the first pfn of a `2^order` block taken
     /// off the free lists; `struct page` state is left to `prep_new_page`.
@@ -467,6 +494,39 @@ mod tests {
         b.free_one_page(&mut mm, p, 0);
         assert_eq!(b.nr_free(10), 4);
         assert_eq!(b.nr_free_pages(), 4096);
+    }
+
+    /// `any_free` over a range is `is_free` of each pfn in it, across
+    /// bitmap words, nodes and the untouched tail.
+    #[test]
+    fn any_free_is_is_free_of_some_pfn_in_the_range() {
+        let (mut mm, mut b) = setup(8192, 2);
+        let mut held = Vec::new();
+        for order in [0, 3, 0, 9, 1, 0, 10, 2] {
+            held.push((b.rmqueue(&mut mm, order, 1).unwrap(), order));
+            held.push((b.rmqueue(&mut mm, order, 0).unwrap(), order));
+        }
+        for &(p, o) in held.iter().step_by(3) {
+            b.free_one_page(&mut mm, p, o);
+        }
+        for (pfn, n) in [
+            (0, 1),
+            (0, 64),
+            (1, 70),
+            (60, 8),
+            (500, 1600),
+            (2040, 20),
+            (4090, 10),
+            (4100, 4000),
+            (7000, 1192),
+            (3, 0),
+        ] {
+            let want = (pfn..pfn + n).any(|p| b.is_free(p));
+            assert_eq!(b.any_free(pfn, n), want, "{pfn:#x}+{n}");
+        }
+        for pfn in 0..8192 {
+            assert_eq!(b.any_free(pfn, 1), b.is_free(pfn), "{pfn:#x}");
+        }
     }
 
     #[test]

@@ -67,6 +67,38 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
         *self.get_mut(i) = v;
     }
 
+    /// Does `f` hold for any value in `range`? A chunk never written is
+    /// asked once, through its default.
+    pub fn any(&self, range: std::ops::Range<usize>, f: impl Fn(&T) -> bool) -> bool {
+        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
+        let mut i = range.start;
+        while i < range.end {
+            let hi = range.end.min((i / N + 1) * N);
+            let hit = match &self.chunks[i / N] {
+                Some(c) => c[i % N..(hi - 1) % N + 1].iter().any(&f),
+                None => f(&self.default),
+            };
+            if hit {
+                return true;
+            }
+            i = hi;
+        }
+        false
+    }
+
+    /// `f` on every value in `range`, for writing (allocates their chunks).
+    pub fn update(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&mut T)) {
+        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
+        let d = self.default;
+        let mut i = range.start;
+        while i < range.end {
+            let hi = range.end.min((i / N + 1) * N);
+            let c = self.chunks[i / N].get_or_insert_with(|| Self::new_chunk(d));
+            c[i % N..(hi - 1) % N + 1].iter_mut().for_each(&mut f);
+            i = hi;
+        }
+    }
+
     /// Chunks allocated so far (for reports and tests).
     pub fn chunks_allocated(&self) -> usize {
         self.chunks.iter().filter(|c| c.is_some()).count()
@@ -86,5 +118,24 @@ mod tests {
         assert_eq!(*a.get(130), 7);
         assert_eq!(*a.get(131), 0);
         assert_eq!(a.chunks_allocated(), 1);
+    }
+
+    /// Range queries and updates cross chunk boundaries and ask an unwritten
+    /// chunk through its default.
+    #[test]
+    fn ranges_span_chunks() {
+        let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
+        assert!(!a.any(0..1000, |&v| v != 0));
+        assert!(a.any(10..20, |&v| v == 0));
+        a.update(60..130, |v| *v = 3);
+        assert_eq!(
+            (*a.get(59), *a.get(60), *a.get(129), *a.get(130)),
+            (0, 3, 3, 0)
+        );
+        assert_eq!(a.chunks_allocated(), 3);
+        assert!(a.any(129..131, |&v| v == 3));
+        assert!(!a.any(130..1000, |&v| v == 3));
+        assert!(!a.any(0..60, |&v| v == 3));
+        assert!(!a.any(5..5, |_| true));
     }
 }

@@ -305,6 +305,11 @@ impl Memmap {
         self.pages.get_mut(pfn as usize)
     }
 
+    /// Does `f` hold for any page of `pfn..pfn + n`?
+    pub fn any_page(&self, pfn: u64, n: u64, f: impl Fn(&Page) -> bool) -> bool {
+        self.pages.any(pfn as usize..(pfn + n) as usize, f)
+    }
+
     /// `page_to_pfn()` for a pointer that must be a `struct page *`: `None` if it
     /// points outside the memmap or into the middle of a `struct page`.
     pub fn ptr_to_pfn(&self, ptr: u64) -> Option<u64> {

@@ -427,6 +427,11 @@ impl Machine {
         self.buddy.is_free(pfn)
     }
 
+    /// Is any of `pfn..pfn + n` in a free block of the buddy allocator?
+    pub fn any_page_free(&self, pfn: u64, n: u64) -> bool {
+        self.buddy.any_free(pfn, n)
+    }
+
     /// Blocks (pfn, order) that were never returned because a check failed.
     pub fn leaked_blocks(&self) -> &[(u64, u32)] {
         &self.leaked

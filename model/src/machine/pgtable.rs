@@ -287,6 +287,11 @@ impl PageTables {
         self.leaves_in(0, u64::MAX)
     }
 
+    /// Every mapped page, as extents in address order.
+    pub fn extents(&self) -> ExtentsIn<'_> {
+        self.extents_in(0, u64::MAX)
+    }
+
     /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
     pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, Level)> + '_ {
         self.wx.iter().copied()
@@ -311,6 +316,132 @@ impl PageTables {
             start,
             end,
             table: None,
+        }
+    }
+
+    /// The pages of `start..end` (page-aligned) that are mapped, as extents
+    /// in address order: [`PageTables::leaves_in`] clipped to the range, with
+    /// neighbouring leaves of consecutive frames and one protection joined.
+    pub fn extents_in(&self, start: u64, end: u64) -> ExtentsIn<'_> {
+        debug_assert!(start % PAGE_SIZE == 0 && (end % PAGE_SIZE == 0 || end == u64::MAX));
+        let last = pmd_index(end.saturating_sub(1));
+        ExtentsIn {
+            pmds: self.pmds.range(pmd_index(start)..=last),
+            start,
+            end,
+            table: None,
+            pending: None,
+        }
+    }
+}
+
+/// The entries of the PTE table at `base` that a walk of `start..end` visits.
+fn table_span(base: u64, start: u64, end: u64) -> (usize, usize) {
+    let lo = if base < start { pte_index(start) } else { 0 };
+    let hi = if base + PMD_SIZE > end {
+        pte_index(end - 1) + 1
+    } else {
+        512
+    };
+    (lo, hi)
+}
+
+/// Pages `va..va + pages * PAGE_SIZE` that map frames `pfn..pfn + pages`
+/// with one protection: a run of leaves, PTEs or PMDs, that a walk finds one
+/// after another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub va: u64,
+    pub pfn: u64,
+    pub pages: u64,
+    pub prot: Prot,
+}
+
+impl Extent {
+    /// The first va after it.
+    pub fn end(&self) -> u64 {
+        self.va + self.pages * PAGE_SIZE
+    }
+
+    /// Does `next` carry on where it stops: the next page, the next frame,
+    /// the same protection?
+    fn continued_by(&self, next: &Extent) -> bool {
+        next.va == self.end() && next.pfn == self.pfn + self.pages && next.prot == self.prot
+    }
+}
+
+/// [`PageTables::extents_in`]: the walk of [`LeavesIn`], with each PTE table
+/// scanned for runs rather than entries and the runs of neighbouring leaves
+/// joined.
+pub struct ExtentsIn<'a> {
+    pmds: std::collections::btree_map::Range<'a, u64, Pmd>,
+    start: u64,
+    end: u64,
+    table: Option<(u64, &'a [u64; 512], usize, usize)>,
+    /// The piece found after the extent last returned.
+    pending: Option<Extent>,
+}
+
+impl ExtentsIn<'_> {
+    /// The next PMD leaf (clipped to the range) or the next run of PTEs of
+    /// consecutive frames and one protection in a table.
+    fn piece(&mut self) -> Option<Extent> {
+        loop {
+            if let Some((base, ptes, i, hi)) = &mut self.table {
+                while *i < *hi && ptes[*i] == 0 {
+                    *i += 1;
+                }
+                if *i < *hi {
+                    let (k, e) = (*i, ptes[*i]);
+                    let mut j = k + 1;
+                    while j < *hi && ptes[j] == e + (((j - k) as u64) << PAGE_SHIFT) {
+                        j += 1;
+                    }
+                    *i = j;
+                    return Some(Extent {
+                        va: *base + k as u64 * PAGE_SIZE,
+                        pfn: e >> PAGE_SHIFT,
+                        pages: (j - k) as u64,
+                        prot: Prot::from_bits(e as u8),
+                    });
+                }
+                self.table = None;
+            }
+            let (&idx, pmd) = self.pmds.next()?;
+            let base = idx << PMD_SHIFT;
+            match pmd {
+                Pmd::Leaf { pfn, prot } => {
+                    let lo = base.max(self.start);
+                    let hi = (base + PMD_SIZE).min(self.end);
+                    return Some(Extent {
+                        va: lo,
+                        pfn: pfn + (lo - base) / PAGE_SIZE,
+                        pages: (hi - lo) / PAGE_SIZE,
+                        prot: *prot,
+                    });
+                }
+                Pmd::Table { ptes, .. } => {
+                    let (lo, hi) = table_span(base, self.start, self.end);
+                    self.table = Some((base, ptes, lo, hi));
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for ExtentsIn<'_> {
+    type Item = Extent;
+
+    fn next(&mut self) -> Option<Extent> {
+        let mut cur = self.pending.take().or_else(|| self.piece())?;
+        loop {
+            match self.piece() {
+                Some(p) if cur.continued_by(&p) => cur.pages += p.pages,
+                other => {
+                    self.pending = other;
+                    return Some(cur);
+                }
+            }
         }
     }
 }
@@ -358,16 +489,7 @@ impl Iterator for LeavesIn<'_> {
                     });
                 }
                 Pmd::Table { ptes, .. } => {
-                    let lo = if base < self.start {
-                        pte_index(self.start)
-                    } else {
-                        0
-                    };
-                    let hi = if base + PMD_SIZE > self.end {
-                        pte_index(self.end - 1) + 1
-                    } else {
-                        512
-                    };
+                    let (lo, hi) = table_span(base, self.start, self.end);
                     self.table = Some((base, ptes, lo, hi));
                 }
             }
@@ -409,6 +531,48 @@ mod tests {
         pt.unmap(VMALLOC_START, PMD_SIZE);
         assert_eq!(pt.wx_leaves().count(), 0);
         assert_eq!(pt.leaves().count(), 0);
+    }
+
+    /// Extents are the leaves of the range, page by page, clipped to it and
+    /// joined where frames and protection carry on.
+    #[test]
+    fn extents_are_the_leaves_page_by_page() {
+        let mut pt = PageTables::default();
+        let (rw, ro) = (Prot::PAGE_KERNEL, Prot::PRESENT);
+        let base = VMALLOC_START;
+        pt.map_ptes(base + 510 * PAGE_SIZE, &[1022, 1023], rw);
+        pt.map_pmd(base + PMD_SIZE, 1024, rw);
+        pt.map_ptes(base + 2 * PMD_SIZE, &[1536, 1537, 9, 10, 12], rw);
+        pt.map_ptes(base + 2 * PMD_SIZE + 6 * PAGE_SIZE, &[13, 14], rw);
+        let l = pt.lookup(base + 2 * PMD_SIZE + 7 * PAGE_SIZE).unwrap();
+        pt.set_prot(l, ro);
+        let pages = |start: u64, end: u64| -> Vec<(u64, u64, Prot)> {
+            (pt.leaves_in(start, end))
+                .flat_map(|l| {
+                    (0..l.level.size() / PAGE_SIZE)
+                        .map(move |i| (l.va + i * PAGE_SIZE, l.pfn + i, l.prot))
+                })
+                .filter(|&(va, _, _)| start <= va && va < end)
+                .collect()
+        };
+        let from_extents = |start: u64, end: u64| -> Vec<(u64, u64, Prot)> {
+            (pt.extents_in(start, end))
+                .flat_map(|e| (0..e.pages).map(move |i| (e.va + i * PAGE_SIZE, e.pfn + i, e.prot)))
+                .collect()
+        };
+        let end = base + 3 * PMD_SIZE;
+        for (s, e) in [
+            (base, end),
+            (base + 511 * PAGE_SIZE, base + PMD_SIZE + 3 * PAGE_SIZE),
+            (base + 2 * PMD_SIZE - PAGE_SIZE, end),
+        ] {
+            assert_eq!(from_extents(s, e), pages(s, e), "{s:#x}..{e:#x}");
+        }
+        let runs: Vec<(u64, u64)> = pt.extents_in(base, end).map(|e| (e.pfn, e.pages)).collect();
+        assert_eq!(
+            runs,
+            [(1022, 2 + 512 + 2), (9, 2), (12, 1), (13, 1), (14, 1)]
+        );
     }
 
     /// A PTE of pfn 0 with no permission bits is still not `pte_none()`:
