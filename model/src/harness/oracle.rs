@@ -403,20 +403,28 @@ impl Invariants {
             self.rmap = LazyArray::new(m.nr_pages() as usize);
         }
         let m = s.kernel.machine();
-        // Executable pages (va) whose content, and whose alias, to check.
-        let mut content: Vec<u64> = Vec::new();
-        let mut alias: Vec<u64> = Vec::new();
+        // Executable pages (va, pfn) whose content, and whose alias, to check.
+        let mut content: Vec<(u64, u64)> = Vec::new();
+        let mut alias: Vec<(u64, u64)> = Vec::new();
         for &(start, len) in &leaf_changes {
             let now = self.refresh_exec(m, start, len);
             content.extend(&now);
             alias.extend(now);
         }
-        for pfn in written {
-            self.exec_vas(pfn as u64, &mut content);
-        }
-        for (pfn, pages) in dmap_changes {
-            for p in pfn..(pfn + pages).min(self.rmap.len() as u64) {
-                self.exec_vas(p, &mut alias);
+        // Frames that no executable page maps need no look: none at all, or
+        // none in a changed direct-map range (a chunk of the reverse map at
+        // a time).
+        if self.rmap_entries > 0 {
+            for pfn in written {
+                self.exec_vas(pfn as u64, &mut content);
+            }
+            for (pfn, pages) in dmap_changes {
+                let end = (pfn + pages).min(self.rmap.len() as u64);
+                if pfn < end && self.rmap.any(pfn as usize..end as usize, |&va| va != 0) {
+                    for p in pfn..end {
+                        self.exec_vas(p, &mut alias);
+                    }
+                }
             }
         }
         let images = s.kernel.images();
@@ -441,19 +449,16 @@ impl Invariants {
         alias.sort();
         alias.dedup();
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
-        for va in content {
+        for (va, pfn) in content {
             if self.content_reported.contains(&va) {
                 continue;
             }
-            if let Some(msg) = self.verify_page(m, images, &ids, va) {
+            if let Some(msg) = self.verify_page(m, images, &ids, va, pfn) {
                 self.content_reported.insert(va);
                 o.find(Oracle::ExecutableContent, msg);
             }
         }
-        for va in alias {
-            let Some(pfn) = self.exec_pfn(va) else {
-                continue;
-            };
+        for (va, pfn) in alias {
             if m.dmap.prot(pfn).writable() && self.alias_reported.insert(pfn) {
                 o.find(
                     Oracle::AliasCoherence,
@@ -467,46 +472,40 @@ impl Invariants {
         images_changed
     }
 
-    /// The executable vas that map frame `pfn`.
-    fn exec_vas(&self, pfn: u64, out: &mut Vec<u64>) {
+    /// The executable vas that map frame `pfn`, with it.
+    fn exec_vas(&self, pfn: u64, out: &mut Vec<(u64, u64)>) {
         if *self.rmap.get(pfn as usize) == 0 {
             return;
         }
-        out.push(*self.rmap.get(pfn as usize));
+        out.push((*self.rmap.get(pfn as usize), pfn));
         if let Some(more) = self.rmap_more.get(&pfn) {
-            out.extend(more);
+            out.extend(more.iter().map(|&va| (va, pfn)));
         }
     }
 
-    /// The pfn behind executable page `va`.
-    fn exec_pfn(&self, va: u64) -> Option<u64> {
-        let (&leaf, &(pfn, pages)) = self.exec.range(..=va).next_back()?;
-        let i = (va - leaf) / PAGE_SIZE;
-        (i < pages).then_some(pfn + i)
-    }
-
-    /// Executable pages in `start..end`.
-    fn exec_pages_in(&self, start: u64, end: u64, out: &mut Vec<u64>) {
+    /// Executable pages in `start..end`, with their pfns.
+    fn exec_pages_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
         let first = self
             .exec
             .range(..=start)
             .next_back()
             .map_or(start, |(&va, _)| va);
-        for (&va, &(_, pages)) in self.exec.range(first..end) {
+        for (&va, &(pfn, pages)) in self.exec.range(first..end) {
             let hi = (va + pages * PAGE_SIZE).min(end);
-            out.extend((va.max(start)..hi).step_by(PAGE_SIZE as usize));
+            let pages = (va.max(start)..hi).step_by(PAGE_SIZE as usize);
+            out.extend(pages.map(|a| (a, pfn + (a - va) / PAGE_SIZE)));
         }
     }
 
     /// Re-reads the leaves of `start..start+len` into the executable map;
-    /// returns the pages that are executable now. A logged range starts where a leaf that changed started
+    /// returns the pages (va, pfn) that are executable now. A logged range starts where a leaf that changed started
     /// (`PageTables::note`), and a part of a huge leaf changes only by
     /// splitting it, which logs the whole huge leaf first. But a range logged
     /// for PTEs that CPA then collapsed into a PMD leaf in the same op
     /// (41d88484c71c) lies inside that leaf: the range is widened to it, so
     /// that no executable leaf straddles `start`. (Were that ever false, the
     /// final sweep's comparison of the executable map would panic.)
-    fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<u64> {
+    fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<(u64, u64)> {
         let (mut start, mut end) = (start, start + len);
         if let Some(leaf) = m.pgtables.lookup(start).filter(|l| l.va < start) {
             start = leaf.va;
@@ -530,7 +529,7 @@ impl Invariants {
             for i in 0..pages {
                 let va = leaf.va + i * PAGE_SIZE;
                 self.rmap_add(leaf.pfn + i, va);
-                now.push(va);
+                now.push((va, leaf.pfn + i));
             }
         }
         now
@@ -576,7 +575,8 @@ impl Invariants {
         }
     }
 
-    /// Oracle 3 on one executable page; the message if it fails. It covers
+    /// Oracle 3 on executable page `va`, which maps `pfn`; the message if it
+    /// fails. It covers
     /// the module range, where the JIT's and the module loader's executable
     /// memory lives; a driver that makes its own vmalloc memory executable
     /// (`set_memory_x()`) owns what that memory holds.
@@ -586,11 +586,11 @@ impl Invariants {
         images: &[ImageSlot],
         ids: &dyn Fn(usize) -> u32,
         va: u64,
+        pfn: u64,
     ) -> Option<String> {
         if (VMALLOC_START..=VMALLOC_END).contains(&va) {
             return None;
         }
-        let pfn = self.exec_pfn(va)?;
         let end = va + PAGE_SIZE;
         let live: Vec<&ImageSlot> = images
             .iter()
@@ -846,7 +846,7 @@ impl Invariants {
                     "rmap drifted at {va:#x}"
                 );
                 if !self.content_reported.contains(&va) {
-                    let msg = self.verify_page(m, s.kernel.images(), &ids, va);
+                    let msg = self.verify_page(m, s.kernel.images(), &ids, va, pfn);
                     assert!(
                         msg.is_none(),
                         "incremental executable-content check missed: {msg:?}"
@@ -964,6 +964,7 @@ mod tests {
         let vas = |inv: &Invariants, pfn| {
             let mut out = Vec::new();
             inv.exec_vas(pfn, &mut out);
+            let mut out: Vec<u64> = out.into_iter().map(|(va, _)| va).collect();
             out.sort_unstable();
             out
         };

@@ -54,13 +54,16 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
         &mut self.chunks[i / N].get_or_insert_with(|| Self::new_chunk(d))[i % N]
     }
 
-    /// A chunk of defaults: out of line, so that the hot path of
-    /// [`LazyArray::get_mut`] does not reserve the chunk's stack space on
-    /// every call.
+    /// A chunk of defaults, written in place on the heap (`Box::new([d; N])`
+    /// builds it on the stack and copies it over); out of line, so that the
+    /// hot path of [`LazyArray::get_mut`] does not grow.
     #[cold]
     #[inline(never)]
     fn new_chunk(d: T) -> Box<[T; N]> {
-        Box::new([d; N])
+        vec![d; N]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("a vec of N values"))
     }
 
     pub fn set(&mut self, i: usize, v: T) {

@@ -310,6 +310,11 @@ impl Memmap {
         self.pages.any(pfn as usize..(pfn + n) as usize, f)
     }
 
+    /// `f` on every page of `pfn..pfn + n`, for writing.
+    pub fn update_pages(&mut self, pfn: u64, n: u64, f: impl FnMut(&mut Page)) {
+        self.pages.update(pfn as usize..(pfn + n) as usize, f)
+    }
+
     /// `page_to_pfn()` for a pointer that must be a `struct page *`: `None` if it
     /// points outside the memmap or into the middle of a `struct page`.
     pub fn ptr_to_pfn(&self, ptr: u64) -> Option<u64> {

@@ -68,11 +68,7 @@ impl Machine {
                 Some(order) if order > 0 && 1 << order <= want => {
                     let pfn = (self.buddy.rmqueue_run(&mut self.mm, order, node))
                         .expect("the block is there");
-                    for p in pfn..pfn + (1 << order) {
-                        if self.take_new_block(p, 0, gfp) {
-                            pages.push(p);
-                        }
-                    }
+                    self.take_new_pages(pfn, 1 << order, gfp, &mut pages);
                 }
                 _ => match self.alloc_pages_node(nid, gfp, 0) {
                     Some(p) => pages.push(p),
@@ -81,6 +77,33 @@ impl Machine {
             }
         }
         pages
+    }
+
+    /// [`Machine::take_new_block`] of order 0 on each page of `pfn..pfn + n`
+    /// in turn, adding those taken to `pages`. Each call sees and changes
+    /// only its own page, so when no page of the run is bad the checks are
+    /// made for all of them first and the preparation applied to all of
+    /// them after, a chunk of `struct page`s at a time.
+    fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
+        let bad = |page: &Page| page_bad_reason(page, pg::CHECK_AT_PREP).is_some();
+        if self.mm.any_page(pfn, n, bad) {
+            for p in pfn..pfn + n {
+                if self.take_new_block(p, 0, gfp) {
+                    pages.push(p);
+                }
+            }
+            return;
+        }
+        self.mm.update_pages(pfn, n, |page| {
+            page.set_private(0);
+            page.set_refcount(1);
+        });
+        if gfp.zero {
+            for p in pfn..pfn + n {
+                self.frames.zero(p);
+            }
+        }
+        pages.extend(pfn..pfn + n);
     }
 
     /// `check_new_pages()`: every page of the block in the expected state.
@@ -196,6 +219,11 @@ impl Machine {
                 continue;
             }
             let n = 1u64 << k;
+            if self.free_pages_cleanly(pfn, n) {
+                self.buddy.free_run_ascending(&mut self.mm, pfn, k);
+                i += n as usize;
+                continue;
+            }
             let mut freed = Vec::with_capacity(n as usize);
             for p in pfn..pfn + n {
                 // __free_pages(p, 0) up to the buddy allocator.
@@ -212,6 +240,41 @@ impl Machine {
             }
             i += n as usize;
         }
+    }
+
+    /// `put_page_testzero()` and `free_pages_prepare(page, 0)` on each page of
+    /// `pfn..pfn + n`, when each would drop its last reference and pass every
+    /// check (which see only the page itself): then all of them are changed
+    /// as those would change them, a chunk of `struct page`s at a time, and
+    /// it returns true. Otherwise it changes nothing and returns false.
+    fn free_pages_cleanly(&mut self, pfn: u64, n: u64) -> bool {
+        let clear_private = self.free_clears_private;
+        // The page once put_page_testzero() took its last reference and
+        // free_pages_prepare() dropped an anon or movable mapping.
+        let unmapped = |page: &Page| {
+            let mut p = *page;
+            p.set_refcount(0);
+            if p.mapping() & PAGE_MAPPING_FLAGS != 0 {
+                p.set_mapping(0);
+            }
+            p
+        };
+        let clean = |page: &Page| {
+            page.refcount() == 1
+                && !page.is_tail()
+                && page_bad_reason(&unmapped(page), pg::CHECK_AT_FREE).is_none()
+        };
+        if self.mm.any_page(pfn, n, |page| !clean(page)) {
+            return false;
+        }
+        self.mm.update_pages(pfn, n, |page| {
+            *page = unmapped(page);
+            page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
+            if clear_private {
+                page.set_private(0);
+            }
+        });
+        true
     }
 
     /// `put_page_testzero()`: `VM_BUG_ON_PAGE(page_ref_count(page) == 0)`, then

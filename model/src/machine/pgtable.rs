@@ -54,14 +54,22 @@ enum Pmd {
 #[derive(Clone, Default)]
 pub struct PageTables {
     pmds: BTreeMap<u64, Pmd>,
-    /// Leaves that are writable and executable at once (kept current at every
-    /// change, so the W^X oracle is O(1) per op).
-    wx: BTreeSet<(u64, Level)>,
+    log: Log,
     /// PMD leaves split into PTEs by CPA.
     pub pmd_splits: u64,
     /// PTE tables collapsed back into PMD leaves by CPA
     /// ([`PageTables::collapse_pmd`]).
     pub pmd_collapses: u64,
+}
+
+/// What the oracles are told of the leaves' changes, kept by [`Log::note`]
+/// at each (a field of its own, so that a walk of the tables can note as it
+/// changes them).
+#[derive(Clone, Default)]
+struct Log {
+    /// Leaves that are writable and executable at once (kept current at every
+    /// change, so the W^X oracle is O(1) per op).
+    wx: BTreeSet<(u64, Level)>,
     /// Virtual ranges where an executable leaf appeared, disappeared or
     /// changed since the last [`PageTables::take_exec_changed`].
     exec_changed: Vec<(u64, u64)>,
@@ -77,7 +85,7 @@ fn pte_index(va: u64) -> usize {
     ((va >> PAGE_SHIFT) % PAGES_PER_PMD) as usize
 }
 
-impl PageTables {
+impl Log {
     /// Keeps the W^X set and the executable-change log current for the leaf
     /// at `va`, which had protection `old` (if any) and now has `prot`.
     fn note(&mut self, va: u64, level: Level, old: Option<Prot>, prot: Option<Prot>) {
@@ -98,7 +106,9 @@ impl PageTables {
             _ => debug_assert!(!self.wx.contains(&(va, level))),
         }
     }
+}
 
+impl PageTables {
     /// `vmap_pte_range()`: install one PTE. The slot must be `pte_none`.
     pub fn map_pte(&mut self, va: u64, pfn: u64, prot: Prot) {
         self.map_ptes(va, &[pfn], prot);
@@ -137,7 +147,8 @@ impl PageTables {
         }
         if prot.executable() {
             for i in 0..pfns.len() as u64 {
-                self.note(va + i * PAGE_SIZE, Level::Pte, None, Some(prot));
+                self.log
+                    .note(va + i * PAGE_SIZE, Level::Pte, None, Some(prot));
             }
         }
     }
@@ -151,7 +162,7 @@ impl PageTables {
             Some(_) => panic!("vmap_try_huge_pmd: pmd at {va:#x} is in use"),
         }
         self.pmds.insert(pmd_index(va), Pmd::Leaf { pfn, prot });
-        self.note(va, Level::Pmd, None, Some(prot));
+        self.log.note(va, Level::Pmd, None, Some(prot));
     }
 
     /// `vunmap_range()`: clear every leaf in `va..va+size`.
@@ -166,23 +177,22 @@ impl PageTables {
                 Some(&mut Pmd::Leaf { prot, .. }) => {
                     // vunmap_pmd_range: pmd_clear_huge() on the whole leaf.
                     self.pmds.remove(&idx);
-                    self.note(idx << PMD_SHIFT, Level::Pmd, Some(prot), None);
+                    self.log
+                        .note(idx << PMD_SHIFT, Level::Pmd, Some(prot), None);
                 }
                 Some(Pmd::Table { ptes, used }) => {
-                    let stop = end.min(next_pmd);
-                    let mut cleared = Vec::new();
-                    let mut a = cur;
-                    while a < stop {
-                        let e = &mut ptes[pte_index(a)];
+                    let (lo, n) = (
+                        pte_index(cur),
+                        (end.min(next_pmd) - cur).div_ceil(PAGE_SIZE),
+                    );
+                    for (k, e) in ptes[lo..lo + n as usize].iter_mut().enumerate() {
                         if *e != 0 {
-                            cleared.push((a, Prot::from_bits(*e as u8)));
+                            let old = Prot::from_bits(*e as u8);
                             *e = 0;
                             *used -= 1;
+                            let a = cur + k as u64 * PAGE_SIZE;
+                            self.log.note(a, Level::Pte, Some(old), None);
                         }
-                        a += PAGE_SIZE;
-                    }
-                    for (a, old) in cleared {
-                        self.note(a, Level::Pte, Some(old), None);
                     }
                 }
             }
@@ -221,7 +231,8 @@ impl PageTables {
 
     /// Sets the protection of the leaf that starts at `leaf.va`.
     pub fn set_prot(&mut self, leaf: Leaf, prot: Prot) {
-        self.note(leaf.va, leaf.level, Some(leaf.prot), Some(prot));
+        self.log
+            .note(leaf.va, leaf.level, Some(leaf.prot), Some(prot));
         match self.pmds.get_mut(&pmd_index(leaf.va)) {
             Some(Pmd::Leaf { prot: p, .. }) if leaf.level == Level::Pmd => *p = prot,
             Some(Pmd::Table { ptes, .. }) if leaf.level == Level::Pte => {
@@ -246,9 +257,10 @@ impl PageTables {
         }
         self.pmds.insert(idx, Pmd::Table { ptes, used: 512 });
         let base = idx << PMD_SHIFT;
-        self.note(base, Level::Pmd, Some(prot), None);
+        self.log.note(base, Level::Pmd, Some(prot), None);
         for i in 0..PAGES_PER_PMD {
-            self.note(base + i * PAGE_SIZE, Level::Pte, None, Some(prot));
+            self.log
+                .note(base + i * PAGE_SIZE, Level::Pte, None, Some(prot));
         }
         self.pmd_splits += 1;
     }
@@ -275,9 +287,10 @@ impl PageTables {
         self.pmds.insert(idx, Pmd::Leaf { pfn, prot });
         let base = idx << PMD_SHIFT;
         for i in 0..PAGES_PER_PMD {
-            self.note(base + i * PAGE_SIZE, Level::Pte, Some(prot), None);
+            self.log
+                .note(base + i * PAGE_SIZE, Level::Pte, Some(prot), None);
         }
-        self.note(base, Level::Pmd, None, Some(prot));
+        self.log.note(base, Level::Pmd, None, Some(prot));
         self.pmd_collapses += 1;
         true
     }
@@ -294,18 +307,18 @@ impl PageTables {
 
     /// Leaves that are W+X right now, as kept by the incremental bookkeeping.
     pub fn wx_leaves(&self) -> impl Iterator<Item = (u64, Level)> + '_ {
-        self.wx.iter().copied()
+        self.log.wx.iter().copied()
     }
 
     /// How many leaves appeared or disappeared since boot.
     pub fn presence_changes(&self) -> u64 {
-        self.presence_changes
+        self.log.presence_changes
     }
 
     /// Ranges (start, length) where executable leaves changed since the
     /// last call.
     pub fn take_exec_changed(&mut self) -> Vec<(u64, u64)> {
-        std::mem::take(&mut self.exec_changed)
+        std::mem::take(&mut self.log.exec_changed)
     }
 
     /// The leaves that map some of `start..end`, in address order.
