@@ -317,7 +317,7 @@ fn a_free_without_resetting_the_alias_leaves_read_only_free_pages() {
 /// The end-of-run sweep recomputes what the incremental oracles keep; a drift
 /// between the two is a bug in the model itself, and the run panics.
 #[test]
-#[should_panic(expected = "executable-leaf tracking drifted")]
+#[should_panic(expected = "executable-page tracking drifted")]
 fn the_final_sweep_catches_incremental_bookkeeping_that_drifted() {
     let t = trace("p = bpf_prog_load(64)");
     let mut opt = Optimised::new(t.config, Quirks::NONE);

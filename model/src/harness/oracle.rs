@@ -143,7 +143,8 @@ pub struct Finding {
 pub struct Invariants {
     wx_vmalloc: BTreeSet<(u64, Level)>,
     wx_dmap: BTreeSet<(u64, DmapLevel)>,
-    /// Executable leaves: va → (first pfn, pages).
+    /// Executable pages: va → (first pfn, pages), runs of pages that map
+    /// consecutive frames (pieces of the page tables' extents).
     exec: BTreeMap<u64, (u64, u64)>,
     /// pfn → the executable va mapping it (0 for none; empty until needed),
     /// and further vas for frames mapped executable more than once.
@@ -497,42 +498,88 @@ impl Invariants {
         }
     }
 
-    /// Re-reads the leaves of `start..start+len` into the executable map;
-    /// returns the pages (va, pfn) that are executable now. A logged range starts where a leaf that changed started
-    /// (`PageTables::note`), and a part of a huge leaf changes only by
-    /// splitting it, which logs the whole huge leaf first. But a range logged
-    /// for PTEs that CPA then collapsed into a PMD leaf in the same op
-    /// (41d88484c71c) lies inside that leaf: the range is widened to it, so
-    /// that no executable leaf straddles `start`. (Were that ever false, the
-    /// final sweep's comparison of the executable map would panic.)
+    /// Re-reads the executable pages of `start..start+len` (a range
+    /// `PageTables::note` logged: whole leaves) into the executable map;
+    /// returns the pages (va, pfn) that are executable now. The map holds
+    /// extents, cut where a refresh's range cut them: the pages outside the
+    /// range did not change (a change to one would have been logged), so an
+    /// entry that reaches into the range keeps its part outside.
     fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<(u64, u64)> {
-        let (mut start, mut end) = (start, start + len);
-        if let Some(leaf) = m.pgtables.lookup(start).filter(|l| l.va < start) {
-            start = leaf.va;
-            end = end.max(leaf.va + leaf.level.size());
-        }
-        let old: Vec<u64> = self.exec.range(start..end).map(|(va, _)| *va).collect();
+        let end = start + len;
+        let straddles = (self.exec.range(..start).next_back())
+            .filter(|&(&va, &(_, pages))| va + pages * PAGE_SIZE > start)
+            .map(|(&va, _)| va);
+        let old: Vec<u64> = (straddles.into_iter())
+            .chain(self.exec.range(start..end).map(|(&va, _)| va))
+            .collect();
         for va in old {
             let (pfn, pages) = self.exec.remove(&va).expect("listed");
-            for i in 0..pages {
-                self.rmap_remove(pfn + i, va + i * PAGE_SIZE);
+            let stop = va + pages * PAGE_SIZE;
+            let (lo, hi) = (va.max(start), stop.min(end));
+            let at = |a: u64| pfn + (a - va) / PAGE_SIZE;
+            self.rmap_remove_run(at(lo), lo, (hi - lo) / PAGE_SIZE);
+            if va < start {
+                self.exec.insert(va, (pfn, (start - va) / PAGE_SIZE));
+            }
+            if stop > end {
+                self.exec.insert(end, (at(end), (stop - end) / PAGE_SIZE));
             }
         }
         let mut now = Vec::new();
-        for leaf in m
-            .pgtables
-            .leaves_in(start, end)
-            .filter(|l| l.prot.executable())
-        {
-            let pages = leaf.level.size() / PAGE_SIZE;
-            self.exec.insert(leaf.va, (leaf.pfn, pages));
-            for i in 0..pages {
-                let va = leaf.va + i * PAGE_SIZE;
-                self.rmap_add(leaf.pfn + i, va);
-                now.push((va, leaf.pfn + i));
-            }
+        for e in (m.pgtables.extents_in(start, end)).filter(|e| e.prot.executable()) {
+            self.exec.insert(e.va, (e.pfn, e.pages));
+            self.rmap_add_run(e.pfn, e.va, e.pages);
+            now.extend((0..e.pages).map(|i| (e.va + i * PAGE_SIZE, e.pfn + i)));
         }
         now
+    }
+
+    /// [`Invariants::rmap_add`] of the `n` pages from `va` on, which map the
+    /// frames from `pfn` on: a chunk of the reverse map at a time where none
+    /// of those frames has an executable va yet.
+    fn rmap_add_run(&mut self, pfn: u64, va: u64, n: u64) {
+        let end = (pfn + n).min(self.rmap.len() as u64);
+        if pfn >= end {
+            return;
+        }
+        let frames = pfn as usize..end as usize;
+        if self.rmap.any(frames.clone(), |&v| v != 0) {
+            for i in 0..end - pfn {
+                self.rmap_add(pfn + i, va + i * PAGE_SIZE);
+            }
+            return;
+        }
+        let mut a = va;
+        self.rmap.update(frames, |slot| {
+            *slot = a;
+            a += PAGE_SIZE;
+        });
+        self.rmap_entries += end - pfn;
+    }
+
+    /// [`Invariants::rmap_remove`] of the `n` pages from `va` on, which map
+    /// the frames from `pfn` on.
+    fn rmap_remove_run(&mut self, pfn: u64, va: u64, n: u64) {
+        let end = (pfn + n).min(self.rmap.len() as u64);
+        if pfn >= end {
+            return;
+        }
+        if self.rmap_more.range(pfn..end).next().is_none() {
+            let mut a = va;
+            let mut found = 0;
+            self.rmap.update(pfn as usize..end as usize, |slot| {
+                if *slot == a {
+                    *slot = 0;
+                    found += 1;
+                }
+                a += PAGE_SIZE;
+            });
+            self.rmap_entries -= found;
+            return;
+        }
+        for i in 0..end - pfn {
+            self.rmap_remove(pfn + i, va + i * PAGE_SIZE);
+        }
     }
 
     fn rmap_add(&mut self, pfn: u64, va: u64) {
@@ -802,15 +849,15 @@ impl Invariants {
     /// are wrong, which is a bug in the model: it panics.
     pub fn final_sweep(&mut self, s: &Session) {
         let m = s.kernel.machine();
-        // One walk: only the leaves of extents that are W+X or executable.
-        let (mut swept, mut exec) = (BTreeSet::new(), BTreeMap::new());
+        // One walk: the executable extents, and the leaves of those that
+        // are W+X.
+        let (mut swept, mut exec) = (BTreeSet::new(), Vec::new());
         for e in (m.pgtables.extents()).filter(|e| e.prot.executable()) {
-            for l in m.pgtables.leaves_in(e.va, e.end()) {
-                if l.prot.is_wx() {
-                    swept.insert((l.va, l.level));
-                }
-                exec.insert(l.va, (l.pfn, l.level.size() / PAGE_SIZE));
+            if e.prot.is_wx() {
+                let leaves = m.pgtables.leaves_in(e.va, e.end());
+                swept.extend(leaves.map(|l| (l.va, l.level)));
             }
+            exec.push((e.va, e.pfn, e.pages));
         }
         let kept: BTreeSet<_> = m.pgtables.wx_leaves().collect();
         assert_eq!(
@@ -826,7 +873,14 @@ impl Invariants {
             .collect();
         let kept: BTreeSet<_> = m.dmap.wx_leaves().collect();
         assert_eq!(swept, kept, "W^X bookkeeping of the direct map drifted");
-        assert_eq!(exec, self.exec, "executable-leaf tracking drifted");
+        // The map's entries are pieces of extents: the same pages once
+        // joined (the protection aside, on both sides).
+        let kept = (self.exec.iter()).map(|(&va, &(pfn, pages))| (va, pfn, pages));
+        assert_eq!(
+            joined(exec),
+            joined(kept),
+            "executable-page tracking drifted"
+        );
         // The reverse map holds exactly the executable vas of each frame:
         // each is there (below), and there are no more entries than them.
         let pages: u64 = (self.exec.iter())
@@ -946,6 +1000,20 @@ impl Invariants {
             });
         }
     }
+}
+
+/// Runs of pages (va, first pfn, pages), in address order, with each run
+/// that carries on where the one before stops (the next page, the next
+/// frame) joined to it.
+fn joined(runs: impl IntoIterator<Item = (u64, u64, u64)>) -> Vec<(u64, u64, u64)> {
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
+    for (va, pfn, pages) in runs {
+        match out.last_mut() {
+            Some((v, p, n)) if *v + *n * PAGE_SIZE == va && *p + *n == pfn => *n += pages,
+            _ => out.push((va, pfn, pages)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 use super::consts::{KDATA_START, MAX_ORDER};
 use super::lazy::LazyArray;
 use super::page::{
-    LIST_POISON1, LIST_POISON2, Memmap, PAGE_TYPE_BUDDY, W_LRU_NEXT, W_LRU_PREV, page_ptr,
+    LIST_POISON1, LIST_POISON2, Memmap, PAGE_TYPE_BUDDY, Page, W_LRU_NEXT, W_LRU_PREV, page_ptr,
 };
 
 const NONE: u32 = u32::MAX;
@@ -260,9 +260,7 @@ impl Buddy {
     pub fn rmqueue_run(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
         debug_assert_eq!(self.next_order0_block(nid), Some(order));
         let pfn = self.rmqueue(mm, order, nid)?;
-        for p in pfn + 1..pfn + (1 << order) {
-            deleted(mm, p);
-        }
+        mm.update_pages(pfn + 1, (1 << order) - 1, deleted_page);
         Some(pfn)
     }
 
@@ -347,9 +345,13 @@ impl Buddy {
                     .set_word(W_LRU_NEXT, free_list_addr(node, j));
             }
         }
-        for p in (pfn..pfn + (1 << order)).step_by(2) {
-            deleted(mm, p);
-        }
+        let mut even = true;
+        mm.update_pages(pfn, 1 << order, |page| {
+            if even {
+                deleted_page(page);
+            }
+            even = !even;
+        });
         self.free_one_page(mm, pfn, order);
     }
 
@@ -465,7 +467,11 @@ impl Buddy {
 /// What `del_page_from_free_list()` leaves in the `struct page` it took off:
 /// `list_del` poison, `__ClearPageBuddy`, `set_page_private(page, 0)`.
 fn deleted(mm: &mut Memmap, pfn: u64) {
-    let page = mm.page_mut(pfn);
+    deleted_page(mm.page_mut(pfn));
+}
+
+/// [`deleted`], on the page itself.
+fn deleted_page(page: &mut Page) {
     page.set_word(W_LRU_NEXT, LIST_POISON1);
     page.set_word(W_LRU_PREV, LIST_POISON2);
     page.set_mapcount_raw(-1);

@@ -222,6 +222,21 @@ impl Frames {
         self.fill(pfn, 0, PS, 0);
     }
 
+    /// [`Frames::zero`] of each frame of `pfn..pfn + n`, a chunk of frame
+    /// states at a time.
+    pub fn zero_frames(&mut self, pfn: u64, n: u64) {
+        for p in pfn..pfn + n {
+            self.note_write(p);
+        }
+        let spare = &mut self.spare;
+        self.state.update(pfn as usize..(pfn + n) as usize, |c| {
+            if let Content::Data(i) = *c {
+                spare.push(i);
+            }
+            *c = Content::Fill(0);
+        });
+    }
+
     /// Does frame `pfn` hold `data` at `off` (within the frame)?
     pub fn holds(&self, pfn: u64, off: usize, data: &[u8]) -> bool {
         debug_assert!(off + data.len() <= PS);
@@ -342,7 +357,7 @@ mod tests {
                 1 + rnd(PS - off)
             };
             let page = &mut plain[pfn as usize];
-            match rnd(5) {
+            match rnd(6) {
                 0 => {
                     let data: Vec<u8> = (0..len).map(|_| rnd(256) as u8).collect();
                     f.write(pfn, off, &data);
@@ -369,9 +384,16 @@ mod tests {
                     f.write(pfn, off, &data);
                     page[off..off + len].copy_from_slice(&data);
                 }
-                _ => {
+                4 => {
                     f.zero(pfn);
                     page.fill(0);
+                }
+                _ => {
+                    let n = (1 + rnd(3) as u64).min(N - pfn);
+                    f.zero_frames(pfn, n);
+                    for q in &mut plain[pfn as usize..(pfn + n) as usize] {
+                        q.fill(0);
+                    }
                 }
             }
             // Read it all back, every way, at a random range.

@@ -99,9 +99,7 @@ impl Machine {
             page.set_refcount(1);
         });
         if gfp.zero {
-            for p in pfn..pfn + n {
-                self.frames.zero(p);
-            }
+            self.frames.zero_frames(pfn, n);
         }
         pages.extend(pfn..pfn + n);
     }
@@ -124,9 +122,7 @@ impl Machine {
         head.set_private(0);
         head.set_refcount(1);
         if gfp.zero {
-            for p in pfn..pfn + (1 << order) {
-                self.frames.zero(p);
-            }
+            self.frames.zero_frames(pfn, 1 << order);
         }
         if order > 0 && gfp.comp {
             self.prep_compound_page(pfn, order);
