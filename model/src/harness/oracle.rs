@@ -404,9 +404,10 @@ impl Invariants {
             self.rmap = LazyArray::new(m.nr_pages() as usize);
         }
         let m = s.kernel.machine();
-        // Executable pages (va, pfn) whose content, and whose alias, to check.
-        let mut content: Vec<(u64, u64)> = Vec::new();
-        let mut alias: Vec<(u64, u64)> = Vec::new();
+        // Executable pages whose content, and whose alias, to check: runs
+        // (va, first pfn, pages).
+        let mut content: Vec<(u64, u64, u64)> = Vec::new();
+        let mut alias: Vec<(u64, u64, u64)> = Vec::new();
         for &(start, len) in &leaf_changes {
             let now = self.refresh_exec(m, start, len);
             content.extend(&now);
@@ -444,22 +445,35 @@ impl Invariants {
         if images_changed {
             self.images_live = images.iter().map(|s| s.live).collect();
         }
-        // Each source adds ascending runs, which the stable sort merges.
-        content.sort();
-        content.dedup();
-        alias.sort();
-        alias.dedup();
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
-        for (va, pfn) in content {
-            if self.content_reported.contains(&va) {
+        for (va, pfn, pages) in disjoint(content) {
+            let end = va + pages * PAGE_SIZE;
+            let live: Vec<(u64, u64)> = (images.iter())
+                .filter(|s| {
+                    s.live && s.image.header < end && s.image.header + s.image.alloc_size > va
+                })
+                .map(|s| (s.image.header, s.image.header + s.image.alloc_size))
+                .collect();
+            if live.is_empty() && m.frames.all_fill(pfn, pages, 0xcc) {
                 continue;
             }
-            if let Some(msg) = self.verify_page(m, images, &ids, va, pfn) {
-                self.content_reported.insert(va);
-                o.find(Oracle::ExecutableContent, msg);
+            for (a, p) in (0..pages).map(|i| (va + i * PAGE_SIZE, pfn + i)) {
+                // What verify_page() passes first: all INT3, no live image.
+                let int3 = !live.iter().any(|&(h, e)| h < a + PAGE_SIZE && e > a)
+                    && m.frames.content(p) == Content::Fill(0xcc);
+                if int3 || self.content_reported.contains(&a) {
+                    continue;
+                }
+                if let Some(msg) = self.verify_page(m, images, &ids, a, p) {
+                    self.content_reported.insert(a);
+                    o.find(Oracle::ExecutableContent, msg);
+                }
             }
         }
-        for (va, pfn) in alias {
+        let alias = disjoint(alias).into_iter();
+        for (va, pfn) in
+            alias.flat_map(|(va, pfn, n)| (0..n).map(move |i| (va + i * PAGE_SIZE, pfn + i)))
+        {
             if m.dmap.prot(pfn).writable() && self.alias_reported.insert(pfn) {
                 o.find(
                     Oracle::AliasCoherence,
@@ -473,38 +487,46 @@ impl Invariants {
         images_changed
     }
 
-    /// The executable vas that map frame `pfn`, with it.
-    fn exec_vas(&self, pfn: u64, out: &mut Vec<(u64, u64)>) {
-        if *self.rmap.get(pfn as usize) == 0 {
+    /// The executable vas that map frame `pfn`, as runs of one page (the
+    /// first joined to the last run of `out` where it carries that on).
+    fn exec_vas(&self, pfn: u64, out: &mut Vec<(u64, u64, u64)>) {
+        let va = *self.rmap.get(pfn as usize);
+        if va == 0 {
             return;
         }
-        out.push((*self.rmap.get(pfn as usize), pfn));
+        match out.last_mut() {
+            Some((v, p, n)) if *v + *n * PAGE_SIZE == va && *p + *n == pfn => *n += 1,
+            _ => out.push((va, pfn, 1)),
+        }
         if let Some(more) = self.rmap_more.get(&pfn) {
-            out.extend(more.iter().map(|&va| (va, pfn)));
+            out.extend(more.iter().map(|&va| (va, pfn, 1)));
         }
     }
 
-    /// Executable pages in `start..end`, with their pfns.
-    fn exec_pages_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+    /// The executable pages that `start..end` touches (`start` page-aligned;
+    /// `end` need not be), as runs.
+    fn exec_pages_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64, u64)>) {
         let first = self
             .exec
             .range(..=start)
             .next_back()
             .map_or(start, |(&va, _)| va);
         for (&va, &(pfn, pages)) in self.exec.range(first..end) {
-            let hi = (va + pages * PAGE_SIZE).min(end);
-            let pages = (va.max(start)..hi).step_by(PAGE_SIZE as usize);
-            out.extend(pages.map(|a| (a, pfn + (a - va) / PAGE_SIZE)));
+            let (lo, hi) = (va.max(start), (va + pages * PAGE_SIZE).min(end));
+            if lo < hi {
+                let pages = (hi - lo).div_ceil(PAGE_SIZE);
+                out.push((lo, pfn + (lo - va) / PAGE_SIZE, pages));
+            }
         }
     }
 
     /// Re-reads the executable pages of `start..start+len` (a range
     /// `PageTables::note` logged: whole leaves) into the executable map;
-    /// returns the pages (va, pfn) that are executable now. The map holds
+    /// returns the pages that are executable now, as runs. The map holds
     /// extents, cut where a refresh's range cut them: the pages outside the
     /// range did not change (a change to one would have been logged), so an
     /// entry that reaches into the range keeps its part outside.
-    fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<(u64, u64)> {
+    fn refresh_exec(&mut self, m: &Machine, start: u64, len: u64) -> Vec<(u64, u64, u64)> {
         let end = start + len;
         let straddles = (self.exec.range(..start).next_back())
             .filter(|&(&va, &(_, pages))| va + pages * PAGE_SIZE > start)
@@ -529,7 +551,7 @@ impl Invariants {
         for e in (m.pgtables.extents_in(start, end)).filter(|e| e.prot.executable()) {
             self.exec.insert(e.va, (e.pfn, e.pages));
             self.rmap_add_run(e.pfn, e.va, e.pages);
-            now.extend((0..e.pages).map(|i| (e.va + i * PAGE_SIZE, e.pfn + i)));
+            now.push((e.va, e.pfn, e.pages));
         }
         now
     }
@@ -1002,6 +1024,23 @@ impl Invariants {
     }
 }
 
+/// The pages of `runs` (va, first pfn, pages; a va maps one frame, so runs
+/// that overlap agree there), each once, as runs in address order.
+fn disjoint(mut runs: Vec<(u64, u64, u64)>) -> Vec<(u64, u64, u64)> {
+    runs.sort_unstable();
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
+    let mut covered = 0;
+    for (va, pfn, pages) in runs {
+        let end = va + pages * PAGE_SIZE;
+        let lo = va.max(covered);
+        if lo < end {
+            out.push((lo, pfn + (lo - va) / PAGE_SIZE, (end - lo) / PAGE_SIZE));
+            covered = end;
+        }
+    }
+    joined(out)
+}
+
 /// Runs of pages (va, first pfn, pages), in address order, with each run
 /// that carries on where the one before stops (the next page, the next
 /// frame) joined to it.
@@ -1032,7 +1071,7 @@ mod tests {
         let vas = |inv: &Invariants, pfn| {
             let mut out = Vec::new();
             inv.exec_vas(pfn, &mut out);
-            let mut out: Vec<u64> = out.into_iter().map(|(va, _)| va).collect();
+            let mut out: Vec<u64> = out.into_iter().map(|(va, _, _)| va).collect();
             out.sort_unstable();
             out
         };

@@ -237,6 +237,14 @@ impl Frames {
         });
     }
 
+    /// Is every byte of frames `pfn..pfn + n` the value `v`, as a fill made
+    /// it ([`Content::Fill`], a chunk of frame states at a time)? False for a
+    /// frame that holds only such bytes some other way.
+    pub fn all_fill(&self, pfn: u64, n: u64, v: u8) -> bool {
+        let frames = pfn as usize..(pfn + n) as usize;
+        !self.state.any(frames, |&c| c != Content::Fill(v))
+    }
+
     /// Does frame `pfn` hold `data` at `off` (within the frame)?
     pub fn holds(&self, pfn: u64, off: usize, data: &[u8]) -> bool {
         debug_assert!(off + data.len() <= PS);
