@@ -756,11 +756,8 @@ impl Invariants {
         for r in gone {
             for (pfn, n) in self.regions.remove(&r).expect("listed") {
                 let frames = pfn as usize..(pfn + n) as usize;
-                self.owners.update(frames, |o| {
-                    if *o == r.start {
-                        *o = 0;
-                    }
-                });
+                self.owners
+                    .map(frames, |&o| if o == r.start { 0 } else { o });
             }
         }
         let mut prev: Option<&Region> = None;
@@ -816,7 +813,7 @@ impl Invariants {
                         self.check_region_page(m, &r, e.va + i * PAGE_SIZE, e.pfn + i, o);
                     }
                 } else {
-                    self.owners.update(frames, |o| *o = r.start);
+                    self.owners.map(frames, |_| r.start);
                 }
                 runs.push((e.pfn, e.pages));
                 expect = e.end();

@@ -260,7 +260,11 @@ impl Buddy {
     pub fn rmqueue_run(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
         debug_assert_eq!(self.next_order0_block(nid), Some(order));
         let pfn = self.rmqueue(mm, order, nid)?;
-        mm.update_pages(pfn + 1, (1 << order) - 1, deleted_page);
+        mm.map_pages(pfn + 1, (1 << order) - 1, |page| {
+            let mut page = *page;
+            deleted_page(&mut page);
+            page
+        });
         Some(pfn)
     }
 
@@ -345,13 +349,17 @@ impl Buddy {
                     .set_word(W_LRU_NEXT, free_list_addr(node, j));
             }
         }
-        let mut even = true;
-        mm.update_pages(pfn, 1 << order, |page| {
-            if even {
-                deleted_page(page);
-            }
-            even = !even;
-        });
+        // Most often every page already is as a delete leaves it (they were
+        // taken off a list when handed out): then there is nothing to write.
+        if mm.any_page(pfn, 1 << order, |page| !is_deleted(page)) {
+            let mut even = true;
+            mm.update_pages(pfn, 1 << order, |page| {
+                if even {
+                    deleted_page(page);
+                }
+                even = !even;
+            });
+        }
         self.free_one_page(mm, pfn, order);
     }
 
@@ -470,6 +478,14 @@ fn deleted(mm: &mut Memmap, pfn: u64) {
     deleted_page(mm.page_mut(pfn));
 }
 
+/// Is `page` as [`deleted_page`] leaves it?
+fn is_deleted(page: &Page) -> bool {
+    page.word(W_LRU_NEXT) == LIST_POISON1
+        && page.word(W_LRU_PREV) == LIST_POISON2
+        && page.mapcount_raw() == -1
+        && page.private() == 0
+}
+
 /// [`deleted`], on the page itself.
 fn deleted_page(page: &mut Page) {
     page.set_word(W_LRU_NEXT, LIST_POISON1);
@@ -481,11 +497,31 @@ fn deleted_page(page: &mut Page) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::page::W_PRIVATE;
 
     fn setup(pages: u64, nodes: usize) -> (Memmap, Buddy) {
         let mm = Memmap::new(pages);
         let b = Buddy::new(&mm, nodes);
         (mm, b)
+    }
+
+    /// `is_deleted` knows exactly the four words a delete writes.
+    #[test]
+    fn is_deleted_is_what_a_delete_leaves() {
+        let mut page = Page::default();
+        page.set_word(W_LRU_NEXT, 5);
+        page.set_refcount(3);
+        assert!(!is_deleted(&page));
+        deleted_page(&mut page);
+        assert!(is_deleted(&page), "whatever else the page holds");
+        for (i, v) in [(W_LRU_NEXT, 0), (W_LRU_PREV, 0), (W_PRIVATE, 1)] {
+            let mut p = page;
+            p.set_word(i, v);
+            assert!(!is_deleted(&p), "word {i}");
+        }
+        let mut p = page;
+        p.set_mapcount_raw(PAGE_TYPE_BUDDY);
+        assert!(!is_deleted(&p), "_mapcount");
     }
 
     #[test]

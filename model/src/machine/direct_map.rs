@@ -84,6 +84,23 @@ pub struct DirectMap {
 
 const GB_PAGES: u64 = PTRS_PER_PTE * PTRS_PER_PTE;
 
+/// Logs `pages` pages from `first` as changed, adjacent changes as one range.
+fn note_change(changed: &mut Vec<(u64, u64)>, first: u64, pages: u64) {
+    match changed.last_mut() {
+        Some((f, n)) if *f + *n == first => *n += pages,
+        _ => changed.push((first, pages)),
+    }
+}
+
+/// Keeps the W+X leaves current for the leaf at `first` now `prot`.
+fn note_wx(wx: &mut BTreeSet<(u64, DmapLevel)>, first: u64, level: DmapLevel, prot: Prot) {
+    if prot.is_wx() {
+        wx.insert((first, level));
+    } else {
+        wx.remove(&(first, level));
+    }
+}
+
 impl DirectMap {
     pub fn new(nr_pages: u64, leaf: DmapLeaf) -> Self {
         let nr_gb = nr_pages.div_ceil(GB_PAGES);
@@ -141,10 +158,7 @@ impl DirectMap {
     }
 
     fn set_leaf(&mut self, first: u64, level: DmapLevel, prot: Prot) {
-        match self.changed.last_mut() {
-            Some((f, n)) if *f + *n == first => *n += level.pages(),
-            _ => self.changed.push((first, level.pages())),
-        }
+        note_change(&mut self.changed, first, level.pages());
         let g = (first / GB_PAGES) as usize;
         match (&mut self.puds[g], level) {
             (Pud::Leaf(p), DmapLevel::G1) => *p = prot,
@@ -159,10 +173,32 @@ impl DirectMap {
             }
             _ => unreachable!("direct map leaf level mismatch"),
         }
-        if prot.is_wx() {
-            self.wx.insert((first, level));
-        } else {
-            self.wx.remove(&(first, level));
+        note_wx(&mut self.wx, first, level, prot);
+    }
+
+    /// The 4K ptes of `pfn..pfn + n` (in one PTE table) each rewritten in
+    /// place with `set` and `clr`, as [`DirectMap::change`] does one at a
+    /// time: the same as [`DirectMap::set_leaf`] of each whose protection
+    /// changes.
+    fn change_ptes(&mut self, pfn: u64, n: u64, set: Prot, clr: Prot) {
+        let Self {
+            puds, changed, wx, ..
+        } = self;
+        let Pud::Table(pmds) = &mut puds[(pfn / GB_PAGES) as usize] else {
+            unreachable!("4K leaf under a 1G leaf")
+        };
+        let Pmd::Table(ptes) = &mut pmds[((pfn % GB_PAGES) / PTRS_PER_PTE) as usize] else {
+            unreachable!("4K leaf under a non-table pmd")
+        };
+        let at = (pfn % PTRS_PER_PTE) as usize;
+        for (i, pte) in ptes[at..at + n as usize].iter_mut().enumerate() {
+            let new = pte.apply(set, clr);
+            if new != *pte {
+                let first = pfn + i as u64;
+                note_change(changed, first, 1);
+                *pte = new;
+                note_wx(wx, first, DmapLevel::K4, new);
+            }
         }
     }
 
@@ -214,14 +250,19 @@ impl DirectMap {
         while rem > 0 {
             let (old, level, first) = self.lookup(cur).expect("a pfn of memory");
             let new = old.apply(set, clr);
+            if level == DmapLevel::K4 {
+                // The rest of this PTE table at once.
+                let n = rem.min(PTRS_PER_PTE - cur % PTRS_PER_PTE);
+                self.change_ptes(cur, n, set, clr);
+                cur += n;
+                rem -= n;
+                continue;
+            }
             let to_end = first + level.pages() - cur;
             let n = rem.min(to_end);
-            if level == DmapLevel::K4 || new == old {
-                // A 4K pte is rewritten in place; a large leaf whose protection
-                // would not change is preserved ("lp_sameprot").
-                if new != old {
-                    self.set_leaf(cur, level, new);
-                }
+            if new == old {
+                // A large leaf whose protection would not change is preserved
+                // ("lp_sameprot"); a 4K pte is rewritten in place (above).
             } else if cur == first && n == level.pages() {
                 self.set_leaf(first, level, new);
             } else {

@@ -228,8 +228,13 @@ impl Frames {
         for p in pfn..pfn + n {
             self.note_write(p);
         }
+        let frames = pfn as usize..(pfn + n) as usize;
+        let data = |c: &Content| matches!(c, Content::Data(_));
+        if !self.state.any(frames.clone(), data) {
+            return self.state.map(frames, |_| Content::Fill(0));
+        }
         let spare = &mut self.spare;
-        self.state.update(pfn as usize..(pfn + n) as usize, |c| {
+        self.state.update(frames, |c| {
             if let Content::Data(i) = *c {
                 spare.push(i);
             }

@@ -1,28 +1,59 @@
-//! Per-pfn arrays that cost nothing until written: values are `T::default()`
-//! until a chunk of `N` of them is first written, and only then is the chunk
-//! allocated. A machine boots and drops in time proportional to the memory its
+//! Per-pfn arrays that cost nothing until written, and little while written
+//! alike: values are `T::default()` until a chunk of `N` of them is first
+//! written; a chunk that a range operation gave one value throughout keeps
+//! just that value; only a chunk whose values differ is stored value by
+//! value. A machine boots and drops in time proportional to the memory its
 //! input touched, not to its size — which is most of what a fuzz execution
-//! costs otherwise.
+//! costs otherwise — and a run of pages that share a state (a block handed
+//! out, a region's owner, a cleared range) is changed and checked a chunk at
+//! a time: the extents of the state, materialised where one value differs.
+
+/// One chunk of a [`LazyArray`].
+#[derive(Clone, Debug)]
+enum Chunk<T, const N: usize> {
+    /// Every value is the array's default.
+    Default,
+    /// Every value is this one.
+    Uniform(Box<T>),
+    /// Values of their own.
+    Full(Box<[T; N]>),
+}
+
+/// [`LazyArray::pieces`]: the rest of a range, cut at chunk boundaries.
+struct Pieces<const N: usize>(std::ops::Range<usize>);
+
+impl<const N: usize> Iterator for Pieces<N> {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize, usize)> {
+        let i = self.0.start;
+        (i < self.0.end).then(|| {
+            let hi = self.0.end.min((i / N + 1) * N);
+            self.0.start = hi;
+            (i / N, i % N, (hi - 1) % N + 1)
+        })
+    }
+}
 
 /// `len` values of `T`, default until written, stored in chunks of `N`.
 #[derive(Clone, Debug)]
-pub struct LazyArray<T: Copy + Default, const N: usize> {
-    chunks: Vec<Option<Box<[T; N]>>>,
+pub struct LazyArray<T: Copy + Default + PartialEq, const N: usize> {
+    chunks: Vec<Chunk<T, N>>,
     len: usize,
     default: T,
 }
 
-impl<T: Copy + Default, const N: usize> Default for LazyArray<T, N> {
+impl<T: Copy + Default + PartialEq, const N: usize> Default for LazyArray<T, N> {
     /// An empty array.
     fn default() -> Self {
         Self::new(0)
     }
 }
 
-impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
+impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     pub fn new(len: usize) -> Self {
         Self {
-            chunks: vec![None; len.div_ceil(N)],
+            chunks: vec![Chunk::Default; len.div_ceil(N)],
             len,
             default: T::default(),
         }
@@ -41,70 +72,119 @@ impl<T: Copy + Default, const N: usize> LazyArray<T, N> {
     pub fn get(&self, i: usize) -> &T {
         assert!(i < self.len, "index {i} out of {}", self.len);
         match &self.chunks[i / N] {
-            Some(c) => &c[i % N],
-            None => &self.default,
+            Chunk::Default => &self.default,
+            Chunk::Uniform(v) => v,
+            Chunk::Full(c) => &c[i % N],
         }
     }
 
-    /// The value at `i`, for writing (allocates its chunk).
+    /// The value at `i`, for writing (stores its chunk value by value).
     #[inline]
     pub fn get_mut(&mut self, i: usize) -> &mut T {
         assert!(i < self.len, "index {i} out of {}", self.len);
-        let d = self.default;
-        &mut self.chunks[i / N].get_or_insert_with(|| Self::new_chunk(d))[i % N]
+        &mut self.full(i / N)[i % N]
     }
 
-    /// A chunk of defaults, written in place on the heap (`Box::new([d; N])`
+    /// Chunk `c`, stored value by value.
+    #[inline]
+    fn full(&mut self, c: usize) -> &mut [T; N] {
+        let chunk = &mut self.chunks[c];
+        if !matches!(chunk, Chunk::Full(_)) {
+            let v = match chunk {
+                Chunk::Uniform(v) => **v,
+                _ => self.default,
+            };
+            *chunk = Chunk::Full(Self::new_chunk(v));
+        }
+        match chunk {
+            Chunk::Full(values) => values,
+            _ => unreachable!("just stored"),
+        }
+    }
+
+    /// A chunk of `v`s, written in place on the heap (`Box::new([v; N])`
     /// builds it on the stack and copies it over); out of line, so that the
     /// hot path of [`LazyArray::get_mut`] does not grow.
     #[cold]
     #[inline(never)]
-    fn new_chunk(d: T) -> Box<[T; N]> {
-        vec![d; N]
+    fn new_chunk(v: T) -> Box<[T; N]> {
+        vec![v; N]
             .into_boxed_slice()
             .try_into()
             .unwrap_or_else(|_| unreachable!("a vec of N values"))
     }
 
+    /// The chunk that holds `v` throughout.
+    fn uniform(&self, v: T) -> Chunk<T, N> {
+        if v == self.default {
+            Chunk::Default
+        } else {
+            Chunk::Uniform(Box::new(v))
+        }
+    }
+
     pub fn set(&mut self, i: usize, v: T) {
-        *self.get_mut(i) = v;
+        if *self.get(i) != v {
+            *self.get_mut(i) = v;
+        }
     }
 
-    /// Does `f` hold for any value in `range`? A chunk never written is
-    /// asked once, through its default.
+    /// The pieces of `range` by chunk: (chunk, first index in it, end).
+    fn pieces(&self, range: std::ops::Range<usize>) -> Pieces<N> {
+        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
+        Pieces(range)
+    }
+
+    /// Does `f` hold for any value in `range`? A chunk of one value is asked
+    /// once.
     pub fn any(&self, range: std::ops::Range<usize>, f: impl Fn(&T) -> bool) -> bool {
-        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
-        let mut i = range.start;
-        while i < range.end {
-            let hi = range.end.min((i / N + 1) * N);
-            let hit = match &self.chunks[i / N] {
-                Some(c) => c[i % N..(hi - 1) % N + 1].iter().any(&f),
-                None => f(&self.default),
+        self.pieces(range).any(|(c, lo, hi)| match &self.chunks[c] {
+            Chunk::Default => f(&self.default),
+            Chunk::Uniform(v) => f(v),
+            Chunk::Full(values) => values[lo..hi].iter().any(&f),
+        })
+    }
+
+    /// Every value `v` in `range` becomes `f(v)`: a chunk of one value that
+    /// the range covers is changed once and stays one value; where the range
+    /// covers part of such a chunk and `f` changes its value, the chunk is
+    /// stored value by value.
+    pub fn map(&mut self, range: std::ops::Range<usize>, f: impl Fn(&T) -> T) {
+        for (c, lo, hi) in self.pieces(range) {
+            let v = match &self.chunks[c] {
+                Chunk::Default => self.default,
+                Chunk::Uniform(v) => **v,
+                Chunk::Full(_) => {
+                    self.full(c)[lo..hi].iter_mut().for_each(|x| *x = f(x));
+                    continue;
+                }
             };
-            if hit {
-                return true;
+            let new = f(&v);
+            if new == v {
+                continue;
             }
-            i = hi;
+            if (lo, hi) == (0, N) {
+                self.chunks[c] = self.uniform(new);
+            } else {
+                self.full(c)[lo..hi].fill(new);
+            }
         }
-        false
     }
 
-    /// `f` on every value in `range`, for writing (allocates their chunks).
+    /// `f` on every value in `range` in turn, for writing (stores their
+    /// chunks value by value): for a change that depends on where a value
+    /// is, which [`LazyArray::map`] cannot make.
     pub fn update(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&mut T)) {
-        assert!(range.end <= self.len, "range {range:?} out of {}", self.len);
-        let d = self.default;
-        let mut i = range.start;
-        while i < range.end {
-            let hi = range.end.min((i / N + 1) * N);
-            let c = self.chunks[i / N].get_or_insert_with(|| Self::new_chunk(d));
-            c[i % N..(hi - 1) % N + 1].iter_mut().for_each(&mut f);
-            i = hi;
+        for (c, lo, hi) in self.pieces(range) {
+            self.full(c)[lo..hi].iter_mut().for_each(&mut f);
         }
     }
 
-    /// Chunks allocated so far (for reports and tests).
+    /// Chunks stored value by value so far (for reports and tests).
     pub fn chunks_allocated(&self) -> usize {
-        self.chunks.iter().filter(|c| c.is_some()).count()
+        (self.chunks.iter())
+            .filter(|c| matches!(c, Chunk::Full(_)))
+            .count()
     }
 }
 
@@ -140,5 +220,45 @@ mod tests {
         assert!(!a.any(130..1000, |&v| v == 3));
         assert!(!a.any(0..60, |&v| v == 3));
         assert!(!a.any(5..5, |_| true));
+    }
+
+    /// A change that depends only on the value keeps a chunk it covers
+    /// whole as one value; the chunks it covers in part are stored value by
+    /// value only if the change changes something there.
+    #[test]
+    fn a_map_keeps_whole_chunks_of_one_value() {
+        let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
+        a.map(64..256, |v| v + 7);
+        assert_eq!(a.chunks_allocated(), 0);
+        assert_eq!(
+            (*a.get(63), *a.get(64), *a.get(255), *a.get(256)),
+            (0, 7, 7, 0)
+        );
+        a.map(0..1000, |&v| if v == 7 { 7 } else { v });
+        assert_eq!(a.chunks_allocated(), 0, "no change, nothing stored");
+        a.map(100..300, |v| v * 2);
+        assert_eq!(
+            a.chunks_allocated(),
+            1,
+            "64..128 in part (256..320's zeros stay)"
+        );
+        let want = |i: usize| match i {
+            64..100 => 7,
+            100..256 => 14,
+            _ => 0,
+        };
+        assert!((0..1000).all(|i| *a.get(i) == want(i)));
+        a.map(0..1000, |_| 0);
+        assert!(!a.any(0..1000, |&v| v != 0));
+        a.set(5, 0);
+        a.map(128..192, |v| v + 1);
+        a.set(130, 1);
+        assert_eq!(
+            a.chunks_allocated(),
+            1,
+            "a set of the value there stores nothing"
+        );
+        a.set(130, 2);
+        assert_eq!((a.chunks_allocated(), *a.get(129), *a.get(130)), (2, 1, 2));
     }
 }

@@ -310,7 +310,14 @@ impl Memmap {
         self.pages.any(pfn as usize..(pfn + n) as usize, f)
     }
 
-    /// `f` on every page of `pfn..pfn + n`, for writing.
+    /// Every page `p` of `pfn..pfn + n` becomes `f(p)`, for a change that
+    /// depends on nothing but the page ([`LazyArray::map`]: pages that share
+    /// a state are changed once).
+    pub fn map_pages(&mut self, pfn: u64, n: u64, f: impl Fn(&Page) -> Page) {
+        self.pages.map(pfn as usize..(pfn + n) as usize, f)
+    }
+
+    /// `f` on every page of `pfn..pfn + n` in turn, for writing.
     pub fn update_pages(&mut self, pfn: u64, n: u64, f: impl FnMut(&mut Page)) {
         self.pages.update(pfn as usize..(pfn + n) as usize, f)
     }

@@ -94,9 +94,11 @@ impl Machine {
             }
             return;
         }
-        self.mm.update_pages(pfn, n, |page| {
+        self.mm.map_pages(pfn, n, |page| {
+            let mut page = *page;
             page.set_private(0);
             page.set_refcount(1);
+            page
         });
         if gfp.zero {
             self.frames.zero_frames(pfn, n);
@@ -106,6 +108,10 @@ impl Machine {
 
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
+        let bad = |page: &Page| page_bad_reason(page, pg::CHECK_AT_PREP).is_some();
+        if !self.mm.any_page(pfn, 1 << order, bad) {
+            return false;
+        }
         for p in pfn..pfn + (1 << order) {
             if let Some(reason) = page_bad_reason(self.mm.page(p), pg::CHECK_AT_PREP) {
                 self.bad_page(p, reason);
@@ -170,9 +176,11 @@ impl Machine {
         if self.mm.page(pfn).refcount() == 0 {
             return self.vm_bug_on_page(pfn, bug::SPLIT_PAGE_COUNT);
         }
-        for p in pfn + 1..pfn + (1 << order) {
-            self.mm.page_mut(p).set_refcount(1);
-        }
+        self.mm.map_pages(pfn + 1, (1 << order) - 1, |page| {
+            let mut page = *page;
+            page.set_refcount(1);
+            page
+        });
     }
 
     /// `__free_pages()` (v5.18): drop a reference; free the block when it was
@@ -263,12 +271,13 @@ impl Machine {
         if self.mm.any_page(pfn, n, |page| !clean(page)) {
             return false;
         }
-        self.mm.update_pages(pfn, n, |page| {
-            *page = unmapped(page);
+        self.mm.map_pages(pfn, n, |page| {
+            let mut page = unmapped(page);
             page.set_word(0, page.flags() & !pg::CHECK_AT_PREP);
             if clear_private {
                 page.set_private(0);
             }
+            page
         });
         true
     }

@@ -390,7 +390,10 @@ pub struct ExtentsIn<'a> {
     pmds: std::collections::btree_map::Range<'a, u64, Pmd>,
     start: u64,
     end: u64,
-    table: Option<(u64, &'a [u64; 512], usize, usize)>,
+    /// The PTE table being walked: its first va, its entries, the next
+    /// index, the end index, and how many entries from the next index on
+    /// are not none (at most: 512 where the walk covers part of the table).
+    table: Option<(u64, &'a [u64; 512], usize, usize, usize)>,
     /// The piece found after the extent last returned.
     pending: Option<Extent>,
 }
@@ -400,17 +403,18 @@ impl ExtentsIn<'_> {
     /// consecutive frames and one protection in a table.
     fn piece(&mut self) -> Option<Extent> {
         loop {
-            if let Some((base, ptes, i, hi)) = &mut self.table {
-                while *i < *hi && ptes[*i] == 0 {
+            if let Some((base, ptes, i, hi, left)) = &mut self.table {
+                while *left > 0 && *i < *hi && ptes[*i] == 0 {
                     *i += 1;
                 }
-                if *i < *hi {
+                if *left > 0 && *i < *hi {
                     let (k, e) = (*i, ptes[*i]);
                     let mut j = k + 1;
                     while j < *hi && ptes[j] == e + (((j - k) as u64) << PAGE_SHIFT) {
                         j += 1;
                     }
                     *i = j;
+                    *left = left.saturating_sub(j - k);
                     return Some(Extent {
                         va: *base + k as u64 * PAGE_SIZE,
                         pfn: e >> PAGE_SHIFT,
@@ -433,9 +437,14 @@ impl ExtentsIn<'_> {
                         prot: *prot,
                     });
                 }
-                Pmd::Table { ptes, .. } => {
+                Pmd::Table { ptes, used } => {
                     let (lo, hi) = table_span(base, self.start, self.end);
-                    self.table = Some((base, ptes, lo, hi));
+                    let left = if (lo, hi) == (0, 512) {
+                        *used as usize
+                    } else {
+                        512
+                    };
+                    self.table = Some((base, ptes, lo, hi, left));
                 }
             }
         }
