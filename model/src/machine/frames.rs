@@ -225,20 +225,26 @@ impl Frames {
     /// [`Frames::zero`] of each frame of `pfn..pfn + n`, a chunk of frame
     /// states at a time.
     pub fn zero_frames(&mut self, pfn: u64, n: u64) {
+        self.fill_frames(pfn, n, 0)
+    }
+
+    /// [`Frames::fill`] of all of each frame of `pfn..pfn + n` with `value`,
+    /// a chunk of frame states at a time.
+    pub fn fill_frames(&mut self, pfn: u64, n: u64, value: u8) {
         for p in pfn..pfn + n {
             self.note_write(p);
         }
         let frames = pfn as usize..(pfn + n) as usize;
         let data = |c: &Content| matches!(c, Content::Data(_));
         if !self.state.any(frames.clone(), data) {
-            return self.state.map(frames, |_| Content::Fill(0));
+            return self.state.map(frames, |_| Content::Fill(value));
         }
         let spare = &mut self.spare;
         self.state.update(frames, |c| {
             if let Content::Data(i) = *c {
                 spare.push(i);
             }
-            *c = Content::Fill(0);
+            *c = Content::Fill(value);
         });
     }
 
@@ -403,9 +409,14 @@ mod tests {
                 }
                 _ => {
                     let n = (1 + rnd(3) as u64).min(N - pfn);
-                    f.zero_frames(pfn, n);
+                    let v = [0, 0xcc, rnd(256) as u8][rnd(3)];
+                    if v == 0 {
+                        f.zero_frames(pfn, n);
+                    } else {
+                        f.fill_frames(pfn, n, v);
+                    }
                     for q in &mut plain[pfn as usize..(pfn + n) as usize] {
-                        q.fill(0);
+                        q.fill(v);
                     }
                 }
             }
