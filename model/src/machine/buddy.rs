@@ -326,7 +326,7 @@ impl Buddy {
     /// merges the whole run and goes on like `free_one_page(pfn, order)`.
     pub fn free_run_ascending(&mut self, mm: &mut Memmap, pfn: u64, order: u32) {
         debug_assert!(order < MAX_ORDER - 1 && pfn % (1 << order) == 0);
-        debug_assert!((pfn..pfn + (1 << order)).all(|p| !self.is_free(p)));
+        debug_assert!(!self.any_free(pfn, 1 << order));
         let node = self.node_of(pfn);
         for j in 0..order {
             let o = j as usize;
