@@ -377,3 +377,27 @@ fn a_leak_beside_a_reported_bad_page_names_only_the_held_page() {
         "{msg}"
     );
 }
+
+/// A pack whose base the quirks left off a 64-byte boundary (an execmem
+/// block of an unaligned size, found by a pack-mask lookup) has chunks that
+/// cross a page: the report draws its strip from both pages rather than
+/// panic (it did, slicing past the first page).
+#[test]
+fn a_pack_strip_reads_a_chunk_across_two_pages() {
+    let t = trace(
+        "config: nodes=1 mem=64M dmap=2M design=execmem\n\
+         prog0 = bpf_prog_load(6733395, align=8, rand=0xad8947a9)\n\
+         v0 = execmem_alloc(23748)\n\
+         bpf_prog_free(prog0)\n\
+         v1 = kvmalloc(48K)\n\
+         v4 = execmem_alloc(2314)\n\
+         bpf_prog_load_fail(298, rand=0x2170080)\n",
+    );
+    let quirks = Quirks::parse("execmem-unaligned-size,pack-mask-lookup").unwrap();
+    let r = run(&t, &[KernelKind::Reference, KernelKind::Optimised], quirks);
+    let text = render("unaligned-pack", &t, quirks, &r);
+    let strip = (text.lines())
+        .find(|l| l.contains("pack 0 ffffffffc000090a |"))
+        .unwrap_or_else(|| panic!("no strip of the unaligned pack:\n{text}"));
+    assert!(strip.ends_with("|+...............................................................|"));
+}

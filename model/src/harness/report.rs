@@ -260,6 +260,8 @@ fn pictures(trace: &Trace, quirks: Quirks, run: &Run, f: &Finding) -> String {
 }
 
 /// One pack as 64 cells: live chunks, INT3, or anything else in free chunks.
+/// A chunk is read where it lies, which is across two pages when a quirk
+/// left the pack's base off a 64-byte boundary.
 fn pack_strip(k: &dyn Kernel, p: &PackView) -> String {
     let m = k.machine();
     let chunks = p.size / 64;
@@ -275,21 +277,26 @@ fn pack_strip(k: &dyn Kernel, p: &PackView) -> String {
                     live += 1;
                     continue;
                 }
-                let va = p.base + c * 64;
-                let pg = va / PAGE_SIZE;
-                if pg != loaded {
-                    mapped = match m.pgtables.vmalloc_to_pfn(va) {
-                        Some(pfn) => {
-                            m.frames.read(pfn, 0, &mut page);
-                            true
-                        }
-                        None => false,
-                    };
-                    loaded = pg;
+                let (start, end) = (p.base + c * 64, p.base + c * 64 + 64);
+                let mut va = start;
+                while va < end {
+                    let pg = va / PAGE_SIZE;
+                    if pg != loaded {
+                        mapped = match m.pgtables.vmalloc_to_pfn(va) {
+                            Some(pfn) => {
+                                m.frames.read(pfn, 0, &mut page);
+                                true
+                            }
+                            None => false,
+                        };
+                        loaded = pg;
+                    }
+                    let hi = end.min((pg + 1) * PAGE_SIZE);
+                    let (o, n) = ((va % PAGE_SIZE) as usize, (hi - va) as usize);
+                    unmapped |= !mapped;
+                    dirty |= mapped && page[o..o + n].iter().any(|&b| b != 0xcc);
+                    va = hi;
                 }
-                let o = (va % PAGE_SIZE) as usize;
-                unmapped |= !mapped;
-                dirty |= mapped && page[o..o + 64].iter().any(|&b| b != 0xcc);
             }
             match (dirty, live) {
                 _ if unmapped => 'x',
