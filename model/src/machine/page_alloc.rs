@@ -85,8 +85,7 @@ impl Machine {
     /// made for all of them first and the preparation applied to all of
     /// them after, a chunk of `struct page`s at a time.
     fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
-        let bad = |page: &Page| page_bad_reason(page, pg::CHECK_AT_PREP).is_some();
-        if self.mm.any_page(pfn, n, bad) {
+        if self.mm.any_page(pfn, n, bad_at_prep) {
             for p in pfn..pfn + n {
                 if self.take_new_block(p, 0, gfp) {
                     pages.push(p);
@@ -108,8 +107,7 @@ impl Machine {
 
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
-        let bad = |page: &Page| page_bad_reason(page, pg::CHECK_AT_PREP).is_some();
-        if !self.mm.any_page(pfn, 1 << order, bad) {
+        if !self.mm.any_page(pfn, 1 << order, bad_at_prep) {
             return false;
         }
         for p in pfn..pfn + (1 << order) {
@@ -504,6 +502,11 @@ impl Machine {
     pub fn leaked_blocks(&self) -> &[(u64, u32)] {
         &self.leaked
     }
+}
+
+/// Would `check_new_pages()` find `page` bad?
+fn bad_at_prep(page: &Page) -> bool {
+    page_bad_reason(page, pg::CHECK_AT_PREP).is_some()
 }
 
 /// `page_expected_state()` + `page_bad_reason()`: the last check that fails
