@@ -392,6 +392,54 @@ def cmd_report(scopes):
     return 1 if bad else 0
 
 
+def cmd_resite(scopes):
+    """Moves each stale pin to the current mutant it most likely is now: the
+    one in the same file with the same description (operator and function)
+    that no pin names yet, at the same column if there are several, then the
+    nearest line. A pin with no such mutant, or with two equally near, is
+    left for a person to re-judge. The rewritten files are for review, like
+    any diff."""
+    rows = listing(scopes)
+    names = {r["name"] for r in rows}
+    equivalent, unseen = pinned(EQUIVALENT), pinned(UNSEEN)
+    taken = set(equivalent) | set(unseen)
+    site = re.compile(r"^([^:]+):(\d+):(\d+): (.*)$")
+    left = 0
+    for path, pins in ((EQUIVALENT, equivalent), (UNSEEN, unseen)):
+        moves = {}
+        for name in pins:
+            if name in names:
+                continue
+            m = site.match(name)
+            f, line, col, desc = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+            if not any(r["file"] == f for r in rows):
+                continue
+            cands = []
+            for r in rows:
+                c = site.match(r["name"])
+                if r["file"] == f and r["description"] == desc and r["name"] not in taken:
+                    cands.append((int(c.group(3)) != col, abs(int(c.group(2)) - line), r["name"]))
+            cands.sort()
+            if not cands or (len(cands) > 1 and cands[0][:2] == cands[1][:2]):
+                why = "no mutant with that description" if not cands else "two equally near"
+                print(f"left: {path.relative_to(ROOT)}: `{name}` ({why}): re-judge it by hand")
+                left += 1
+                continue
+            new = cands[0][2]
+            moves[name] = new
+            taken.add(new)
+            print(f"re-sited: {path.relative_to(ROOT)}: `{name}` -> `{new}`")
+        if moves:
+            lines = path.read_text().split("\n")
+            for i, l in enumerate(lines):
+                if "  # " in l and not l.startswith("#"):
+                    name, reason = l.split("  # ", 1)
+                    if name.strip() in moves:
+                        lines[i] = f"{moves[name.strip()]}  # {reason}"
+            path.write_text("\n".join(lines))
+    return 1 if left else 0
+
+
 def cmd_check(minutes, jobs):
     """CI tier (m): one slice of the ledger's measured sample, chosen by the
     commit, for at most `minutes`; fails on a miss the ledger does not record
@@ -447,7 +495,7 @@ def main(argv):
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--resume", "--report", "--check"):
+        if a in ("--resume", "--report", "--check", "--resite"):
             mode = a[2:]
         elif a == "--minutes":
             minutes = float(argv[i + 1])
@@ -460,11 +508,13 @@ def main(argv):
         elif a in SCOPES:
             scopes.append(a)
         else:
-            die(f"unknown argument `{a}` (expected --resume, --report, --check, --minutes N, --jobs J, --missed, or a scope: {', '.join(ORDER)})")
+            die(f"unknown argument `{a}` (expected --resume, --report, --check, --resite, --minutes N, --jobs J, --missed, or a scope: {', '.join(ORDER)})")
         i += 1
     scopes = scopes or ORDER
     if mode is None:
-        die("expected --resume, --report or --check")
+        die("expected --resume, --report, --check or --resite")
+    if mode == "resite":
+        return cmd_resite(scopes)
     if mode == "resume":
         return cmd_resume(scopes, minutes, jobs, missed_again)
     if mode == "report":

@@ -15,6 +15,10 @@
 #       prints the table the README shows, from the ledger alone, and the
 #       misses; fails if a pinned equivalent or unseen mutant names no current
 #       mutant (stale after an edit: re-judge it).
+#   fuzz/mutants.sh --resite [SCOPE]...
+#       moves each stale pin to the mutant it most likely is now (same file
+#       and description; same column, then nearest line) and says so; fails
+#       if one is left to re-judge by hand. Review the diff.
 #   fuzz/mutants.sh --check [--minutes 5]
 #       CI tier (m): one slice of the sample, picked by the commit, for at
 #       most that long; fails on a miss the ledger does not record, and on
@@ -30,7 +34,7 @@
 # Exit status: 0 done, 1 a check failed (or cargo mutants did), 2 bad usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h | --help | "") sed -n "2,31p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h | --help | "") sed -n "2,35p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 command -v cargo-mutants >/dev/null || {
     echo "fuzz/mutants.sh: cargo-mutants is missing (cargo install --locked cargo-mutants)" >&2
     exit 2

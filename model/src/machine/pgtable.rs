@@ -103,8 +103,37 @@ impl Log {
             _ if old.is_some_and(Prot::is_wx) => {
                 self.wx.remove(&(va, level));
             }
-            _ => debug_assert!(!self.wx.contains(&(va, level))),
+            // (The set is nearly always empty: ask it only when it is not.)
+            _ => debug_assert!(self.wx.is_empty() || !self.wx.contains(&(va, level))),
         }
+    }
+
+    /// [`Log::note`] of each of `n` PTEs from `va` on, all of which had
+    /// protection `old` and now have `prot`, in one step.
+    fn note_ptes(&mut self, va: u64, n: u64, old: Option<Prot>, prot: Option<Prot>) {
+        if n == 0 {
+            return;
+        }
+        if old.is_some_and(Prot::is_wx) || prot.is_some_and(Prot::is_wx) {
+            for i in 0..n {
+                self.note(va + i * PAGE_SIZE, Level::Pte, old, prot);
+            }
+            return;
+        }
+        self.presence_changes += n * u64::from(old.is_some() != prot.is_some());
+        if old.is_some_and(Prot::executable) || prot.is_some_and(Prot::executable) {
+            let size = n * PAGE_SIZE;
+            match self.exec_changed.last_mut() {
+                Some((s, len)) if *s + *len == va => *len += size,
+                _ => self.exec_changed.push((va, size)),
+            }
+        }
+        debug_assert!(
+            (self
+                .wx
+                .range((va, Level::Pte)..(va + n * PAGE_SIZE, Level::Pte)))
+            .all(|&(_, level)| level != Level::Pte)
+        );
     }
 }
 
@@ -146,10 +175,7 @@ impl PageTables {
             done += n;
         }
         if prot.executable() {
-            for i in 0..pfns.len() as u64 {
-                self.log
-                    .note(va + i * PAGE_SIZE, Level::Pte, None, Some(prot));
-            }
+            self.log.note_ptes(va, pfns.len() as u64, None, Some(prot));
         }
     }
 
@@ -185,14 +211,29 @@ impl PageTables {
                         pte_index(cur),
                         (end.min(next_pmd) - cur).div_ceil(PAGE_SIZE),
                     );
+                    // Noted a run of present PTEs of one protection at a time.
+                    let mut run: Option<(u64, u64, Prot)> = None;
                     for (k, e) in ptes[lo..lo + n as usize].iter_mut().enumerate() {
+                        let a = cur + k as u64 * PAGE_SIZE;
+                        let old = (*e != 0).then(|| Prot::from_bits(*e as u8));
+                        match (&mut run, old) {
+                            (Some((s, m, p)), Some(o)) if *p == o && *s + *m * PAGE_SIZE == a => {
+                                *m += 1;
+                            }
+                            _ => {
+                                if let Some((s, m, p)) = run.take() {
+                                    self.log.note_ptes(s, m, Some(p), None);
+                                }
+                                run = old.map(|o| (a, 1, o));
+                            }
+                        }
                         if *e != 0 {
-                            let old = Prot::from_bits(*e as u8);
                             *e = 0;
                             *used -= 1;
-                            let a = cur + k as u64 * PAGE_SIZE;
-                            self.log.note(a, Level::Pte, Some(old), None);
                         }
+                    }
+                    if let Some((s, m, p)) = run {
+                        self.log.note_ptes(s, m, Some(p), None);
                     }
                 }
             }
@@ -258,10 +299,7 @@ impl PageTables {
         self.pmds.insert(idx, Pmd::Table { ptes, used: 512 });
         let base = idx << PMD_SHIFT;
         self.log.note(base, Level::Pmd, Some(prot), None);
-        for i in 0..PAGES_PER_PMD {
-            self.log
-                .note(base + i * PAGE_SIZE, Level::Pte, None, Some(prot));
-        }
+        self.log.note_ptes(base, PAGES_PER_PMD, None, Some(prot));
         self.pmd_splits += 1;
     }
 
@@ -286,10 +324,7 @@ impl PageTables {
         }
         self.pmds.insert(idx, Pmd::Leaf { pfn, prot });
         let base = idx << PMD_SHIFT;
-        for i in 0..PAGES_PER_PMD {
-            self.log
-                .note(base + i * PAGE_SIZE, Level::Pte, Some(prot), None);
-        }
+        self.log.note_ptes(base, PAGES_PER_PMD, Some(prot), None);
         self.log.note(base, Level::Pmd, None, Some(prot));
         self.pmd_collapses += 1;
         true
@@ -553,6 +588,52 @@ mod tests {
         pt.unmap(VMALLOC_START, PMD_SIZE);
         assert_eq!(pt.wx_leaves().count(), 0);
         assert_eq!(pt.leaves().count(), 0);
+    }
+
+    /// `unmap` notes a run of PTEs at a time; the log must read as if each
+    /// cleared PTE had been noted alone: every appearance and disappearance
+    /// counted, the executable ranges joined where they touch, W^X entries
+    /// gone.
+    #[test]
+    fn unmap_notes_what_each_cleared_pte_would() {
+        let (rw, ro, rox) = (
+            Prot::PAGE_KERNEL,
+            Prot::PAGE_KERNEL_RO,
+            Prot::PAGE_KERNEL_ROX,
+        );
+        let wx = Prot::PRESENT.union(Prot::RW);
+        let base = VMALLOC_START;
+        let mut pt = PageTables::default();
+        // rw rw rox rox . ro rox wx wx rox | next PMD: rox rox
+        pt.map_ptes(base, &[1, 2], rw);
+        pt.map_ptes(base + 2 * PAGE_SIZE, &[3, 4], rox);
+        pt.map_ptes(base + 5 * PAGE_SIZE, &[6], ro);
+        pt.map_ptes(base + 6 * PAGE_SIZE, &[7], rox);
+        pt.map_ptes(base + 7 * PAGE_SIZE, &[8, 9], wx);
+        pt.map_ptes(base + 9 * PAGE_SIZE, &[10], rox);
+        pt.map_ptes(base + 510 * PAGE_SIZE, &[20, 21], rox);
+        pt.map_ptes(base + PMD_SIZE, &[22, 23], rox);
+        let mut each = pt.log.clone();
+        for leaf in pt.leaves() {
+            each.note(leaf.va, leaf.level, Some(leaf.prot), None);
+        }
+        pt.take_exec_changed();
+        each.exec_changed.clear();
+        let before = pt.log.presence_changes;
+        pt.unmap(base, PMD_SIZE + 2 * PAGE_SIZE);
+        assert_eq!(pt.log.presence_changes - before, 13);
+        assert_eq!(pt.log.presence_changes, each.presence_changes);
+        assert_eq!(pt.log.wx, each.wx);
+        assert!(pt.log.wx.is_empty());
+        assert_eq!(
+            pt.take_exec_changed(),
+            [
+                (base + 2 * PAGE_SIZE, 2 * PAGE_SIZE),
+                (base + 6 * PAGE_SIZE, 4 * PAGE_SIZE),
+                (base + 510 * PAGE_SIZE, 4 * PAGE_SIZE),
+            ]
+        );
+        assert_eq!(each.exec_changed, pt.log.exec_changed);
     }
 
     /// Extents are the leaves of the range, page by page, clipped to it and
