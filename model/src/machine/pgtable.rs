@@ -174,9 +174,7 @@ impl PageTables {
             *used += n as u16;
             done += n;
         }
-        if prot.executable() {
-            self.log.note_ptes(va, pfns.len() as u64, None, Some(prot));
-        }
+        self.log.note_ptes(va, pfns.len() as u64, None, Some(prot));
     }
 
     /// `vmap_try_huge_pmd()`: install one PMD leaf (`va` and `pfn` PMD-aligned).
@@ -588,6 +586,22 @@ mod tests {
         pt.unmap(VMALLOC_START, PMD_SIZE);
         assert_eq!(pt.wx_leaves().count(), 0);
         assert_eq!(pt.leaves().count(), 0);
+    }
+
+    /// Every leaf that appears or goes moves the region checks' epoch,
+    /// executable or not (a protection change does not).
+    #[test]
+    fn every_leaf_that_appears_or_goes_is_counted() {
+        let mut pt = PageTables::default();
+        pt.map_ptes(VMALLOC_START, &[5, 6, 7], Prot::PAGE_KERNEL);
+        assert_eq!(pt.presence_changes(), 3);
+        pt.map_pmd(VMALLOC_START + PMD_SIZE, 512, Prot::PAGE_KERNEL_RO);
+        assert_eq!(pt.presence_changes(), 4);
+        let leaf = pt.lookup(VMALLOC_START).unwrap();
+        pt.set_prot(leaf, Prot::PAGE_KERNEL_RO);
+        assert_eq!(pt.presence_changes(), 4);
+        pt.unmap(VMALLOC_START, 2 * PMD_SIZE);
+        assert_eq!(pt.presence_changes(), 8);
     }
 
     /// `unmap` notes a run of PTEs at a time; the log must read as if each
