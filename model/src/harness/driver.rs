@@ -45,9 +45,9 @@ pub struct Driver {
     handles: Vec<(AreaId, u64)>,
     /// (area, page index) → state.
     pages: BTreeMap<(AreaId, u64), DriverPage>,
-    /// (area, page index) → (read-only, executable), for pages whose
-    /// protection the driver changed from the default (RW, NX).
-    prot: BTreeMap<(AreaId, u64), (bool, bool)>,
+    /// Area → (read-only, executable) of each of its pages, for areas where
+    /// the driver changed some page's protection from the default (RW, NX).
+    prot: BTreeMap<AreaId, Vec<(bool, bool)>>,
     /// Each area's size, for the cleanup's whole-area calls.
     sizes: BTreeMap<AreaId, u64>,
 }
@@ -74,7 +74,9 @@ impl Driver {
 
     /// The protection of page `i` of `area`: (read-only, executable).
     fn prot_of(&self, area: AreaId, i: u64) -> (bool, bool) {
-        self.prot.get(&(area, i)).copied().unwrap_or((false, false))
+        (self.prot.get(&area))
+            .and_then(|v| v.get(i as usize).copied())
+            .unwrap_or((false, false))
     }
 
     /// Pages `off / PAGE_SIZE ..` of the `pages` a call changes.
@@ -97,9 +99,12 @@ impl Driver {
     /// Whether `off..off + len` of `area` is writable (no read-only page).
     pub fn writable(&self, area: AreaId, off: u64, len: u64) -> bool {
         let last = (off + len.max(1) - 1) / PAGE_SIZE;
-        self.prot
-            .range((area, off / PAGE_SIZE)..=(area, last))
-            .all(|(_, &(ro, _))| !ro)
+        let Some(v) = self.prot.get(&area) else {
+            return true;
+        };
+        let first = ((off / PAGE_SIZE) as usize).min(v.len());
+        let end = (last as usize + 1).clamp(first, v.len());
+        v[first..end].iter().all(|&(ro, _)| !ro)
     }
 
     /// Follows one op.
@@ -119,19 +124,19 @@ impl Driver {
                 change,
             } => {
                 let size = self.sizes.get(area).copied().unwrap_or(0);
-                for i in Self::span(*off, *pages).take_while(|i| i * PAGE_SIZE < size) {
-                    let (ro, x) = self.prot_of(*area, i);
-                    let now = match change {
-                        SetMemory::Ro => (true, x),
-                        SetMemory::Rw => (false, x),
-                        SetMemory::X => (ro, true),
-                        SetMemory::Nx => (ro, false),
-                        SetMemory::Rox => (true, true),
-                    };
-                    if now == (false, false) {
-                        self.prot.remove(&(*area, i));
-                    } else {
-                        self.prot.insert((*area, i), now);
+                let n = size.div_ceil(PAGE_SIZE) as usize;
+                let span = Self::span(*off, *pages);
+                let (first, end) = ((span.start as usize).min(n), (span.end as usize).min(n));
+                if first < end {
+                    let v = (self.prot.entry(*area)).or_insert_with(|| vec![(false, false); n]);
+                    for (ro, x) in &mut v[first..end] {
+                        match change {
+                            SetMemory::Ro => *ro = true,
+                            SetMemory::Rw => *ro = false,
+                            SetMemory::X => *x = true,
+                            SetMemory::Nx => *x = false,
+                            SetMemory::Rox => (*ro, *x) = (true, true),
+                        }
                     }
                 }
             }
@@ -150,7 +155,7 @@ impl Driver {
         let Some(h) = op.page() else {
             if let Op::Vfree { area } = op {
                 self.pages.retain(|k, _| k.0 != *area);
-                self.prot.retain(|k, _| k.0 != *area);
+                self.prot.remove(area);
             }
             return;
         };
@@ -189,10 +194,7 @@ impl Driver {
                 ops.push(Op::ClearReserved { page });
             }
         }
-        let changed: Vec<(bool, bool)> = (self.prot)
-            .range((area, 0)..=(area, u64::MAX))
-            .map(|(_, &p)| p)
-            .collect();
+        let changed: &[(bool, bool)] = self.prot.get(&area).map_or(&[], |v| v);
         let pages = self.sizes[&area].div_ceil(PAGE_SIZE) as u32;
         for (change, needed) in [
             (SetMemory::Nx, changed.iter().any(|p| p.1)),
