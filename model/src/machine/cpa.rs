@@ -13,6 +13,8 @@
 
 use super::Machine;
 use super::consts::{PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE};
+#[cfg(doc)]
+use super::direct_map::DirectMap;
 use super::oops::Oops;
 use super::pgtable::Level;
 #[cfg(doc)]
@@ -80,11 +82,17 @@ impl Machine {
             let new = leaf.prot.apply(set, clr);
             let (first_pfn, n) = match leaf.level {
                 Level::Pte => {
-                    if new != leaf.prot {
-                        self.pgtables.set_prot(leaf, new);
-                        flushtlb = true;
+                    // This PTE and those after it in its table that map the
+                    // frames after its frame, each a primary unit of its own
+                    // (its alias changed as one page: change_each).
+                    let (n, changed) = self.pgtables.change_ptes(cur, rem, set, clr);
+                    flushtlb |= changed;
+                    if checkalias {
+                        self.dmap.change_each(leaf.pfn, n, alias_set, alias_clr);
                     }
-                    (leaf.pfn, 1)
+                    cur += n * PAGE_SIZE;
+                    rem -= n;
+                    continue;
                 }
                 Level::Pmd => {
                     let offset = (cur - leaf.va) / PAGE_SIZE;
@@ -189,12 +197,21 @@ impl Machine {
     /// 4 KiB backing page's alias is set invalid, then back to default
     /// ("HUGE_VMALLOC passes small pages to set_direct_map"). A page inside a
     /// large direct-map leaf splits it, and splits are never merged back.
+    /// (One call per page, as the kernel makes them, walked a run of
+    /// consecutive frames at a time: [`DirectMap::change_each`].)
     pub fn vm_reset_perms(&mut self, pages: &[u64]) {
-        for &pfn in pages {
-            self.set_direct_map_invalid_noflush(pfn);
-        }
-        for &pfn in pages {
-            self.set_direct_map_default_noflush(pfn);
+        let p = Prot::PRESENT.union(Prot::RW);
+        for (set, clr) in [(Prot::NONE, p), (p, Prot::NONE)] {
+            let mut i = 0;
+            while i < pages.len() {
+                let n = 1
+                    + (pages[i..].windows(2))
+                        .take_while(|w| w[1] == w[0] + 1)
+                        .count();
+                self.stats.set_direct_map_calls += n as u64;
+                self.dmap.change_each(pages[i], n as u64, set, clr);
+                i += n;
+            }
         }
     }
 }

@@ -283,6 +283,36 @@ impl PageTables {
         }
     }
 
+    /// [`PageTables::set_prot`] of `prot.apply(set, clr)` on the PTE at `va`
+    /// and on each one after it in the same PTE table, up to `max` in all,
+    /// while they are present and map the frames after its frame (those
+    /// whose protection would not change are left alone). Returns how many
+    /// PTEs that run holds and whether any changed; 0 if `va` has no PTE.
+    pub fn change_ptes(&mut self, va: u64, max: u64, set: Prot, clr: Prot) -> (u64, bool) {
+        let Some(Pmd::Table { ptes, .. }) = self.pmds.get_mut(&pmd_index(va)) else {
+            return (0, false);
+        };
+        let at = pte_index(va);
+        let first = ptes[at] >> PAGE_SHIFT;
+        let end = at + (max as usize).min(PAGES_PER_PMD as usize - at);
+        let (mut n, mut changed) = (0, false);
+        for (j, e) in ptes[at..end].iter_mut().enumerate() {
+            if *e == 0 || *e >> PAGE_SHIFT != first + j as u64 {
+                break;
+            }
+            let old = Prot::from_bits(*e as u8);
+            let new = old.apply(set, clr);
+            if new != old {
+                *e = (*e & !7) | new.bits() as u64;
+                self.log
+                    .note(va + j as u64 * PAGE_SIZE, Level::Pte, Some(old), Some(new));
+                changed = true;
+            }
+            n += 1;
+        }
+        (n, changed)
+    }
+
     /// `split_large_page()` on a vmalloc PMD leaf: 512 PTEs with the same
     /// protection and consecutive pfns.
     pub fn split_pmd(&mut self, va: u64) {
@@ -586,6 +616,43 @@ mod tests {
         pt.unmap(VMALLOC_START, PMD_SIZE);
         assert_eq!(pt.wx_leaves().count(), 0);
         assert_eq!(pt.leaves().count(), 0);
+    }
+
+    /// `change_ptes` takes the run of present PTEs over consecutive frames
+    /// from `va`, within its table and `max`, and changes only those.
+    #[test]
+    fn change_ptes_takes_a_run_of_consecutive_frames() {
+        let base = VMALLOC_START;
+        let mut pt = PageTables::default();
+        pt.map_ptes(base, &[10, 11, 12, 20, 21], Prot::PAGE_KERNEL);
+        pt.map_ptes(base + 6 * PAGE_SIZE, &[22], Prot::PAGE_KERNEL);
+        pt.map_ptes(base + 510 * PAGE_SIZE, &[30, 31, 32, 33], Prot::PAGE_KERNEL);
+        let ro = |pt: &PageTables, i: u64| pt.lookup(base + i * PAGE_SIZE).unwrap().prot;
+        assert_eq!(pt.change_ptes(base, 100, Prot::NONE, Prot::RW), (3, true));
+        assert_eq!(ro(&pt, 2), Prot::PAGE_KERNEL_RO);
+        assert_eq!(ro(&pt, 3), Prot::PAGE_KERNEL);
+        assert_eq!(pt.change_ptes(base, 100, Prot::NONE, Prot::RW), (3, false));
+        assert_eq!(
+            pt.change_ptes(base + 3 * PAGE_SIZE, 1, Prot::NONE, Prot::RW),
+            (1, true)
+        );
+        assert_eq!(ro(&pt, 4), Prot::PAGE_KERNEL, "max 1");
+        assert_eq!(
+            pt.change_ptes(base + 4 * PAGE_SIZE, 9, Prot::NONE, Prot::RW),
+            (1, true)
+        );
+        assert_eq!(ro(&pt, 6), Prot::PAGE_KERNEL, "after a gap");
+        assert_eq!(
+            pt.change_ptes(base + 5 * PAGE_SIZE, 9, Prot::NONE, Prot::RW),
+            (0, false)
+        );
+        let at = base + 510 * PAGE_SIZE;
+        assert_eq!(
+            pt.change_ptes(at, 9, Prot::NONE, Prot::RW),
+            (2, true),
+            "to the table's end"
+        );
+        assert_eq!(ro(&pt, 512), Prot::PAGE_KERNEL);
     }
 
     /// Every leaf that appears or goes moves the region checks' epoch,
