@@ -740,11 +740,15 @@ impl Invariants {
         if self.owners.is_empty() {
             self.owners = LazyArray::new(m.nr_pages() as usize);
         }
-        let now: BTreeSet<Region> = k.regions().into_iter().collect();
+        // The kernel's regions in order, each once (a set, kept as a sorted
+        // vector: it is built anew each time the checks run).
+        let mut now = k.regions();
+        now.sort_unstable();
+        now.dedup();
         let gone: Vec<Region> = self
             .regions
             .keys()
-            .filter(|r| !now.contains(r))
+            .filter(|r| now.binary_search(r).is_err())
             .copied()
             .collect();
         for r in gone {
@@ -877,11 +881,7 @@ impl Invariants {
             swept, kept,
             "W^X bookkeeping of the vmalloc page tables drifted"
         );
-        let swept: BTreeSet<_> = m
-            .dmap
-            .leaves()
-            .into_iter()
-            .filter(|l| l.2.is_wx())
+        let swept: BTreeSet<_> = (m.dmap.leaves_where(Prot::is_wx).into_iter())
             .map(|l| (l.0, l.1))
             .collect();
         let kept: BTreeSet<_> = m.dmap.wx_leaves().collect();

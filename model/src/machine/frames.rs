@@ -120,6 +120,25 @@ impl Frames {
         }
     }
 
+    /// [`Frames::note_write`] of each of `pfn..pfn + n`, in order, a word of
+    /// the bitmap at a time.
+    fn note_writes(&mut self, pfn: u64, n: u64) {
+        let (mut p, end) = (pfn, pfn + n);
+        while p < end {
+            let (w, b) = ((p / 64) as usize, p % 64);
+            let k = (64 - b).min(end - p);
+            let mask = (u64::MAX >> (64 - k)) << b;
+            let mut new = mask & !self.written_bits[w];
+            self.written_bits[w] |= mask;
+            while new != 0 {
+                let bit = new.trailing_zeros() as u64;
+                self.written.push((w as u64 * 64 + bit) as u32);
+                new &= new - 1;
+            }
+            p += k;
+        }
+    }
+
     fn note_write(&mut self, pfn: u64) {
         let (w, b) = ((pfn / 64) as usize, pfn % 64);
         if self.written_bits[w] & (1 << b) == 0 {
@@ -231,9 +250,7 @@ impl Frames {
     /// [`Frames::fill`] of all of each frame of `pfn..pfn + n` with `value`,
     /// a chunk of frame states at a time.
     pub fn fill_frames(&mut self, pfn: u64, n: u64, value: u8) {
-        for p in pfn..pfn + n {
-            self.note_write(p);
-        }
+        self.note_writes(pfn, n);
         let frames = pfn as usize..(pfn + n) as usize;
         let data = |c: &Content| matches!(c, Content::Data(_));
         if !self.state.any(frames.clone(), data) {
@@ -474,6 +491,15 @@ mod tests {
         f.write(130, 0, &[5]);
         f.write(63, 0, &[5]);
         assert_eq!(f.take_written(), [130, 63]);
+        // A run of frames across bitmap words, some of them already logged.
+        f.write(70, 0, &[1]);
+        f.write(129, 0, &[1]);
+        f.fill_frames(60, 75, 0xcc);
+        let mut want = vec![70, 129];
+        want.extend((60..135).filter(|p| ![70, 129].contains(p)));
+        assert_eq!(f.take_written(), want);
+        f.zero_frames(255, 1);
+        assert_eq!(f.take_written(), [255]);
     }
 
     #[test]
