@@ -163,12 +163,14 @@ impl PageTables {
             let Pmd::Table { ptes, used } = slot else {
                 panic!("vmap_pte_range: {at:#x} is under a PMD leaf");
             };
-            for (j, (e, &pfn)) in (ptes[first..first + n].iter_mut())
-                .zip(&pfns[done..done + n])
-                .enumerate()
-            {
+            let slice = &mut ptes[first..first + n];
+            // (One pass with no early exit; the search only to name it.)
+            if slice.iter().fold(false, |any, &e| any | (e != 0)) {
+                let j = slice.iter().position(|&e| e != 0).expect("one is");
                 let pte_va = at + j as u64 * PAGE_SIZE;
-                assert!(*e == 0, "vmap_pte_range: pte at {pte_va:#x} is not none");
+                panic!("vmap_pte_range: pte at {pte_va:#x} is not none");
+            }
+            for (e, &pfn) in slice.iter_mut().zip(&pfns[done..done + n]) {
                 *e = pfn << PAGE_SHIFT | PTE_VALID | prot.bits() as u64;
             }
             *used += n as u16;
@@ -209,6 +211,19 @@ impl PageTables {
                         pte_index(cur),
                         (end.min(next_pmd) - cur).div_ceil(PAGE_SIZE),
                     );
+                    let slice = &mut ptes[lo..lo + n as usize];
+                    let first = slice[0];
+                    let same = |ok: bool, &e: &u64| ok & (e != 0) & ((e ^ first) & 0xff == 0);
+                    if first != 0 && slice.iter().fold(true, same) {
+                        // All present with one protection (a vmalloc area's
+                        // PTEs): one note, one clear.
+                        self.log
+                            .note_ptes(cur, n, Some(Prot::from_bits(first as u8)), None);
+                        slice.fill(0);
+                        *used -= n as u16;
+                        cur = next_pmd;
+                        continue;
+                    }
                     // Noted a run of present PTEs of one protection at a time.
                     let mut run: Option<(u64, u64, Prot)> = None;
                     for (k, e) in ptes[lo..lo + n as usize].iter_mut().enumerate() {
@@ -472,8 +487,17 @@ impl ExtentsIn<'_> {
                 }
                 if *left > 0 && *i < *hi {
                     let (k, e) = (*i, ptes[*i]);
+                    let next = |j: usize| e + (((j - k) as u64) << PAGE_SHIFT);
                     let mut j = k + 1;
-                    while j < *hi && ptes[j] == e + (((j - k) as u64) << PAGE_SHIFT) {
+                    // Eight entries a step while all eight carry the run on
+                    // (one pass with no early exit), then one at a time.
+                    while j + 8 <= *hi
+                        && (ptes[j..j + 8].iter().enumerate())
+                            .fold(true, |ok, (t, &p)| ok & (p == next(j + t)))
+                    {
+                        j += 8;
+                    }
+                    while j < *hi && ptes[j] == next(j) {
                         j += 1;
                     }
                     *i = j;
