@@ -13,9 +13,10 @@
 # `run` appends `quirks<TAB>seed<TAB>found|not-found<TAB>executions<TAB>seconds<TAB>oracle`
 # lines; seconds are wall time from the binary's start to its exit (a run not
 # found within BUDGET counts as BUDGET and is marked). `table` prints, per
-# quirk set in both ledgers, the median seconds and executions over the seeds
-# (a seed not found counts as the budget, so a median is a lower bound where
-# half or more were not found) and AFTER/BEFORE of the median seconds.
+# quirk set in both ledgers (in AFTER's order), the median seconds and
+# executions over the seeds (a seed not found counts as the budget, so a
+# median is a lower bound where half or more were not found) and
+# AFTER/BEFORE of the median seconds.
 #
 # BIN is e.g. fuzz/target/x86_64-unknown-linux-gnu/release/differential after
 # `(cd fuzz && cargo fuzz build -s none --no-trace-compares differential)`; an
@@ -41,8 +42,8 @@ table() {
     done
     echo "| quirks | before: seconds | before: executions | after: seconds | after: executions | after / before |"
     echo "|---|---:|---:|---:|---:|---:|"
-    cut -f1 "$before" | awk '!seen[$0]++' | while read -r q; do
-        grep -q "^$q	" "$after" || continue
+    cut -f1 "$after" | awk '!seen[$0]++' | while read -r q; do
+        grep -q "^$q	" "$before" || continue
         local cells=() s
         for f in "$before" "$after"; do
             local n found sec ex
