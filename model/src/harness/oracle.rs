@@ -1179,6 +1179,38 @@ mod tests {
         );
     }
 
+    /// A direct-map change over two executable pages' frames names each
+    /// page with its own frame (the alias check walks a run page by page).
+    #[test]
+    fn a_writable_alias_of_two_pack_pages_names_each() {
+        let (mut s, mut inv, mut out) = one_program_checked();
+        let text = s.kernel.images()[0].image.text_start & !(PAGE_SIZE - 1);
+        let pt = &s.kernel.machine().pgtables;
+        let pfn = pt.vmalloc_to_pfn(text).unwrap();
+        assert_eq!(pt.vmalloc_to_pfn(text + PAGE_SIZE), Some(pfn + 1));
+        s.kernel
+            .machine_mut()
+            .dmap
+            .change(pfn, 2, Prot::RW, Prot::NONE);
+        let nothing = Op::DirectMapStats;
+        let step = s.step(&nothing);
+        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        let named: Vec<String> = (out.iter())
+            .map(|f| f.message.split(" has").next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            named,
+            [
+                format!("executable page {text:016x} (pfn {pfn:#x})"),
+                format!(
+                    "executable page {:016x} (pfn {:#x})",
+                    text + PAGE_SIZE,
+                    pfn + 1
+                ),
+            ]
+        );
+    }
+
     /// A byte of a live program's text overwritten in its frame is found
     /// after the op that wrote it, and named as such.
     #[test]
