@@ -1137,6 +1137,15 @@ mod tests {
         );
     }
 
+    /// An op that changes nothing (`direct_map_stats`), stepped as op
+    /// `index`, and the oracles after it: what a test changed behind the
+    /// kernel's back is then looked at.
+    fn after_nothing(s: &mut Session, inv: &mut Invariants, index: usize, out: &mut Vec<Finding>) {
+        let nothing = Op::DirectMapStats;
+        let step = s.step(&nothing);
+        inv.after_op(s, index, &nothing, &step, out);
+    }
+
     /// The optimised kernel after one 100-byte program's load, checked clean
     /// by the oracles that then go on watching it.
     fn one_program_checked() -> (Session, Invariants, Vec<Finding>) {
@@ -1165,9 +1174,7 @@ mod tests {
         let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(text).unwrap();
         let m = s.kernel.machine_mut();
         m.dmap.change(pfn, 1, Prot::RW, Prot::NONE);
-        let nothing = Op::DirectMapStats;
-        let step = s.step(&nothing);
-        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
         let found: Vec<_> = out.iter().map(|f| (f.op, f.oracle)).collect();
         assert_eq!(found, [(Some(1), Oracle::AliasCoherence)]);
         assert!(
@@ -1192,9 +1199,7 @@ mod tests {
             .machine_mut()
             .dmap
             .change(pfn, 2, Prot::RW, Prot::NONE);
-        let nothing = Op::DirectMapStats;
-        let step = s.step(&nothing);
-        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
         let named: Vec<String> = (out.iter())
             .map(|f| f.message.split(" has").next().unwrap_or("").to_string())
             .collect();
@@ -1220,9 +1225,7 @@ mod tests {
         let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(a).unwrap();
         let off = (a % PAGE_SIZE) as usize;
         s.kernel.machine_mut().frames.write(pfn, off, &[0x90]);
-        let nothing = Op::DirectMapStats;
-        let step = s.step(&nothing);
-        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
         let got: Vec<_> = out
             .iter()
             .map(|f| (f.op, f.oracle, f.message.clone()))
@@ -1253,14 +1256,11 @@ mod tests {
         let pfn = pt.vmalloc_to_pfn(page).unwrap();
         assert_eq!(pt.vmalloc_to_pfn(page + PAGE_SIZE), Some(pfn + 1));
         s.kernel.machine_mut().frames.fill_frames(pfn, 2, 0xcc);
-        let nothing = Op::DirectMapStats;
-        let step = s.step(&nothing);
-        inv.after_op(&mut s, 1, &nothing, &step, &mut out);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
         assert!(out.is_empty(), "{out:?}");
         s.kernel.machine_mut().frames.fill_frames(pfn, 2, 0xcc);
         s.kernel.machine_mut().frames.write(pfn + 1, 7, &[0x90]);
-        let step = s.step(&nothing);
-        inv.after_op(&mut s, 2, &nothing, &step, &mut out);
+        after_nothing(&mut s, &mut inv, 2, &mut out);
         let got: Vec<_> = out
             .iter()
             .map(|f| (f.op, f.oracle, f.message.clone()))

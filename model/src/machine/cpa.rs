@@ -16,6 +16,7 @@ use super::consts::{PAGE_SIZE, PAGES_PER_PMD, PMD_SIZE};
 #[cfg(doc)]
 use super::direct_map::DirectMap;
 use super::oops::Oops;
+use super::page_alloc::run_len;
 use super::pgtable::Level;
 #[cfg(doc)]
 use super::pgtable::PageTables;
@@ -204,10 +205,7 @@ impl Machine {
         for (set, clr) in [(Prot::NONE, p), (p, Prot::NONE)] {
             let mut i = 0;
             while i < pages.len() {
-                let n = 1
-                    + (pages[i..].windows(2))
-                        .take_while(|w| w[1] == w[0] + 1)
-                        .count();
+                let n = run_len(&pages[i..]);
                 self.stats.set_direct_map_calls += n as u64;
                 self.dmap.change_each(pages[i], n as u64, set, clr);
                 i += n;

@@ -213,9 +213,7 @@ impl Machine {
             let run = if consecutive(&pages[i..i + cap]) {
                 cap
             } else {
-                1 + (pages[i..i + cap].windows(2))
-                    .take_while(|w| w[1] == w[0] + 1)
-                    .count()
+                run_len(&pages[i..i + cap])
             };
             let k = run.ilog2();
             if k == 0 {
@@ -516,6 +514,11 @@ fn consecutive(pfns: &[u64]) -> bool {
     };
     // (Wrapping, so that the fuzz build's overflow checks leave it one pass.)
     (pfns.iter().enumerate()).fold(true, |ok, (j, &p)| ok & (p.wrapping_sub(first) == j as u64))
+}
+
+/// How many of `pfns`, from the first, are consecutive (at least 1).
+pub(super) fn run_len(pfns: &[u64]) -> usize {
+    1 + (pfns.windows(2)).take_while(|w| w[1] == w[0] + 1).count()
 }
 
 /// Would `check_new_pages()` find `page` bad?
