@@ -245,33 +245,7 @@ impl DirectMap {
     /// pages of memory (the direct map of RAM has no holes here, so
     /// `__cpa_process_fault()`'s skipping of them never applies).
     pub fn change(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot) {
-        let mut cur = pfn;
-        let mut rem = numpages;
-        while rem > 0 {
-            let (old, level, first) = self.lookup(cur).expect("a pfn of memory");
-            let new = old.apply(set, clr);
-            if level == DmapLevel::K4 {
-                // The rest of this PTE table at once.
-                let n = rem.min(PTRS_PER_PTE - cur % PTRS_PER_PTE);
-                self.change_ptes(cur, n, set, clr);
-                cur += n;
-                rem -= n;
-                continue;
-            }
-            let to_end = first + level.pages() - cur;
-            let n = rem.min(to_end);
-            if new == old {
-                // A large leaf whose protection would not change is preserved
-                // ("lp_sameprot"); a 4K pte is rewritten in place (above).
-            } else if cur == first && n == level.pages() {
-                self.set_leaf(first, level, new);
-            } else {
-                self.split(cur, level);
-                continue;
-            }
-            cur += n;
-            rem -= n;
-        }
+        self.walk(pfn, numpages, set, clr, true);
     }
 
     /// [`DirectMap::change`] of each page of `pfn..pfn + numpages` alone, in
@@ -279,6 +253,14 @@ impl DirectMap {
     /// change is split at the first such page (a one-page request never
     /// covers it whole), one whose protection would not is kept.
     pub fn change_each(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot) {
+        self.walk(pfn, numpages, set, clr, false);
+    }
+
+    /// The walk of both: a large leaf that would change is set whole when
+    /// `whole` and the request covers it from its first page, split
+    /// otherwise; one that would not ("lp_sameprot") is kept; 4K ptes are
+    /// rewritten in place, a table's worth at a time.
+    fn walk(&mut self, pfn: u64, numpages: u64, set: Prot, clr: Prot, whole: bool) {
         let mut cur = pfn;
         let mut rem = numpages;
         while rem > 0 {
@@ -288,13 +270,21 @@ impl DirectMap {
                 self.change_ptes(cur, n, set, clr);
                 cur += n;
                 rem -= n;
-            } else if old.apply(set, clr) == old {
-                let n = rem.min(first + level.pages() - cur);
-                cur += n;
-                rem -= n;
+                continue;
+            }
+            let new = old.apply(set, clr);
+            let n = rem.min(first + level.pages() - cur);
+            if new == old {
+                // A large leaf whose protection would not change is preserved
+                // ("lp_sameprot").
+            } else if whole && cur == first && n == level.pages() {
+                self.set_leaf(first, level, new);
             } else {
                 self.split(cur, level);
+                continue;
             }
+            cur += n;
+            rem -= n;
         }
     }
 
