@@ -8,15 +8,48 @@
 //! out, a region's owner, a cleared range) is changed and checked a chunk at
 //! a time: the extents of the state, materialised where one value differs.
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+
 /// One chunk of a [`LazyArray`].
 #[derive(Clone, Debug)]
 enum Chunk<T, const N: usize> {
-    /// Every value is the array's default.
-    Default,
-    /// Every value is this one.
-    Uniform(Box<T>),
+    /// Every value is this one (an unwritten chunk holds the default).
+    One(T),
     /// Values of their own.
-    Full(Box<[T; N]>),
+    Many(Box<[T; N]>),
+}
+
+/// Chunks stored value by value that dropped arrays left, by type, for the
+/// next array of their type on this thread: a fuzz execution boots and drops
+/// its machines and writes the same few hundred chunks each time, and a
+/// 4 KiB `malloc()`/`free()` pair each (past glibc's per-thread cache) cost
+/// more than the chunk's fill. Boxes of `dyn Any`, taken back by
+/// `downcast`: no `unsafe`, and a box keeps its allocation both ways.
+struct Spares {
+    by_type: Vec<(TypeId, Vec<Box<dyn Any>>)>,
+}
+
+impl Spares {
+    /// At most this many spare chunks of one type are kept (4 MiB of
+    /// 4 KiB chunks): past it, a dropped chunk is freed.
+    const MAX: usize = 1024;
+
+    fn of<T: 'static>(&mut self) -> &mut Vec<Box<dyn Any>> {
+        let id = TypeId::of::<T>();
+        let i = match self.by_type.iter().position(|(t, _)| *t == id) {
+            Some(i) => i,
+            None => {
+                self.by_type.push((id, Vec::new()));
+                self.by_type.len() - 1
+            }
+        };
+        &mut self.by_type[i].1
+    }
+}
+
+thread_local! {
+    static SPARES: RefCell<Spares> = const { RefCell::new(Spares { by_type: Vec::new() }) };
 }
 
 /// [`LazyArray::pieces`]: the rest of a range, cut at chunk boundaries.
@@ -37,25 +70,45 @@ impl<const N: usize> Iterator for Pieces<N> {
 
 /// `len` values of `T`, default until written, stored in chunks of `N`.
 #[derive(Clone, Debug)]
-pub struct LazyArray<T: Copy + Default + PartialEq, const N: usize> {
+pub struct LazyArray<T: Copy + Default + PartialEq + 'static, const N: usize> {
     chunks: Vec<Chunk<T, N>>,
     len: usize,
-    default: T,
 }
 
-impl<T: Copy + Default + PartialEq, const N: usize> Default for LazyArray<T, N> {
+impl<T: Copy + Default + PartialEq + 'static, const N: usize> Default for LazyArray<T, N> {
     /// An empty array.
     fn default() -> Self {
         Self::new(0)
     }
 }
 
-impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
+impl<T: Copy + Default + PartialEq + 'static, const N: usize> Drop for LazyArray<T, N> {
+    /// Gives the chunks stored value by value to the spares.
+    fn drop(&mut self) {
+        let many = self.chunks.iter().any(|c| matches!(c, Chunk::Many(_)));
+        if !many {
+            return;
+        }
+        // A thread being torn down has no spares left to keep them in.
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            let spares = s.of::<[T; N]>();
+            for c in self.chunks.drain(..) {
+                if let Chunk::Many(b) = c
+                    && spares.len() < Spares::MAX
+                {
+                    spares.push(b);
+                }
+            }
+        });
+    }
+}
+
+impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
     pub fn new(len: usize) -> Self {
         Self {
-            chunks: vec![Chunk::Default; len.div_ceil(N)],
+            chunks: vec![Chunk::One(T::default()); len.div_ceil(N)],
             len,
-            default: T::default(),
         }
     }
 
@@ -72,9 +125,8 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     pub fn get(&self, i: usize) -> &T {
         assert!(i < self.len, "index {i} out of {}", self.len);
         match &self.chunks[i / N] {
-            Chunk::Default => &self.default,
-            Chunk::Uniform(v) => v,
-            Chunk::Full(c) => &c[i % N],
+            Chunk::One(v) => v,
+            Chunk::Many(c) => &c[i % N],
         }
     }
 
@@ -82,44 +134,39 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     #[inline]
     pub fn get_mut(&mut self, i: usize) -> &mut T {
         assert!(i < self.len, "index {i} out of {}", self.len);
-        &mut self.full(i / N)[i % N]
+        &mut self.many(i / N)[i % N]
     }
 
     /// Chunk `c`, stored value by value.
     #[inline]
-    fn full(&mut self, c: usize) -> &mut [T; N] {
+    fn many(&mut self, c: usize) -> &mut [T; N] {
         let chunk = &mut self.chunks[c];
-        if !matches!(chunk, Chunk::Full(_)) {
-            let v = match chunk {
-                Chunk::Uniform(v) => **v,
-                _ => self.default,
-            };
-            *chunk = Chunk::Full(Self::new_chunk(v));
+        if let Chunk::One(v) = *chunk {
+            *chunk = Chunk::Many(Self::new_chunk(v));
         }
         match chunk {
-            Chunk::Full(values) => values,
-            _ => unreachable!("just stored"),
+            Chunk::Many(values) => values,
+            Chunk::One(_) => unreachable!("just stored"),
         }
     }
 
-    /// A chunk of `v`s, written in place on the heap (`Box::new([v; N])`
-    /// builds it on the stack and copies it over); out of line, so that the
-    /// hot path of [`LazyArray::get_mut`] does not grow.
+    /// A chunk of `v`s: a spare one filled, or one written in place on the
+    /// heap (`Box::new([v; N])` builds it on the stack and copies it over);
+    /// out of line, so that the hot path of [`LazyArray::get_mut`] does not
+    /// grow.
     #[cold]
     #[inline(never)]
     fn new_chunk(v: T) -> Box<[T; N]> {
-        vec![v; N]
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("a vec of N values"))
-    }
-
-    /// The chunk that holds `v` throughout.
-    fn uniform(&self, v: T) -> Chunk<T, N> {
-        if v == self.default {
-            Chunk::Default
-        } else {
-            Chunk::Uniform(Box::new(v))
+        let spare = SPARES.with_borrow_mut(|s| s.of::<[T; N]>().pop());
+        match spare.map(|b| b.downcast::<[T; N]>()) {
+            Some(Ok(mut b)) => {
+                b.fill(v);
+                b
+            }
+            _ => vec![v; N]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("a vec of N values")),
         }
     }
 
@@ -142,9 +189,8 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     /// per value).
     pub fn any(&self, range: std::ops::Range<usize>, f: impl Fn(&T) -> bool) -> bool {
         self.pieces(range).any(|(c, lo, hi)| match &self.chunks[c] {
-            Chunk::Default => f(&self.default),
-            Chunk::Uniform(v) => f(v),
-            Chunk::Full(values) => values[lo..hi].iter().fold(false, |any, v| any | f(v)),
+            Chunk::One(v) => f(v),
+            Chunk::Many(values) => values[lo..hi].iter().fold(false, |any, v| any | f(v)),
         })
     }
 
@@ -154,11 +200,10 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     /// stored value by value.
     pub fn map(&mut self, range: std::ops::Range<usize>, f: impl Fn(&T) -> T) {
         for (c, lo, hi) in self.pieces(range) {
-            let v = match &self.chunks[c] {
-                Chunk::Default => self.default,
-                Chunk::Uniform(v) => **v,
-                Chunk::Full(_) => {
-                    self.full(c)[lo..hi].iter_mut().for_each(|x| *x = f(x));
+            let v = match &mut self.chunks[c] {
+                Chunk::One(v) => *v,
+                Chunk::Many(values) => {
+                    values[lo..hi].iter_mut().for_each(|x| *x = f(x));
                     continue;
                 }
             };
@@ -167,9 +212,9 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
                 continue;
             }
             if (lo, hi) == (0, N) {
-                self.chunks[c] = self.uniform(new);
+                self.chunks[c] = Chunk::One(new);
             } else {
-                self.full(c)[lo..hi].fill(new);
+                self.many(c)[lo..hi].fill(new);
             }
         }
     }
@@ -179,14 +224,14 @@ impl<T: Copy + Default + PartialEq, const N: usize> LazyArray<T, N> {
     /// is, which [`LazyArray::map`] cannot make.
     pub fn update(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&mut T)) {
         for (c, lo, hi) in self.pieces(range) {
-            self.full(c)[lo..hi].iter_mut().for_each(&mut f);
+            self.many(c)[lo..hi].iter_mut().for_each(&mut f);
         }
     }
 
     /// Chunks stored value by value so far (for reports and tests).
     pub fn chunks_allocated(&self) -> usize {
         (self.chunks.iter())
-            .filter(|c| matches!(c, Chunk::Full(_)))
+            .filter(|c| matches!(c, Chunk::Many(_)))
             .count()
     }
 }
@@ -204,6 +249,25 @@ mod tests {
         assert_eq!(*a.get(130), 7);
         assert_eq!(*a.get(131), 0);
         assert_eq!(a.chunks_allocated(), 1);
+    }
+
+    /// A chunk a dropped array left is taken by the next array of its type
+    /// and holds the value it is written from, not what it held before.
+    #[test]
+    fn a_spare_chunk_is_filled_before_it_is_used() {
+        let before = SPARES.with_borrow_mut(|s| s.of::<[u32; 64]>().len());
+        let mut a: LazyArray<u32, 64> = LazyArray::new(1024);
+        a.update(0..1024, |v| *v = 0xdead);
+        assert_eq!(a.chunks_allocated(), 16);
+        drop(a);
+        let spares = SPARES.with_borrow_mut(|s| s.of::<[u32; 64]>().len());
+        assert_eq!(spares, before + 16);
+        let mut b: LazyArray<u32, 64> = LazyArray::new(1024);
+        b.map(0..1024, |_| 5);
+        b.set(130, 7);
+        let left = SPARES.with_borrow_mut(|s| s.of::<[u32; 64]>().len());
+        assert_eq!(left, spares - 1, "one spare taken");
+        assert!((0..1024).all(|i| *b.get(i) == if i == 130 { 7 } else { 5 }));
     }
 
     /// Range queries and updates cross chunk boundaries and ask an unwritten
