@@ -414,11 +414,16 @@ impl Invariants {
             alias.extend(now);
         }
         // Frames that no executable page maps need no look: none at all, or
-        // none in a changed direct-map range (a chunk of the reverse map at
-        // a time).
+        // none in a run of written frames or a changed direct-map range (a
+        // chunk of the reverse map at a time).
         if self.rmap_entries > 0 {
-            for pfn in written {
-                self.exec_vas(pfn as u64, &mut content);
+            for run in written.chunk_by(|&a, &b| b == a + 1) {
+                let (lo, hi) = (run[0] as usize, run[run.len() - 1] as usize + 1);
+                if self.rmap.any(lo..hi, |&va| va != 0) {
+                    for &pfn in run {
+                        self.exec_vas(pfn as u64, &mut content);
+                    }
+                }
             }
             for (pfn, pages) in dmap_changes {
                 let end = (pfn + pages).min(self.rmap.len() as u64);
@@ -655,15 +660,20 @@ impl Invariants {
             return None;
         }
         let end = va + PAGE_SIZE;
-        let live: Vec<&ImageSlot> = images
-            .iter()
-            .filter(|s| s.live && s.image.header < end && s.image.header + s.image.alloc_size > va)
-            .collect();
-        if live.is_empty() && m.frames.content(pfn) == Content::Fill(0xcc) {
+        // The live images over the page (a few; asked again rather than
+        // gathered: this runs for every executable page an op touches).
+        let live = || {
+            (images.iter()).filter(move |s| {
+                s.live && s.image.header < end && s.image.header + s.image.alloc_size > va
+            })
+        };
+        let mut over = live();
+        let (first, second) = (over.next(), over.next());
+        if first.is_none() && m.frames.content(pfn) == Content::Fill(0xcc) {
             return None;
         }
         // Fast path: a page all of one live program's text, intact.
-        if let [slot] = live[..] {
+        if let (Some(slot), None) = (first, second) {
             let (img, r) = (&slot.image, slot.image.text_range());
             if r.start <= va && end <= r.end {
                 let k = (va - img.text_start) as usize;
@@ -676,7 +686,7 @@ impl Invariants {
         m.frames.read(pfn, 0, &mut buf);
         // Blank out what is legitimately there (matching text, headers) with
         // INT3, then everything must be INT3.
-        for slot in &live {
+        for slot in live() {
             let img = &slot.image;
             for (range, text) in [
                 (img.text_range(), Some(&img.text)),
@@ -723,7 +733,7 @@ impl Invariants {
                 ids(i),
                 a - s.image.text_start
             ),
-            None if live.iter().any(|s| s.image.text_range().contains(&a)) => {
+            None if live().any(|s| s.image.text_range().contains(&a)) => {
                 "a live program's text overwritten".to_string()
             }
             None => "neither program text nor INT3".to_string(),
@@ -745,19 +755,15 @@ impl Invariants {
         let mut now = k.regions();
         now.sort_unstable();
         now.dedup();
-        let gone: Vec<Region> = self
-            .regions
-            .keys()
-            .filter(|r| now.binary_search(r).is_err())
-            .copied()
-            .collect();
-        for r in gone {
-            for (pfn, n) in self.regions.remove(&r).expect("listed") {
+        let owners = &mut self.owners;
+        self.regions.retain(|r, runs| {
+            let gone = now.binary_search(r).is_err();
+            for &(pfn, n) in runs.iter().filter(|_| gone) {
                 let frames = pfn as usize..(pfn + n) as usize;
-                self.owners
-                    .map(frames, |&o| if o == r.start { 0 } else { o });
+                owners.map(frames, |&o| if o == r.start { 0 } else { o });
             }
-        }
+            !gone
+        });
         let mut prev: Option<&Region> = None;
         for r in &now {
             if let Some(p) = prev.filter(|p| p.start + p.size > r.start) {

@@ -50,15 +50,22 @@ impl Text {
         if buf.is_empty() {
             return;
         }
-        // The words that cover the range, then the range within them.
-        let (w0, w1) = (off / 8, end.div_ceil(8));
-        let skip = off - 8 * w0;
-        if skip == 0 && buf.len() % 8 == 0 {
-            xorshift_fill(jump_by(self.seed, w0 as u64), buf);
-        } else {
-            let mut words = vec![0; 8 * (w1 - w0)];
-            xorshift_fill(jump_by(self.seed, w0 as u64), &mut words);
-            buf.copy_from_slice(&words[skip..skip + buf.len()]);
+        // The stream from the word that holds byte `off`: the rest of that
+        // word, the whole words, then the start of the last one.
+        let mut x = jump_by(self.seed, (off / 8) as u64);
+        let head = (off.next_multiple_of(8) - off).min(buf.len());
+        let (first, rest) = buf.split_at_mut(head);
+        if !first.is_empty() {
+            x = xorshift(x);
+            let skip = off % 8;
+            first.copy_from_slice(&(x | ODD).to_le_bytes()[skip..skip + head]);
+        }
+        let whole = rest.len() / 8 * 8;
+        let (words, tail) = rest.split_at_mut(whole);
+        x = xorshift_fill(x, words);
+        if !tail.is_empty() {
+            let n = tail.len();
+            tail.copy_from_slice(&(xorshift(x) | ODD).to_le_bytes()[..n]);
         }
         let len = self.len();
         let prologue = (0, &PROLOGUE[..PROLOGUE.len().min(len)]);
@@ -151,14 +158,16 @@ fn jump_by(mut x: u64, n: u64) -> u64 {
 }
 
 /// Fills `out` (a multiple of 8 bytes), word `i` little-endian, with the
-/// `i + 1`-th xorshift state after `seed`, odd bytes only.
-fn xorshift_fill(seed: u64, out: &mut [u8]) {
+/// `i + 1`-th xorshift state after `seed`, odd bytes only. Returns the last
+/// state (`seed` if `out` is empty).
+fn xorshift_fill(seed: u64, out: &mut [u8]) -> u64 {
     debug_assert_eq!(out.len() % 8, 0);
     let mut x = seed;
     for word in out.chunks_exact_mut(8) {
         x = xorshift(x);
         word.copy_from_slice(&(x | ODD).to_le_bytes());
     }
+    x
 }
 
 #[cfg(test)]
@@ -233,6 +242,14 @@ mod tests {
         }
         assert_eq!(t.byte(len - 1), 0xc3);
         assert_eq!(t.byte(4), 0x00);
+        // Every way a short read can start and end inside, or across, words.
+        for off in 0..24 {
+            for n in 0..24 {
+                let mut buf = vec![0; n];
+                t.read(off, &mut buf);
+                assert!(buf == all[off..off + n], "{off}+{n}");
+            }
+        }
     }
 
     #[test]
