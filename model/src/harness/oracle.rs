@@ -417,11 +417,11 @@ impl Invariants {
         // none in a run of written frames or a changed direct-map range (a
         // chunk of the reverse map at a time).
         if self.rmap_entries > 0 {
-            for run in written.chunk_by(|&a, &b| b == a + 1) {
-                let (lo, hi) = (run[0] as usize, run[run.len() - 1] as usize + 1);
-                if self.rmap.any(lo..hi, |&va| va != 0) {
-                    for &pfn in run {
-                        self.exec_vas(pfn as u64, &mut content);
+            for (pfn, n) in written {
+                let frames = pfn as usize..(pfn + n) as usize;
+                if self.rmap.any(frames.clone(), |&va| va != 0) {
+                    for p in frames {
+                        self.exec_vas(p as u64, &mut content);
                     }
                 }
             }

@@ -548,9 +548,15 @@ mod tests {
             held.push((b.rmqueue(&mut mm, order, 1).unwrap(), order));
             held.push((b.rmqueue(&mut mm, order, 0).unwrap(), order));
         }
-        for &(p, o) in held.iter().step_by(3) {
+        // Node 1's first page (its first order-0 block) stays taken, with
+        // node 0's untouched tail free just below it.
+        for &(p, o) in held.iter().skip(1).step_by(3) {
             b.free_one_page(&mut mm, p, o);
         }
+        assert_eq!(
+            (held[0], b.is_free(4096), b.is_free(4095)),
+            ((4096, 0), false, true)
+        );
         for (pfn, n) in [
             (0, 1),
             (0, 64),

@@ -165,12 +165,7 @@ impl DirectMap {
             (Pud::Table(pmds), DmapLevel::M2) => {
                 pmds[((first % GB_PAGES) / PTRS_PER_PTE) as usize] = Pmd::Leaf(prot)
             }
-            (Pud::Table(pmds), DmapLevel::K4) => {
-                match &mut pmds[((first % GB_PAGES) / PTRS_PER_PTE) as usize] {
-                    Pmd::Table(ptes) => ptes[(first % PTRS_PER_PTE) as usize] = prot,
-                    _ => unreachable!("4K leaf under a non-table pmd"),
-                }
-            }
+            // 4K leaves are rewritten by change_ptes(), a table at a time.
             _ => unreachable!("direct map leaf level mismatch"),
         }
         note_wx(&mut self.wx, first, level, prot);

@@ -38,9 +38,9 @@ pub struct Frames {
     pool: Vec<Box<[u8; PS]>>,
     /// Buffers no frame uses any more, for reuse.
     spare: Vec<u32>,
-    /// Frames written since the last [`Frames::take_written`], each once.
-    written: Vec<u32>,
-    written_bits: Vec<u64>,
+    /// Frames written since the last [`Frames::take_written`], as runs
+    /// (first pfn, frames) in the order written.
+    written: Vec<(u32, u32)>,
 }
 
 /// What a new frame buffer starts as.
@@ -116,42 +116,27 @@ impl Frames {
             pool: Vec::new(),
             spare: Vec::new(),
             written: Vec::new(),
-            written_bits: vec![0; (nr as usize).div_ceil(64)],
         }
     }
 
-    /// [`Frames::note_write`] of each of `pfn..pfn + n`, in order, a word of
-    /// the bitmap at a time.
+    /// Logs a write of frames `pfn..pfn + n`: the last run grows when they
+    /// carry it on or lie inside it, else a run is added.
     fn note_writes(&mut self, pfn: u64, n: u64) {
-        let (mut p, end) = (pfn, pfn + n);
-        while p < end {
-            let (w, b) = ((p / 64) as usize, p % 64);
-            let k = (64 - b).min(end - p);
-            let mask = (u64::MAX >> (64 - k)) << b;
-            let mut new = mask & !self.written_bits[w];
-            self.written_bits[w] |= mask;
-            while new != 0 {
-                let bit = new.trailing_zeros() as u64;
-                self.written.push((w as u64 * 64 + bit) as u32);
-                new &= new - 1;
-            }
-            p += k;
+        let (pfn, n) = (pfn as u32, n as u32);
+        match self.written.last_mut() {
+            Some((p, k)) if pfn >= *p && pfn <= *p + *k => *k = (*k).max(pfn + n - *p),
+            _ => self.written.push((pfn, n)),
         }
     }
 
     fn note_write(&mut self, pfn: u64) {
-        let (w, b) = ((pfn / 64) as usize, pfn % 64);
-        if self.written_bits[w] & (1 << b) == 0 {
-            self.written_bits[w] |= 1 << b;
-            self.written.push(pfn as u32);
-        }
+        self.note_writes(pfn, 1);
     }
 
-    /// The frames written since the last call (for incremental oracles).
-    pub fn take_written(&mut self) -> Vec<u32> {
-        for &p in &self.written {
-            self.written_bits[p as usize / 64] &= !(1 << (p % 64));
-        }
+    /// The frames written since the last call, as runs (first pfn, frames)
+    /// in the order written; a frame written again after others may be in
+    /// more than one run (for incremental oracles).
+    pub fn take_written(&mut self) -> Vec<(u32, u32)> {
         std::mem::take(&mut self.written)
     }
 
@@ -476,30 +461,37 @@ mod tests {
         }
     }
 
-    /// Every kind of write logs its frame once until the log is taken, and
-    /// then again.
+    /// Every kind of write logs its frames until the log is taken, and
+    /// then again: as runs in the order written, a write that carries on or
+    /// falls inside the last run joined to it.
     #[test]
-    fn writes_are_logged_once_per_frame_until_taken() {
+    fn writes_are_logged_as_runs_until_taken() {
         let mut f = Frames::new(256);
         f.write(3, 0, &[1]);
-        f.fill(130, 8, 16, 0xcc);
         f.write(3, 9, &[2]);
+        f.fill(130, 8, 16, 0xcc);
         f.zero(64);
         f.write_text(200, 0, &Text::new(7, 100), 0..100);
-        assert_eq!(f.take_written(), [3, 130, 64, 200]);
+        f.write(3, 5, &[2]);
+        assert_eq!(
+            f.take_written(),
+            [(3, 1), (130, 1), (64, 1), (200, 1), (3, 1)]
+        );
         assert!(f.take_written().is_empty());
         f.write(130, 0, &[5]);
+        f.write(131, 0, &[5]);
         f.write(63, 0, &[5]);
-        assert_eq!(f.take_written(), [130, 63]);
-        // A run of frames across bitmap words, some of them already logged.
-        f.write(70, 0, &[1]);
-        f.write(129, 0, &[1]);
+        assert_eq!(f.take_written(), [(130, 2), (63, 1)]);
+        // Runs that carry on, overlap, or lie inside the last one.
         f.fill_frames(60, 75, 0xcc);
-        let mut want = vec![70, 129];
-        want.extend((60..135).filter(|p| ![70, 129].contains(p)));
-        assert_eq!(f.take_written(), want);
+        f.write(70, 0, &[1]);
+        f.zero_frames(135, 5);
+        f.zero_frames(138, 10);
+        f.write(147, 0, &[1]);
+        f.write(149, 0, &[1]);
+        assert_eq!(f.take_written(), [(60, 88), (149, 1)]);
         f.zero_frames(255, 1);
-        assert_eq!(f.take_written(), [255]);
+        assert_eq!(f.take_written(), [(255, 1)]);
     }
 
     #[test]
