@@ -1222,6 +1222,45 @@ mod tests {
         );
     }
 
+    /// Frames mapped executable at a second va too are tracked at both,
+    /// through the reverse map's page-by-page paths (a frame that already
+    /// has an executable va), and at one again once the second goes: the
+    /// end-of-run sweep, which recomputes it all, agrees after each step.
+    #[test]
+    fn frames_mapped_executable_twice_are_tracked_at_both_vas() {
+        let (mut s, mut inv, mut out) = one_program_checked();
+        // Three frames from the middle of the program's pack (the pack
+        // starts at pfn 0: frames further in tell a wrong offset from none).
+        let text = s.kernel.images()[0].image.text_start & !(PAGE_SIZE - 1);
+        let pt = &s.kernel.machine().pgtables;
+        let pfn = pt.vmalloc_to_pfn(text + 100 * PAGE_SIZE).unwrap();
+        let pfns = [pfn, pfn + 1, pfn + 2];
+        assert!(pfn >= 100 && pfns.iter().all(|&p| inv.rmap.get(p as usize) != &0));
+        let alias = VMALLOC_START + (1 << 30);
+        let pt = &mut s.kernel.machine_mut().pgtables;
+        pt.map_ptes(alias, &pfns, Prot::PAGE_KERNEL_ROX);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
+        inv.final_sweep(&s);
+        assert_eq!(
+            inv.rmap_entries,
+            inv.exec.values().map(|r| r.1).sum::<u64>()
+        );
+        for (i, &p) in pfns.iter().enumerate() {
+            let more = inv.rmap_more.get(&p).map(Vec::as_slice);
+            assert_eq!(
+                more,
+                Some(&[alias + i as u64 * PAGE_SIZE][..]),
+                "pfn {p:#x}"
+            );
+        }
+        let pt = &mut s.kernel.machine_mut().pgtables;
+        pt.unmap(alias, 3 * PAGE_SIZE);
+        after_nothing(&mut s, &mut inv, 2, &mut out);
+        inv.final_sweep(&s);
+        assert!(inv.rmap_more.is_empty());
+        assert!(out.is_empty(), "{out:?}");
+    }
+
     /// A byte of a live program's text overwritten in its frame is found
     /// after the op that wrote it, and named as such.
     #[test]
