@@ -194,6 +194,24 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
         })
     }
 
+    /// [`LazyArray::any`] for an `f` that costs more than comparing two
+    /// values and depends on the value alone: a chunk stored value by value
+    /// is asked once per run of equal values in it (pages handed out or
+    /// freed together are alike, and are checked once).
+    pub fn any_once_per_run(&self, range: std::ops::Range<usize>, f: impl Fn(&T) -> bool) -> bool {
+        self.pieces(range).any(|(c, lo, hi)| match &self.chunks[c] {
+            Chunk::One(v) => f(v),
+            Chunk::Many(values) => {
+                let mut last = None;
+                values[lo..hi].iter().any(|v| {
+                    let same = last == Some(v);
+                    last = Some(v);
+                    !same && f(v)
+                })
+            }
+        })
+    }
+
     /// Every value `v` in `range` becomes `f(v)`: a chunk of one value that
     /// the range covers is changed once and stays one value; where the range
     /// covers part of such a chunk and `f` changes its value, the chunk is
@@ -268,6 +286,43 @@ mod tests {
         let left = SPARES.with_borrow_mut(|s| s.of::<[u32; 64]>().len());
         assert_eq!(left, spares - 1, "one spare taken");
         assert!((0..1024).all(|i| *b.get(i) == if i == 130 { 7 } else { 5 }));
+    }
+
+    /// `any_once_per_run` answers as `any` does, asking a stored chunk once
+    /// per run of equal values.
+    #[test]
+    fn any_once_per_run_asks_each_run_once() {
+        let mut a: LazyArray<u32, 64> = LazyArray::new(256);
+        a.update(0..256, |v| *v = 1);
+        a.update(10..20, |v| *v = 2);
+        a.set(30, 3);
+        a.set(100, 3);
+        let asked = &std::cell::Cell::new(0);
+        let is = |want: u32| {
+            move |v: &u32| {
+                asked.set(asked.get() + 1);
+                *v == want
+            }
+        };
+        for (range, want) in [
+            (0..256, 3),
+            (0..64, 2),
+            (31..100, 3),
+            (0..256, 9),
+            (5..5, 1),
+        ] {
+            asked.set(0);
+            let got = a.any_once_per_run(range.clone(), is(want));
+            assert_eq!(
+                got,
+                a.any(range.clone(), |v| *v == want),
+                "{range:?} {want}"
+            );
+            if (range.clone(), want) == (0..256, 9) {
+                // Runs: 0..10, 10..20, 20..30, 30, 31..64 | 64..100, 100, 101..128 | ...
+                assert_eq!(asked.get(), 5 + 3 + 1 + 1);
+            }
+        }
     }
 
     /// Range queries and updates cross chunk boundaries and ask an unwritten

@@ -85,7 +85,7 @@ impl Machine {
     /// made for all of them first and the preparation applied to all of
     /// them after, a chunk of `struct page`s at a time.
     fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
-        if self.mm.any_page(pfn, n, bad_at_prep) {
+        if self.mm.any_page_once_per_run(pfn, n, bad_at_prep) {
             for p in pfn..pfn + n {
                 if self.take_new_block(p, 0, gfp) {
                     pages.push(p);
@@ -107,7 +107,7 @@ impl Machine {
 
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
-        if !self.mm.any_page(pfn, 1 << order, bad_at_prep) {
+        if !self.mm.any_page_once_per_run(pfn, 1 << order, bad_at_prep) {
             return false;
         }
         for p in pfn..pfn + (1 << order) {
@@ -267,7 +267,7 @@ impl Machine {
                 && !page.is_tail()
                 && page_bad_reason(&unmapped(page), pg::CHECK_AT_FREE).is_none()
         };
-        if self.mm.any_page(pfn, n, |page| !clean(page)) {
+        if (self.mm).any_page_once_per_run(pfn, n, |page| !clean(page)) {
             return false;
         }
         self.mm.map_pages(pfn, n, |page| {
