@@ -420,6 +420,10 @@ mod tests {
     fn pages_compare_every_word() {
         let page = Page::default();
         assert!(page == Page::default());
+        let mut busy = page;
+        (0..8).for_each(|w| busy.set_word(w, 0x8000_0000_0000_0001 << w));
+        let copy = busy;
+        assert!(busy == copy, "a page with no word zero equals its copy");
         for w in 0..8 {
             for bit in [0, 63] {
                 let mut other = page;
