@@ -418,20 +418,10 @@ impl Invariants {
         // chunk of the reverse map at a time).
         if self.rmap_entries > 0 {
             for (pfn, n) in written {
-                let frames = pfn as usize..(pfn + n) as usize;
-                if self.rmap.any(frames.clone(), |&va| va != 0) {
-                    for p in frames {
-                        self.exec_vas(p as u64, &mut content);
-                    }
-                }
+                self.exec_vas_of_run(pfn as u64, n as u64, &mut content);
             }
             for (pfn, pages) in dmap_changes {
-                let end = (pfn + pages).min(self.rmap.len() as u64);
-                if pfn < end && self.rmap.any(pfn as usize..end as usize, |&va| va != 0) {
-                    for p in pfn..end {
-                        self.exec_vas(p, &mut alias);
-                    }
-                }
+                self.exec_vas_of_run(pfn, pages, &mut alias);
             }
         }
         let images = s.kernel.images();
@@ -484,6 +474,17 @@ impl Invariants {
             }
         }
         images_changed
+    }
+
+    /// [`Invariants::exec_vas`] of each frame of `pfn..pfn + n` (clipped to
+    /// memory), after one look at the reverse map for the whole run.
+    fn exec_vas_of_run(&self, pfn: u64, n: u64, out: &mut Vec<(u64, u64, u64)>) {
+        let end = (pfn + n).min(self.rmap.len() as u64);
+        if pfn < end && self.rmap.any(pfn as usize..end as usize, |&va| va != 0) {
+            for p in pfn..end {
+                self.exec_vas(p, out);
+            }
+        }
     }
 
     /// The executable vas that map frame `pfn`, as runs of one page (the
