@@ -28,7 +28,7 @@ use std::fmt;
 use super::obs::Obs;
 use super::op::Op;
 use super::session::{Session, Step};
-use crate::kernel::{ImageSlot, Region};
+use crate::kernel::{ImageSlot, Region, VmapView};
 use crate::machine::Machine;
 use crate::machine::consts::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use crate::machine::direct_map::DmapLevel;
@@ -160,8 +160,11 @@ pub struct Invariants {
     region_epoch: (u64, u64),
     content_reported: BTreeSet<u64>,
     alias_reported: BTreeSet<u64>,
-    /// Live regions and the frames each maps, as runs (first pfn, frames).
-    regions: BTreeMap<Region, Vec<(u64, u64)>>,
+    /// Live regions in order and the frames each maps, as runs (first pfn,
+    /// frames).
+    regions: Vec<(Region, Vec<(u64, u64)>)>,
+    /// Buffers the region and vmap checks fill anew each time they run.
+    scratch: Scratch,
     /// Frame → the start address of the region mapping it, 0 for none
     /// (empty until the first region).
     owners: LazyArray<u64, 512>,
@@ -174,6 +177,17 @@ pub struct Invariants {
     freed_unflushed: Vec<(u64, u64, u32)>,
     /// `pred_flushes()` after the last op.
     flushes_seen: u64,
+}
+
+/// What the region and vmap checks build each time they run, kept so that
+/// they allocate nothing once grown.
+#[derive(Default)]
+struct Scratch {
+    regions: Vec<(Region, Vec<(u64, u64)>)>,
+    now: Vec<Region>,
+    view: VmapView,
+    areas: Vec<(u64, u64, &'static str)>,
+    images: Vec<(u64, u64)>,
 }
 
 /// Collects findings for one kernel and op.
@@ -240,12 +254,17 @@ impl Invariants {
     /// `lazy_max_pages()` once a free has returned (it purges at once above
     /// that).
     fn check_vmap(&mut self, s: &Session, o: &mut Out) {
-        let v = s.kernel.vmap_view();
+        let Scratch {
+            view: v,
+            areas: all,
+            ..
+        } = &mut self.scratch;
+        s.kernel.vmap_view_into(v);
         let m = s.kernel.machine();
-        let mut all: Vec<(u64, u64, &str)> = (v.busy.iter().map(|&(a, b)| (a, b, "busy")))
-            .chain(v.unpurged.iter().map(|&(a, b)| (a, b, "unpurged")))
-            .collect();
-        all.sort();
+        all.clear();
+        all.extend(v.busy.iter().map(|&(a, b)| (a, b, "busy")));
+        all.extend(v.unpurged.iter().map(|&(a, b)| (a, b, "unpurged")));
+        all.sort_unstable();
         for w in all.windows(2) {
             if w[0].1 > w[1].0 {
                 o.find(
@@ -753,18 +772,27 @@ impl Invariants {
         }
         // The kernel's regions in order, each once (a set, kept as a sorted
         // vector: it is built anew each time the checks run).
-        let mut now = k.regions();
+        let mut now = std::mem::take(&mut self.scratch.now);
+        now.clear();
+        k.regions_into(&mut now);
         now.sort_unstable();
         now.dedup();
-        let owners = &mut self.owners;
-        self.regions.retain(|r, runs| {
-            let gone = now.binary_search(r).is_err();
-            for &(pfn, n) in runs.iter().filter(|_| gone) {
-                let frames = pfn as usize..(pfn + n) as usize;
-                owners.map(frames, |&o| if o == r.start { 0 } else { o });
+        // Those still live, in order; the frames of those gone lose them as
+        // owner (both lists are sorted: one merge).
+        let mut kept = std::mem::take(&mut self.scratch.regions);
+        let mut live = now.iter().peekable();
+        for (r, runs) in self.regions.drain(..) {
+            while live.next_if(|&&l| l < r).is_some() {}
+            if live.peek() == Some(&&r) {
+                kept.push((r, runs));
+                continue;
             }
-            !gone
-        });
+            for &(pfn, n) in &runs {
+                let frames = pfn as usize..(pfn + n) as usize;
+                self.owners
+                    .map(frames, |&o| if o == r.start { 0 } else { o });
+            }
+        }
         let mut prev: Option<&Region> = None;
         for r in &now {
             if let Some(p) = prev.filter(|p| p.start + p.size > r.start) {
@@ -778,13 +806,11 @@ impl Invariants {
             }
             prev = Some(r);
         }
-        let mut imgs: Vec<(u64, u64)> = k
-            .images()
-            .iter()
-            .filter(|s| s.live)
-            .map(|s| (s.image.header, s.image.alloc_size))
-            .collect();
-        imgs.sort();
+        let imgs = &mut self.scratch.images;
+        imgs.clear();
+        let live = k.images().iter().filter(|s| s.live);
+        imgs.extend(live.map(|s| (s.image.header, s.image.alloc_size)));
+        imgs.sort_unstable();
         for w in imgs.windows(2) {
             if w[0].0 + w[0].1 > w[1].0 {
                 o.find(
@@ -796,8 +822,11 @@ impl Invariants {
                 );
             }
         }
-        for r in now {
-            if self.regions.contains_key(&r) {
+        // The live regions in order, each new one checked where it falls.
+        let mut kept_in_order = kept.drain(..).peekable();
+        for &r in &now {
+            if let Some(k) = kept_in_order.next_if(|(k, _)| *k == r) {
+                self.regions.push(k);
                 continue;
             }
             let mut runs = Vec::new();
@@ -832,8 +861,11 @@ impl Invariants {
                     ),
                 );
             }
-            self.regions.insert(r, runs);
+            self.regions.push((r, runs));
         }
+        debug_assert!(kept_in_order.next().is_none(), "every kept region is live");
+        drop(kept_in_order);
+        (self.scratch.regions, self.scratch.now) = (kept, now);
     }
 
     /// Oracle 5 and the fresh-page oracle on frame `pfn`, mapped at `va` by

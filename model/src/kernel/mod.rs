@@ -275,7 +275,14 @@ pub trait Kernel {
         self.machine().dmap.stats()
     }
     /// The virtual-area allocator's state (`/proc/vmallocinfo`).
-    fn vmap_view(&self) -> VmapView;
+    fn vmap_view(&self) -> VmapView {
+        let mut v = VmapView::default();
+        self.vmap_view_into(&mut v);
+        v
+    }
+    /// [`Kernel::vmap_view`] into `v`, whose vectors are cleared first (the
+    /// oracles ask after every op that changed something and keep one).
+    fn vmap_view_into(&self, v: &mut VmapView);
     /// `vm_unmap_aliases()`: purge every lazily freed area now.
     fn vm_unmap_aliases(&mut self) {}
 
@@ -386,7 +393,13 @@ pub trait Kernel {
     fn images(&self) -> &[ImageSlot];
 
     /// Every live mapped range this kernel owns.
-    fn regions(&self) -> Vec<Region>;
+    fn regions(&self) -> Vec<Region> {
+        let mut out = Vec::new();
+        self.regions_into(&mut out);
+        out
+    }
+    /// [`Kernel::regions`] added to `out` (the oracles keep one buffer).
+    fn regions_into(&self, out: &mut Vec<Region>);
 
     /// Memory the kernel keeps on purpose with nothing allocated from it,
     /// which no free gives back: blocks of the ROX cache that

@@ -170,6 +170,18 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
         }
     }
 
+    /// Gives a chunk's storage to the spares (freed past [`Spares::MAX`]).
+    #[cold]
+    fn spare(b: Box<[T; N]>) {
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            let spares = s.of::<[T; N]>();
+            if spares.len() < Spares::MAX {
+                spares.push(b);
+            }
+        });
+    }
+
     pub fn set(&mut self, i: usize, v: T) {
         if *self.get(i) != v {
             *self.get_mut(i) = v;
@@ -194,24 +206,6 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
         })
     }
 
-    /// [`LazyArray::any`] for an `f` that costs more than comparing two
-    /// values and depends on the value alone: a chunk stored value by value
-    /// is asked once per run of equal values in it (pages handed out or
-    /// freed together are alike, and are checked once).
-    pub fn any_once_per_run(&self, range: std::ops::Range<usize>, f: impl Fn(&T) -> bool) -> bool {
-        self.pieces(range).any(|(c, lo, hi)| match &self.chunks[c] {
-            Chunk::One(v) => f(v),
-            Chunk::Many(values) => {
-                let mut last = None;
-                values[lo..hi].iter().any(|v| {
-                    let same = last == Some(v);
-                    last = Some(v);
-                    !same && f(v)
-                })
-            }
-        })
-    }
-
     /// Every value `v` in `range` becomes `f(v)`: a chunk of one value that
     /// the range covers is changed once and stays one value; where the range
     /// covers part of such a chunk and `f` changes its value, the chunk is
@@ -222,6 +216,9 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
                 Chunk::One(v) => *v,
                 Chunk::Many(values) => {
                     values[lo..hi].iter_mut().for_each(|x| *x = f(x));
+                    if (lo, hi) == (0, N) {
+                        self.collapse(c);
+                    }
                     continue;
                 }
             };
@@ -234,6 +231,20 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
             } else {
                 self.many(c)[lo..hi].fill(new);
             }
+        }
+    }
+
+    /// Chunk `c`, stored value by value, becomes one value if all of its
+    /// values are equal (its storage goes to the spares).
+    fn collapse(&mut self, c: usize) {
+        let chunk = &mut self.chunks[c];
+        let Chunk::Many(values) = chunk else { return };
+        let v = values[0];
+        if values.iter().any(|x| *x != v) {
+            return;
+        }
+        if let Chunk::Many(b) = std::mem::replace(chunk, Chunk::One(v)) {
+            Self::spare(b);
         }
     }
 
@@ -288,45 +299,36 @@ mod tests {
         assert!((0..1024).all(|i| *b.get(i) == if i == 130 { 7 } else { 5 }));
     }
 
-    /// `any_once_per_run` answers as `any` does, asking a stored chunk once
-    /// per run of equal values.
+    /// A chunk that a `map` over all of it leaves with one value is kept as
+    /// that value again; one that it leaves with two, or that it covers only
+    /// in part, stays stored value by value.
     #[test]
-    fn any_once_per_run_asks_each_run_once() {
+    fn a_chunk_mapped_whole_to_one_value_is_kept_once() {
         let mut a: LazyArray<u32, 64> = LazyArray::new(256);
-        a.update(0..256, |v| *v = 1);
-        a.update(10..20, |v| *v = 2);
-        a.set(30, 3);
-        a.set(100, 3);
-        let asked = &std::cell::Cell::new(0);
-        let is = |want: u32| {
-            move |v: &u32| {
-                asked.set(asked.get() + 1);
-                *v == want
-            }
+        a.update(0..192, |v| *v = 1);
+        a.set(70, 2);
+        assert_eq!(a.chunks_allocated(), 3);
+        a.map(0..191, |&v| if v == 2 { 2 } else { 3 });
+        assert_eq!(a.chunks_allocated(), 2, "chunk 0 is one value again");
+        let want = |i| match i {
+            70 => 2,
+            0..191 => 3,
+            191 => 1,
+            _ => 0,
         };
-        for (range, want) in [
-            (0..256, 3),
-            (0..64, 2),
-            (31..100, 3),
-            (0..256, 9),
-            (5..5, 1),
-        ] {
-            asked.set(0);
-            let got = a.any_once_per_run(range.clone(), is(want));
-            assert_eq!(
-                got,
-                a.any(range.clone(), |v| *v == want),
-                "{range:?} {want}"
-            );
-            if (range.clone(), want) == (0..256, 9) {
-                // Runs: 0..10, 10..20, 20..30, 30, 31..64 | 64..100, 100, 101..128 | ...
-                assert_eq!(asked.get(), 5 + 3 + 1 + 1);
-            }
-        }
+        assert!((0..256).all(|i| *a.get(i) == want(i)));
+        a.map(64..192, |_| 4);
+        assert_eq!(a.chunks_allocated(), 0);
+        assert!((0..256).all(|i| *a.get(i)
+            == if i < 64 {
+                3
+            } else if i < 192 {
+                4
+            } else {
+                0
+            }));
     }
 
-    /// Range queries and updates cross chunk boundaries and ask an unwritten
-    /// chunk through its default.
     #[test]
     fn ranges_span_chunks() {
         let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
@@ -372,15 +374,16 @@ mod tests {
         assert!((0..1000).all(|i| *a.get(i) == want(i)));
         a.map(0..1000, |_| 0);
         assert!(!a.any(0..1000, |&v| v != 0));
+        assert_eq!(a.chunks_allocated(), 0, "64..128 is one value again");
         a.set(5, 0);
         a.map(128..192, |v| v + 1);
         a.set(130, 1);
         assert_eq!(
             a.chunks_allocated(),
-            1,
+            0,
             "a set of the value there stores nothing"
         );
         a.set(130, 2);
-        assert_eq!((a.chunks_allocated(), *a.get(129), *a.get(130)), (2, 1, 2));
+        assert_eq!((a.chunks_allocated(), *a.get(129), *a.get(130)), (1, 1, 2));
     }
 }

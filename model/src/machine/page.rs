@@ -320,13 +320,6 @@ impl Memmap {
         self.pages.any(pfn as usize..(pfn + n) as usize, f)
     }
 
-    /// [`Memmap::any_page`] for a costly check of the page alone (the
-    /// allocator's `page_bad_reason()`): asked once per run of identical
-    /// `struct page`s ([`LazyArray::any_once_per_run`]).
-    pub fn any_page_once_per_run(&self, pfn: u64, n: u64, f: impl Fn(&Page) -> bool) -> bool {
-        (self.pages).any_once_per_run(pfn as usize..(pfn + n) as usize, f)
-    }
-
     /// Every page `p` of `pfn..pfn + n` becomes `f(p)`, for a change that
     /// depends on nothing but the page ([`LazyArray::map`]: pages that share
     /// a state are changed once).

@@ -85,7 +85,7 @@ impl Machine {
     /// made for all of them first and the preparation applied to all of
     /// them after, a chunk of `struct page`s at a time.
     fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
-        if self.mm.any_page_once_per_run(pfn, n, bad_at_prep) {
+        if self.mm.any_page(pfn, n, bad_at_prep) {
             for p in pfn..pfn + n {
                 if self.take_new_block(p, 0, gfp) {
                     pages.push(p);
@@ -107,7 +107,7 @@ impl Machine {
 
     /// `check_new_pages()`: every page of the block in the expected state.
     fn check_new_pages(&mut self, pfn: u64, order: u32) -> bool {
-        if !self.mm.any_page_once_per_run(pfn, 1 << order, bad_at_prep) {
+        if !self.mm.any_page(pfn, 1 << order, bad_at_prep) {
             return false;
         }
         for p in pfn..pfn + (1 << order) {
@@ -263,11 +263,11 @@ impl Machine {
             p
         };
         let clean = |page: &Page| {
-            page.refcount() == 1
-                && !page.is_tail()
-                && page_bad_reason(&unmapped(page), pg::CHECK_AT_FREE).is_none()
+            (page.refcount() == 1)
+                & !page.is_tail()
+                & !page_is_bad(&unmapped(page), pg::CHECK_AT_FREE)
         };
-        if (self.mm).any_page_once_per_run(pfn, n, |page| !clean(page)) {
+        if self.mm.any_page(pfn, n, |page| !clean(page)) {
             return false;
         }
         self.mm.map_pages(pfn, n, |page| {
@@ -523,7 +523,19 @@ pub(super) fn run_len(pfns: &[u64]) -> usize {
 
 /// Would `check_new_pages()` find `page` bad?
 fn bad_at_prep(page: &Page) -> bool {
-    page_bad_reason(page, pg::CHECK_AT_PREP).is_some()
+    page_is_bad(page, pg::CHECK_AT_PREP)
+}
+
+/// `page_bad_reason(page, check_flags).is_some()` without naming the
+/// reason: one expression with no branch, for the checks of a run of pages
+/// ([`Memmap::any_page`](super::page::Memmap::any_page) folds it over a
+/// chunk of `struct page`s in one pass).
+fn page_is_bad(page: &Page, check_flags: u64) -> bool {
+    (page.mapcount_raw() != -1)
+        | (page.mapping() != 0)
+        | (page.refcount() != 0)
+        | (page.flags() & check_flags != 0)
+        | (page.memcg_data() != 0)
 }
 
 /// `page_expected_state()` + `page_bad_reason()`: the last check that fails
@@ -550,4 +562,53 @@ fn page_bad_reason(page: &Page, check_flags: u64) -> Option<&'static str> {
         reason = Some("page still charged to cgroup");
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::page::{W_COUNTS, W_FLAGS, W_MAPPING, W_MEMCG};
+
+    /// `page_is_bad` is `page_bad_reason(..).is_some()` for each word the
+    /// check reads set alone and in pairs, and for each of its flag masks.
+    #[test]
+    fn page_is_bad_is_whether_there_is_a_reason() {
+        let mut fresh = Page::default();
+        fresh.set_word(W_LRU_NEXT, 0x1234);
+        let changes: [(usize, u64); 9] = [
+            (W_FLAGS, 1 << pg::LRU),
+            (W_FLAGS, 1 << pg::REFERENCED),
+            (W_FLAGS, 1 << pg::NR_PAGEFLAGS),
+            (W_MAPPING, 0x10),
+            (W_COUNTS, 1),
+            (W_COUNTS, 1 << 32),
+            (W_COUNTS, 0xffff_ffff),
+            (W_MEMCG, 8),
+            (W_LRU_NEXT, 0),
+        ];
+        let mut cases = vec![fresh];
+        for (i, &(w, v)) in changes.iter().enumerate() {
+            let mut one = fresh;
+            one.set_word(w, v);
+            cases.push(one);
+            for &(w2, v2) in &changes[i + 1..] {
+                let mut two = one;
+                two.set_word(w2, v2);
+                cases.push(two);
+            }
+        }
+        let mut bad = [0; 2];
+        for page in &cases {
+            for (k, flags) in [pg::CHECK_AT_PREP, pg::CHECK_AT_FREE]
+                .into_iter()
+                .enumerate()
+            {
+                let want = page_bad_reason(page, flags).is_some();
+                let words: Vec<u64> = (0..8).map(|w| page.word(w)).collect();
+                assert_eq!(page_is_bad(page, flags), want, "{flags:#x}: {words:x?}");
+                bad[k] += usize::from(want);
+            }
+        }
+        assert!(bad[0] > bad[1] && bad[1] > 0 && bad[0] < cases.len());
+    }
 }

@@ -422,7 +422,7 @@ impl Kernel for Optimised {
         &self.images
     }
 
-    fn regions(&self) -> Vec<Region> {
+    fn regions_into(&self, out: &mut Vec<Region>) {
         let c = &self.core;
         let areas = c.areas.iter().enumerate().filter_map(|(i, a)| {
             a.as_ref().map(|a| Region {
@@ -446,7 +446,7 @@ impl Kernel for Optimised {
             size: a.size,
             kind: RegionKind::RoxCache,
         });
-        areas.chain(packs).chain(oversize).chain(cache).collect()
+        out.extend(areas.chain(packs).chain(oversize).chain(cache));
     }
 
     fn cached(&self) -> Vec<Region> {
@@ -465,17 +465,14 @@ impl Kernel for Optimised {
         }
     }
 
-    fn vmap_view(&self) -> VmapView {
+    fn vmap_view_into(&self, v: &mut VmapView) {
         let c = &self.core;
-        let mut v = VmapView {
-            lazy_pages: c.lazy_pages,
-            lazy_max_pages: LAZY_MAX_PAGES,
-            ..VmapView::default()
-        };
+        (v.lazy_pages, v.lazy_max_pages) = (c.lazy_pages, LAZY_MAX_PAGES);
+        v.busy.clear();
+        v.unpurged.clear();
         for s in [&c.vmalloc_space, &c.module_space] {
             s.view(&mut v.busy, &mut v.unpurged);
         }
-        v
     }
 
     /// `vm_unmap_aliases()` → `_vm_unmap_aliases()` →

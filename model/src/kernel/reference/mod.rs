@@ -210,16 +210,15 @@ impl Kernel for Reference {
     }
 
     /// Freed ranges are reusable at once: nothing is ever unpurged.
-    fn vmap_view(&self) -> VmapView {
-        let mut busy: Vec<_> = self.vmalloc_space.busy().collect();
-        busy.extend(self.module_space.busy());
-        VmapView {
-            busy,
-            ..VmapView::default()
-        }
+    fn vmap_view_into(&self, v: &mut VmapView) {
+        (v.lazy_pages, v.lazy_max_pages) = (0, 0);
+        v.busy.clear();
+        v.unpurged.clear();
+        v.busy.extend(self.vmalloc_space.busy());
+        v.busy.extend(self.module_space.busy());
     }
 
-    fn regions(&self) -> Vec<Region> {
+    fn regions_into(&self, out: &mut Vec<Region>) {
         let areas = self.areas.iter().enumerate().filter_map(|(i, a)| {
             a.as_ref().map(|a| Region {
                 start: a.addr,
@@ -232,6 +231,6 @@ impl Kernel for Reference {
             size: a.size,
             kind: RegionKind::ProgArea,
         });
-        areas.chain(progs).collect()
+        out.extend(areas.chain(progs));
     }
 }
