@@ -3,6 +3,7 @@
 //!
 //! Page-table pages themselves are not drawn from the modelled memory.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::consts::{PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD, PMD_SHIFT, PMD_SIZE};
@@ -76,6 +77,49 @@ struct Log {
     /// Leaves that appeared or disappeared, ever (a protection change or a
     /// split counts not): half of [`Machine::region_epoch`](super::Machine::region_epoch).
     presence_changes: u64,
+}
+
+thread_local! {
+    /// Empty PTE tables that dropped page tables left, for the next tables
+    /// on this thread: a fuzz execution boots two machines and maps the same
+    /// few dozen tables each time, a 4 KiB `calloc()` and `free()` apiece
+    /// otherwise. Every entry of each is `pte_none`.
+    static EMPTY_TABLES: RefCell<Vec<Box<[u64; 512]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// At most this many empty tables are kept (1 MiB).
+const MAX_EMPTY_TABLES: usize = 256;
+
+/// A PTE table of 512 `pte_none` entries: a kept one, or a new one.
+fn empty_table() -> Box<[u64; 512]> {
+    let kept = EMPTY_TABLES.with_borrow_mut(Vec::pop);
+    kept.unwrap_or_else(|| Box::new([0; 512]))
+}
+
+/// Keeps `ptes` for [`empty_table`] if `used` says it is empty.
+fn keep_if_empty(ptes: Box<[u64; 512]>, used: u16) {
+    if used != 0 {
+        return;
+    }
+    debug_assert!(ptes.iter().all(|&e| e == 0), "a table with none used");
+    // A thread being torn down keeps nothing.
+    let _ = EMPTY_TABLES.try_with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() < MAX_EMPTY_TABLES {
+            t.push(ptes);
+        }
+    });
+}
+
+impl Drop for PageTables {
+    /// Gives the empty PTE tables to [`EMPTY_TABLES`].
+    fn drop(&mut self) {
+        for (_, pmd) in std::mem::take(&mut self.pmds) {
+            if let Pmd::Table { ptes, used } = pmd {
+                keep_if_empty(ptes, used);
+            }
+        }
+    }
 }
 
 fn pmd_index(va: u64) -> u64 {
@@ -157,7 +201,7 @@ impl PageTables {
                 .pmds
                 .entry(pmd_index(at))
                 .or_insert_with(|| Pmd::Table {
-                    ptes: Box::new([0; 512]),
+                    ptes: empty_table(),
                     used: 0,
                 });
             let Pmd::Table { ptes, used } = slot else {
@@ -187,7 +231,10 @@ impl PageTables {
             None | Some(Pmd::Table { used: 0, .. }) => {}
             Some(_) => panic!("vmap_try_huge_pmd: pmd at {va:#x} is in use"),
         }
-        self.pmds.insert(pmd_index(va), Pmd::Leaf { pfn, prot });
+        let old = self.pmds.insert(pmd_index(va), Pmd::Leaf { pfn, prot });
+        if let Some(Pmd::Table { ptes, used }) = old {
+            keep_if_empty(ptes, used);
+        }
         self.log.note(va, Level::Pmd, None, Some(prot));
     }
 
@@ -693,6 +740,36 @@ mod tests {
         assert_eq!(pt.presence_changes(), 4);
         pt.unmap(VMALLOC_START, 2 * PMD_SIZE);
         assert_eq!(pt.presence_changes(), 8);
+    }
+
+    /// The tables dropped page tables leave are kept only when empty, and a
+    /// kept one maps nothing in the next tables that take it.
+    #[test]
+    fn only_empty_tables_are_kept_for_the_next_page_tables() {
+        let kept = || EMPTY_TABLES.with_borrow(Vec::len);
+        EMPTY_TABLES.with_borrow_mut(Vec::clear);
+        let mut pt = PageTables::default();
+        pt.map_ptes(VMALLOC_START, &[5, 6, 7], Prot::PAGE_KERNEL);
+        pt.map_ptes(
+            VMALLOC_START + PMD_SIZE + 8 * PAGE_SIZE,
+            &[9],
+            Prot::PAGE_KERNEL,
+        );
+        pt.unmap(VMALLOC_START, 3 * PAGE_SIZE);
+        drop(pt);
+        assert_eq!(kept(), 1, "the table still mapping pfn 9 is not kept");
+        let mut pt = PageTables::default();
+        pt.map_ptes(
+            VMALLOC_START + 4 * PMD_SIZE + PAGE_SIZE,
+            &[11],
+            Prot::PAGE_KERNEL,
+        );
+        assert_eq!(kept(), 0, "taken");
+        let leaves: Vec<_> = pt.leaves().map(|l| (l.va, l.pfn)).collect();
+        assert_eq!(leaves, [(VMALLOC_START + 4 * PMD_SIZE + PAGE_SIZE, 11)]);
+        pt.unmap(VMALLOC_START + 4 * PMD_SIZE, PMD_SIZE);
+        pt.map_pmd(VMALLOC_START + 4 * PMD_SIZE, 512, Prot::PAGE_KERNEL);
+        assert_eq!(kept(), 1, "the empty table a PMD leaf replaced");
     }
 
     /// `unmap` notes a run of PTEs at a time; the log must read as if each

@@ -248,6 +248,46 @@ pub struct Optimised {
     exec_allocs: Vec<Option<u64>>,
 }
 
+#[cfg(not(loom))]
+thread_local! {
+    /// Pack allocators of dropped kernels, reset, for the next kernels booted
+    /// on this thread ([`PackAlloc::reset`]).
+    static KEPT_PACKS: std::cell::RefCell<Vec<PackAlloc>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `PackAlloc::new(pack_size, max_packs)`, or a kept one of that shape.
+fn pack_alloc(pack_size: u64, max_packs: usize) -> PackAlloc {
+    #[cfg(not(loom))]
+    {
+        let shape = |p: &PackAlloc| (p.pack_size(), p.max_packs()) == (pack_size, max_packs);
+        let kept = KEPT_PACKS.with_borrow_mut(|k| Some(k.swap_remove(k.iter().position(shape)?)));
+        if let Some(p) = kept {
+            return p;
+        }
+    }
+    PackAlloc::new(pack_size, max_packs)
+}
+
+impl Drop for Optimised {
+    /// Resets the pack allocator and keeps it for the next kernel.
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        {
+            const KEEP: usize = 4;
+            let mut packs = std::mem::replace(&mut self.packs, PackAlloc::new(PAGE_SIZE, 0));
+            packs.reset();
+            // A thread being torn down keeps nothing.
+            let _ = KEPT_PACKS.try_with(|k| {
+                let mut k = k.borrow_mut();
+                if k.len() < KEEP {
+                    k.push(packs);
+                }
+            });
+        }
+    }
+}
+
 /// The bit that marks an [`Area`] handle as an allocation from the ROX cache
 /// (an index into `exec_allocs`, not a `vm_struct`).
 const EXECMEM_AREA: u32 = 1 << 31;
@@ -288,7 +328,7 @@ impl Optimised {
                 oversize: BTreeMap::new(),
                 execmem: execmem::ExecmemCache::default(),
             },
-            packs: PackAlloc::new(pack_size, max_packs),
+            packs: pack_alloc(pack_size, max_packs),
             images: Vec::new(),
             binaries: Vec::new(),
             clean_packs: std::collections::BTreeSet::new(),

@@ -285,6 +285,32 @@ impl PackAlloc {
         self.pack_size
     }
 
+    /// Puts every slot back as [`PackAlloc::new`] made it: no pack, generation
+    /// 0, bitmap and summary empty. Only a slot that ever held a pack was
+    /// written (by `install` and what followed), so only those are reset.
+    /// A booted kernel's allocator is reset and kept on its thread for the
+    /// next kernel of its shape (see `Optimised`'s drop), so that a fuzz
+    /// execution does not allocate and clear a bitmap for every slot.
+    pub fn reset(&mut self) {
+        for s in self.slots.iter_mut() {
+            if s.used.load(Relaxed) == DEAD && s.base.load(Relaxed) == 0 {
+                continue;
+            }
+            let words = s.bitmap.len();
+            s.used.store(DEAD, Relaxed);
+            s.base.store(0, Relaxed);
+            s.bitmap.iter().for_each(|w| w.store(0, Relaxed));
+            for (i, f) in s.summary.iter().enumerate() {
+                f.store(empty_summary(i, words), Relaxed);
+            }
+        }
+    }
+
+    /// The number of slots.
+    pub fn max_packs(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn chunks_per_pack(&self) -> u64 {
         self.chunks
     }
@@ -954,6 +980,37 @@ mod tests {
     fn ok(pa: &PackAlloc) {
         if let Err(e) = pa.check_consistency() {
             panic!("{e}");
+        }
+    }
+
+    /// Every word of every slot, for comparing whole allocators.
+    fn state(pa: &PackAlloc) -> Vec<Vec<u64>> {
+        let load = |w: &AtomicU64| w.load(Relaxed);
+        let slot = |s: &Slot| -> Vec<u64> {
+            let words = [&s.used, &s.base].into_iter();
+            words.chain(&s.bitmap).chain(&s.summary).map(load).collect()
+        };
+        pa.slots.iter().map(slot).collect()
+    }
+
+    /// A reset allocator is word for word a new one, whether its slots held
+    /// a pack, hold one, or were given back, and it allocates as a new one.
+    #[test]
+    fn a_reset_allocator_is_a_new_one() {
+        let (mut pa, mut src) = setup(2 * MIB, 4);
+        let a = pa.alloc(64, &mut src).unwrap();
+        pa.alloc(2 * MIB, &mut src).unwrap();
+        pa.alloc(3 * 64, &mut src).unwrap();
+        pa.free(a, &mut src);
+        assert_ne!(state(&pa), state(&PackAlloc::new(2 * MIB, 4)));
+        pa.reset();
+        assert_eq!(state(&pa), state(&PackAlloc::new(2 * MIB, 4)));
+        ok(&pa);
+        let (fresh, mut src2) = setup(2 * MIB, 4);
+        let mut src = Bump::new(2 * MIB);
+        for size in [100, 2 * MIB, 64] {
+            let got = pa.alloc(size, &mut src).map(|c| (c.slot, c.pos));
+            assert_eq!(got, fresh.alloc(size, &mut src2).map(|c| (c.slot, c.pos)));
         }
     }
 
