@@ -1207,6 +1207,36 @@ mod tests {
         (s, inv, out)
     }
 
+    /// A new region that maps a frame the page allocator holds free is
+    /// found, the frame named: a free frame in an extent sends the region
+    /// check page by page (`private` and the owners show nothing here).
+    #[test]
+    fn a_new_region_over_a_free_frame_is_found() {
+        use crate::kernel::RegionKind;
+        let (mut s, mut inv, mut out) = one_program_checked();
+        let op = Op::Kvmalloc {
+            size: 4 * PAGE_SIZE,
+            nofail: false,
+        };
+        let step = s.step(&op);
+        let vmalloc = |r: &Region| matches!(r.kind, RegionKind::Vmalloc(_));
+        let r = s.kernel.regions().into_iter().find(vmalloc).unwrap();
+        let va = r.start + 2 * PAGE_SIZE;
+        let m = s.kernel.machine_mut();
+        let pfn = m.pgtables.vmalloc_to_pfn(va).unwrap();
+        // Behind the kernel's back, before the oracles look.
+        m.__free_pages(pfn, 0);
+        assert!(m.page_is_free(pfn) && m.mm.page(pfn).private() == 0);
+        inv.after_op(&mut s, 1, &op, &step, &mut out);
+        let found: Vec<_> = out.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            found,
+            [format!(
+                "frame pfn {pfn:#x} mapped at {va:016x} is free in the page allocator\n"
+            )]
+        );
+    }
+
     /// A direct-map change alone — no page-table change, no write — that
     /// makes a program page's alias writable is found after that op.
     #[test]

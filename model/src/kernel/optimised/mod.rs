@@ -539,6 +539,25 @@ mod tests {
     use super::*;
     use crate::machine::oops::Oops;
 
+    /// A dropped kernel's pack allocator is kept on the thread and the next
+    /// kernel of its shape takes it; one of another shape does not.
+    #[test]
+    fn a_dropped_kernels_pack_allocator_is_taken_by_the_next() {
+        let kept =
+            || KEPT_PACKS.with_borrow(|k| k.iter().map(|p| p.max_packs()).collect::<Vec<_>>());
+        KEPT_PACKS.with_borrow_mut(Vec::clear);
+        let cfg = MachineConfig::default();
+        drop(Optimised::new(cfg, Quirks::NONE));
+        let slots = (u64::from(cfg.mem_mib) << 20) / PMD_SIZE;
+        assert_eq!(kept(), [slots as usize]);
+        let small = Optimised::with_pack_size(cfg, Quirks::NONE, PAGE_SIZE);
+        assert_eq!(kept(), [slots as usize], "another shape");
+        let k = Optimised::new(cfg, Quirks::NONE);
+        assert_eq!(kept(), [0usize; 0], "taken");
+        drop((k, small));
+        assert_eq!(kept().len(), 2);
+    }
+
     fn warnings(m: &Machine) -> Vec<String> {
         (m.oopses().iter())
             .filter_map(|o| match o {
