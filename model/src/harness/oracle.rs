@@ -1325,6 +1325,23 @@ mod tests {
         inv.final_sweep(&s);
         assert!(inv.rmap_more.is_empty());
         assert!(out.is_empty(), "{out:?}");
+        // Mapped twice again, and now the first mapping goes: the alias
+        // takes its place in the reverse map, and the count follows.
+        let first = text + 100 * PAGE_SIZE;
+        let pt = &mut s.kernel.machine_mut().pgtables;
+        pt.map_ptes(alias, &pfns, Prot::PAGE_KERNEL_ROX);
+        after_nothing(&mut s, &mut inv, 3, &mut out);
+        let pt = &mut s.kernel.machine_mut().pgtables;
+        pt.unmap(first, 3 * PAGE_SIZE);
+        after_nothing(&mut s, &mut inv, 4, &mut out);
+        for (i, &p) in pfns.iter().enumerate() {
+            assert_eq!(*inv.rmap.get(p as usize), alias + i as u64 * PAGE_SIZE);
+        }
+        assert!(inv.rmap_more.is_empty());
+        assert_eq!(
+            inv.rmap_entries,
+            inv.exec.values().map(|r| r.1).sum::<u64>()
+        );
     }
 
     /// A byte of a live program's text overwritten in its frame is found

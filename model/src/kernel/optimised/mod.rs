@@ -542,6 +542,7 @@ mod tests {
     /// A dropped kernel's pack allocator is kept on the thread and the next
     /// kernel of its shape takes it; one of another shape does not.
     #[test]
+    #[cfg(not(loom))]
     fn a_dropped_kernels_pack_allocator_is_taken_by_the_next() {
         let kept =
             || KEPT_PACKS.with_borrow(|k| k.iter().map(|p| p.max_packs()).collect::<Vec<_>>());
