@@ -89,18 +89,10 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> Drop for LazyArray
         if !many {
             return;
         }
-        // A thread being torn down has no spares left to keep them in.
-        let _ = SPARES.try_with(|s| {
-            let mut s = s.borrow_mut();
-            let spares = s.of::<[T; N]>();
-            for c in self.chunks.drain(..) {
-                if let Chunk::Many(b) = c
-                    && spares.len() < Spares::MAX
-                {
-                    spares.push(b);
-                }
-            }
-        });
+        Self::spare(self.chunks.drain(..).filter_map(|c| match c {
+            Chunk::Many(b) => Some(b),
+            Chunk::One(_) => None,
+        }));
     }
 }
 
@@ -170,14 +162,17 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
         }
     }
 
-    /// Gives a chunk's storage to the spares (freed past [`Spares::MAX`]).
+    /// Gives chunks' storage to the spares (freed past [`Spares::MAX`]).
     #[cold]
-    fn spare(b: Box<[T; N]>) {
+    fn spare(chunks: impl IntoIterator<Item = Box<[T; N]>>) {
+        // A thread being torn down has no spares left to keep them in.
         let _ = SPARES.try_with(|s| {
             let mut s = s.borrow_mut();
             let spares = s.of::<[T; N]>();
-            if spares.len() < Spares::MAX {
-                spares.push(b);
+            for b in chunks {
+                if spares.len() < Spares::MAX {
+                    spares.push(b);
+                }
             }
         });
     }
@@ -209,7 +204,8 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
     /// Every value `v` in `range` becomes `f(v)`: a chunk of one value that
     /// the range covers is changed once and stays one value; where the range
     /// covers part of such a chunk and `f` changes its value, the chunk is
-    /// stored value by value.
+    /// stored value by value; a chunk stored value by value that the range
+    /// covers whole is one value again if its values end equal.
     pub fn map(&mut self, range: std::ops::Range<usize>, f: impl Fn(&T) -> T) {
         for (c, lo, hi) in self.pieces(range) {
             let v = match &mut self.chunks[c] {
@@ -244,7 +240,7 @@ impl<T: Copy + Default + PartialEq + 'static, const N: usize> LazyArray<T, N> {
             return;
         }
         if let Chunk::Many(b) = std::mem::replace(chunk, Chunk::One(v)) {
-            Self::spare(b);
+            Self::spare([b]);
         }
     }
 
@@ -319,16 +315,16 @@ mod tests {
         assert!((0..256).all(|i| *a.get(i) == want(i)));
         a.map(64..192, |_| 4);
         assert_eq!(a.chunks_allocated(), 0);
-        assert!((0..256).all(|i| *a.get(i)
-            == if i < 64 {
-                3
-            } else if i < 192 {
-                4
-            } else {
-                0
-            }));
+        let want = |i| match i {
+            0..64 => 3,
+            64..192 => 4,
+            _ => 0,
+        };
+        assert!((0..256).all(|i| *a.get(i) == want(i)));
     }
 
+    /// Range queries and updates cross chunk boundaries and ask an unwritten
+    /// chunk through its default.
     #[test]
     fn ranges_span_chunks() {
         let mut a: LazyArray<u32, 64> = LazyArray::new(1000);
