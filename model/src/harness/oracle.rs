@@ -460,16 +460,14 @@ impl Invariants {
             self.images_live = images.iter().map(|s| s.live).collect();
         }
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
-        // A frame of nothing but INT3 passes verify_page() whatever images
-        // cover it (what that accepts, live text and headers, it blanks to
-        // INT3 before it looks), so such runs and pages pass at once.
+        // A run of nothing but INT3 passes verify_page() whatever images
+        // cover it: it is passed at once.
         for (va, pfn, pages) in disjoint(content) {
             if m.frames.all_fill(pfn, pages, 0xcc) {
                 continue;
             }
             for (a, p) in (0..pages).map(|i| (va + i * PAGE_SIZE, pfn + i)) {
-                let int3 = m.frames.content(p) == Content::Fill(0xcc);
-                if int3 || self.content_reported.contains(&a) {
+                if self.content_reported.contains(&a) {
                     continue;
                 }
                 if let Some(msg) = self.verify_page(m, images, &ids, a, p) {
@@ -676,7 +674,11 @@ impl Invariants {
         va: u64,
         pfn: u64,
     ) -> Option<String> {
-        if (VMALLOC_START..=VMALLOC_END).contains(&va) {
+        // INT3 passes whatever covers it: what is accepted below, live text
+        // and headers, is blanked to INT3 before the look.
+        if (VMALLOC_START..=VMALLOC_END).contains(&va)
+            || m.frames.content(pfn) == Content::Fill(0xcc)
+        {
             return None;
         }
         let end = va + PAGE_SIZE;
@@ -689,9 +691,6 @@ impl Invariants {
         };
         let mut over = live();
         let (first, second) = (over.next(), over.next());
-        if first.is_none() && m.frames.content(pfn) == Content::Fill(0xcc) {
-            return None;
-        }
         // Fast path: a page all of one live program's text, intact.
         if let (Some(slot), None) = (first, second) {
             let (img, r) = (&slot.image, slot.image.text_range());
@@ -944,8 +943,7 @@ impl Invariants {
         );
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
         for (&leaf, &(pfn0, pages)) in &self.exec {
-            // INT3 passes verify_page() whatever covers it (as in check_exec).
-            let int3 = |pfn| m.frames.content(pfn) == Content::Fill(0xcc);
+            // A run of INT3 passes verify_page() whatever covers it.
             let all_int3 = m.frames.all_fill(pfn0, pages, 0xcc);
             for i in 0..pages {
                 let (va, pfn) = (leaf + i * PAGE_SIZE, pfn0 + i);
@@ -954,7 +952,7 @@ impl Invariants {
                         || self.rmap_more.get(&pfn).is_some_and(|v| v.contains(&va)),
                     "rmap drifted at {va:#x}"
                 );
-                if !all_int3 && !int3(pfn) && !self.content_reported.contains(&va) {
+                if !all_int3 && !self.content_reported.contains(&va) {
                     let msg = self.verify_page(m, s.kernel.images(), &ids, va, pfn);
                     assert!(
                         msg.is_none(),
