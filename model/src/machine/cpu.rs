@@ -105,28 +105,49 @@ impl Machine {
     /// [`Machine::write`] of all of `text` (the JIT writing a program): the
     /// same bytes, with whole pages of it kept as the text itself.
     pub fn write_text(&mut self, va: u64, text: &Text) -> Result<(), Fault> {
-        self.store(va, text.len(), Access::Write, |frames, pfn, off, r| {
-            frames.write_text(pfn, off, text, r)
-        })
+        self.store_runs(
+            va,
+            text.len(),
+            |frames, pfn, off, r| frames.write_text(pfn, off, text, r),
+            |frames, pfn, n, at| frames.write_text_frames(pfn, n, text, at),
+        )
     }
 
-    /// A kernel `memset(va, value, len)`; a fault is an oops. The whole pages
-    /// of the vmalloc or module range in it, where every one is mapped
-    /// writable, are filled a run of frames at a time: what the page-by-page
-    /// store does to each, with no fault to meet.
+    /// A kernel `memset(va, value, len)`; a fault is an oops.
     pub fn memset(&mut self, va: u64, value: u8, len: usize) -> Result<(), Fault> {
-        let fill =
-            |frames: &mut Frames, pfn, off, r: Range<usize>| frames.fill(pfn, off, r.len(), value);
+        self.store_runs(
+            va,
+            len,
+            |frames, pfn, off, r| frames.fill(pfn, off, r.len(), value),
+            |frames, pfn, n, _| frames.fill_frames(pfn, n, value),
+        )
+    }
+
+    /// [`Machine::store`] of `len` bytes at `va` with `put`, except that the
+    /// whole pages of the vmalloc or module range in it, where every one is
+    /// mapped writable, go to `run(frames, pfn, frames, offset_in_store)` a
+    /// run of consecutive frames at a time: what the page-by-page store does
+    /// to each, with no fault to meet.
+    fn store_runs(
+        &mut self,
+        va: u64,
+        len: usize,
+        mut put: impl FnMut(&mut Frames, u64, usize, Range<usize>),
+        mut run: impl FnMut(&mut Frames, u64, u64, usize),
+    ) -> Result<(), Fault> {
         let end = va.saturating_add(len as u64);
         let (lo, hi) = (va.next_multiple_of(PS), end & !(PS - 1));
         if lo >= hi || !self.writable_pages(lo, hi) {
-            return self.store(va, len, Access::Write, fill);
+            return self.store(va, len, Access::Write, put);
         }
-        self.store(va, (lo - va) as usize, Access::Write, fill)?;
+        self.store(va, (lo - va) as usize, Access::Write, &mut put)?;
         for e in self.pgtables.extents_in(lo, hi) {
-            self.frames.fill_frames(e.pfn, e.pages, value);
+            run(&mut self.frames, e.pfn, e.pages, (e.va - va) as usize);
         }
-        self.store(hi, (end - hi) as usize, Access::Write, fill)
+        let at = (hi - va) as usize;
+        self.store(hi, (end - hi) as usize, Access::Write, |f, pfn, off, r| {
+            put(f, pfn, off, r.start + at..r.end + at)
+        })
     }
 
     /// Is every page of `lo..hi` (page-aligned, in the vmalloc or the module
@@ -198,9 +219,12 @@ impl Machine {
     }
 
     /// `__text_poke()`'s page lookup: `vmalloc_to_page()` of every page the
-    /// write touches; `BUG_ON(!pages[0])` when one is not mapped.
+    /// write touches; `BUG_ON(!pages[0])` when one is not mapped. Each piece
+    /// is (pfn, offset in the frame, range of the source): a part of one
+    /// frame, or whole frames of consecutive pfns from `pfn` on, as many as
+    /// follow each other.
     fn poke_pieces(&mut self, addr: u64, len: usize) -> Option<Vec<(u64, usize, Range<usize>)>> {
-        let mut pieces = Vec::new();
+        let mut pieces: Vec<(u64, usize, Range<usize>)> = Vec::new();
         let mut done = 0usize;
         while done < len {
             let a = addr + done as u64;
@@ -213,7 +237,16 @@ impl Machine {
             };
             let off = (a % PS) as usize;
             let n = (PS as usize - off).min(len - done);
-            pieces.push((pfn, off, done..done + n));
+            match pieces.last_mut() {
+                Some((p, 0, r))
+                    if n == PS as usize
+                        && r.len() % PS as usize == 0
+                        && *p + (r.len() / PS as usize) as u64 == pfn =>
+                {
+                    r.end += n
+                }
+                _ => pieces.push((pfn, off, done..done + n)),
+            }
             done += n;
         }
         Some(pieces)
@@ -223,13 +256,17 @@ impl Machine {
     /// temporary alias of the frames, whatever the protection of `addr`.
     pub fn text_poke_copy(&mut self, addr: u64, src: &[u8]) -> Option<()> {
         self.text_poke_copy_with(addr, src.len(), |frames, pfn, off, r| {
-            frames.write(pfn, off, &src[r])
+            for (p, o, r) in frame_pieces(pfn, off, r) {
+                frames.write(p, o, &src[r]);
+            }
         })
     }
 
     /// [`Machine::text_poke_copy`] of `len` bytes from a source that writes
     /// itself: `put(frames, pfn, offset_in_frame, range_in_source)` for each
-    /// page-sized piece (a JIT buffer of megabytes need not be built first).
+    /// piece, a part of one frame or whole frames of consecutive pfns (a JIT
+    /// buffer of megabytes need not be built first; [`frame_pieces`] cuts a
+    /// piece into frames).
     pub fn text_poke_copy_with(
         &mut self,
         addr: u64,
@@ -245,17 +282,66 @@ impl Machine {
     /// `text_poke_set(addr, c, len)`: fills text with one byte (INT3, 0xCC).
     pub fn text_poke_set(&mut self, addr: u64, c: u8, len: usize) -> Option<()> {
         for (pfn, off, r) in self.poke_pieces(addr, len)? {
-            self.frames.fill(pfn, off, r.len(), c);
+            if r.len() > PS as usize {
+                self.frames
+                    .fill_frames(pfn, (r.len() / PS as usize) as u64, c);
+            } else {
+                self.frames.fill(pfn, off, r.len(), c);
+            }
         }
         Some(())
     }
+}
+
+/// A piece of [`Machine::text_poke_copy_with`] cut into one piece per frame.
+pub fn frame_pieces(
+    pfn: u64,
+    off: usize,
+    r: Range<usize>,
+) -> impl Iterator<Item = (u64, usize, Range<usize>)> {
+    let ps = PS as usize;
+    let frames = if r.len() > ps { r.len() / ps } else { 1 };
+    (0..frames).map(move |i| {
+        if frames == 1 {
+            (pfn, off, r.clone())
+        } else {
+            (pfn + i as u64, 0, r.start + i * ps..r.start + (i + 1) * ps)
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::machine::MachineConfig;
+    use crate::machine::frames::Content;
     use crate::machine::prot::Prot;
+
+    /// A text written over whole mapped pages lands as the page-by-page
+    /// store would put it, its whole pages kept as the text, the pieces
+    /// before and after them at their own offsets.
+    #[test]
+    fn a_text_over_whole_pages_is_written_as_the_store_would() {
+        let mut m = Machine::new(MachineConfig::default());
+        let va = MODULES_VADDR;
+        m.pgtables
+            .map_ptes(va, &[40, 41, 42, 43, 50, 51], Prot::PAGE_KERNEL);
+        let text = Text::new(9, 4 * PS as u32 + 300);
+        m.write_text(va + 100, &text).expect("all writable");
+        let mut got = vec![0; text.len()];
+        m.read(va + 100, &mut got).unwrap();
+        assert!(got == text.to_vec(), "the text's bytes, in order");
+        for (i, pfn) in [41, 42, 43].into_iter().enumerate() {
+            let off = (i + 1) * PS as usize - 100;
+            assert_eq!(
+                m.frames.content(pfn),
+                Content::Text {
+                    text,
+                    off: off as u32
+                }
+            );
+        }
+    }
 
     /// A memset over whole mapped pages fills them a run at a time, and
     /// meets a read-only page where the page-by-page store would: the bytes

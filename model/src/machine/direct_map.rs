@@ -186,14 +186,30 @@ impl DirectMap {
             unreachable!("4K leaf under a non-table pmd")
         };
         let at = (pfn % PTRS_PER_PTE) as usize;
+        // The changed ptes' runs are logged a run at a time, and the W+X set
+        // is touched only where a pte's W+X-ness flips (it holds exactly the
+        // leaves that are W+X, so no other change can alter it).
+        let mut run: Option<(u64, u64)> = None;
         for (i, pte) in ptes[at..at + n as usize].iter_mut().enumerate() {
             let new = pte.apply(set, clr);
-            if new != *pte {
-                let first = pfn + i as u64;
-                note_change(changed, first, 1);
-                *pte = new;
+            if new == *pte {
+                if let Some((first, pages)) = run.take() {
+                    note_change(changed, first, pages);
+                }
+                continue;
+            }
+            let first = pfn + i as u64;
+            match &mut run {
+                Some((_, pages)) => *pages += 1,
+                None => run = Some((first, 1)),
+            }
+            if pte.is_wx() != new.is_wx() {
                 note_wx(wx, first, DmapLevel::K4, new);
             }
+            *pte = new;
+        }
+        if let Some((first, pages)) = run {
+            note_change(changed, first, pages);
         }
     }
 

@@ -205,6 +205,23 @@ impl Frames {
         }
     }
 
+    /// [`Frames::write_text`] of each whole frame of `pfn..pfn + n`, frame
+    /// `pfn + i` taking bytes `start + i * PAGE_SIZE` on of `text`: each holds
+    /// that page of the text itself, written a chunk of frame states at a
+    /// time.
+    pub fn write_text_frames(&mut self, pfn: u64, n: u64, text: &Text, start: usize) {
+        debug_assert!(start + n as usize * PS <= text.len());
+        self.note_writes(pfn, n);
+        let (spare, mut off) = (&mut self.spare, start as u32);
+        self.state.update(pfn as usize..(pfn + n) as usize, |c| {
+            if let Content::Data(i) = *c {
+                spare.push(i);
+            }
+            *c = Content::Text { text: *text, off };
+            off += PS as u32;
+        });
+    }
+
     /// Sets `len` bytes of frame `pfn` at `off` to `value`.
     pub fn fill(&mut self, pfn: u64, off: usize, len: usize, value: u8) {
         debug_assert!(off + len <= PS);
@@ -388,6 +405,17 @@ mod tests {
                     let v = [0xcc, 0, rnd(256) as u8][rnd(3)];
                     f.fill(pfn, off, len, v);
                     page[off..off + len].fill(v);
+                }
+                2 if off == 0 && len == PS && rnd(2) == 0 => {
+                    // A run of whole frames of a text at once.
+                    let t = texts[rnd(2)];
+                    let n = (1 + rnd(3)).min((N - pfn) as usize).min(t.len() / PS);
+                    let start = rnd(t.len() - n * PS + 1);
+                    f.write_text_frames(pfn, n as u64, &t, start);
+                    let run = &mut plain[pfn as usize..pfn as usize + n];
+                    for (i, q) in run.iter_mut().enumerate() {
+                        t.read(start + i * PS, q);
+                    }
                 }
                 2 => {
                     let t = texts[rnd(2)];

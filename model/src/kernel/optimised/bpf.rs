@@ -22,6 +22,7 @@ use super::{Binary, Core, Optimised, Sabotage};
 use crate::kernel::{Errno, Image, ImageSlot, Prog, Text};
 use crate::machine::Design;
 use crate::machine::consts::{PAGE_SIZE, PMD_SIZE, round_up};
+use crate::machine::cpu::frame_pieces;
 use crate::machine::frames::Frames;
 use crate::machine::oops::Oops;
 
@@ -51,18 +52,30 @@ impl RwBuffer {
         self.text = Some(*text);
     }
 
-    /// Copies bytes `r` of the buffer into frame `pfn` at `off`: whole pages
-    /// of text as the text, INT3 as a fill.
+    /// Copies bytes `r` of the buffer into frame `pfn` at `off` (a piece of
+    /// [`Machine::text_poke_copy_with`](crate::machine::Machine::text_poke_copy_with)):
+    /// whole pages of text as the text, INT3 as a fill, a run of whole frames
+    /// of either at once.
     fn put(&self, frames: &mut Frames, pfn: u64, off: usize, r: Range<usize>) {
         let image = self.image as usize;
         let in_text = image..image + self.text.map_or(0, |t| t.len());
         let header = self.header();
+        let frames_n = (r.len() / PAGE_SIZE as usize) as u64;
+        let int3 = r.start >= header.len() && (r.end <= in_text.start || r.start >= in_text.end);
         match self.text {
             Some(t) if in_text.start <= r.start && r.end <= in_text.end => {
-                frames.write_text(pfn, off, &t, r.start - image..r.end - image)
+                if frames_n > 1 {
+                    frames.write_text_frames(pfn, frames_n, &t, r.start - image)
+                } else {
+                    frames.write_text(pfn, off, &t, r.start - image..r.end - image)
+                }
             }
-            _ if r.start >= header.len() && (r.end <= in_text.start || r.start >= in_text.end) => {
-                frames.fill(pfn, off, r.len(), 0xcc)
+            _ if int3 && frames_n > 1 => frames.fill_frames(pfn, frames_n, 0xcc),
+            _ if int3 => frames.fill(pfn, off, r.len(), 0xcc),
+            _ if frames_n > 1 => {
+                for (p, o, r) in frame_pieces(pfn, off, r) {
+                    self.put(frames, p, o, r);
+                }
             }
             _ => {
                 let mut buf = vec![0xcc; r.len()];
