@@ -188,6 +188,8 @@ struct Scratch {
     view: VmapView,
     areas: Vec<(u64, u64, &'static str)>,
     images: Vec<(u64, u64)>,
+    /// The live images over a run of executable pages ([`live_images_over`]).
+    over: Vec<u32>,
 }
 
 /// Collects findings for one kernel and op.
@@ -462,20 +464,24 @@ impl Invariants {
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
         // A run of nothing but INT3 passes verify_page() whatever images
         // cover it: it is passed at once.
+        let mut over = std::mem::take(&mut self.scratch.over);
         for (va, pfn, pages) in disjoint(content) {
             if m.frames.all_fill(pfn, pages, 0xcc) {
                 continue;
             }
+            live_images_over(images, va, va + pages * PAGE_SIZE, &mut over);
+            let intact = text_pages_intact(m, images, &over, va, pfn, pages);
             for (a, p) in (0..pages).map(|i| (va + i * PAGE_SIZE, pfn + i)) {
-                if self.content_reported.contains(&a) {
+                if intact.contains(&a) || self.content_reported.contains(&a) {
                     continue;
                 }
-                if let Some(msg) = self.verify_page(m, images, &ids, a, p) {
+                if let Some(msg) = self.verify_page(m, images, &over, &ids, a, p) {
                     self.content_reported.insert(a);
                     o.find(Oracle::ExecutableContent, msg);
                 }
             }
         }
+        self.scratch.over = over;
         let alias = disjoint(alias).into_iter();
         for (va, pfn) in
             alias.flat_map(|(va, pfn, n)| (0..n).map(move |i| (va + i * PAGE_SIZE, pfn + i)))
@@ -662,7 +668,9 @@ impl Invariants {
     }
 
     /// Oracle 3 on executable page `va`, which maps `pfn`; the message if it
-    /// fails. It covers
+    /// fails. `over` holds, by index and in order, the live images over a run
+    /// of pages that includes this one ([`live_images_over`]): those over the
+    /// page are among them. It covers
     /// the module range, where the JIT's and the module loader's executable
     /// memory lives; a driver that makes its own vmalloc memory executable
     /// (`set_memory_x()`) owns what that memory holds.
@@ -670,6 +678,7 @@ impl Invariants {
         &self,
         m: &Machine,
         images: &[ImageSlot],
+        over: &[u32],
         ids: &dyn Fn(usize) -> u32,
         va: u64,
         pfn: u64,
@@ -685,7 +694,7 @@ impl Invariants {
         // The live images over the page (a few; asked again rather than
         // gathered: this runs for every executable page an op touches).
         let live = || {
-            (images.iter()).filter(move |s| {
+            (over.iter().map(|&i| &images[i as usize])).filter(move |s| {
                 s.live && s.image.header < end && s.image.header + s.image.alloc_size > va
             })
         };
@@ -942,9 +951,16 @@ impl Invariants {
             "the executable reverse map drifted"
         );
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
+        let images = s.kernel.images();
+        let mut over = Vec::new();
         for (&leaf, &(pfn0, pages)) in &self.exec {
             // A run of INT3 passes verify_page() whatever covers it.
             let all_int3 = m.frames.all_fill(pfn0, pages, 0xcc);
+            let mut intact = 0..0;
+            if !all_int3 {
+                live_images_over(images, leaf, leaf + pages * PAGE_SIZE, &mut over);
+                intact = text_pages_intact(m, images, &over, leaf, pfn0, pages);
+            }
             for i in 0..pages {
                 let (va, pfn) = (leaf + i * PAGE_SIZE, pfn0 + i);
                 assert!(
@@ -952,8 +968,8 @@ impl Invariants {
                         || self.rmap_more.get(&pfn).is_some_and(|v| v.contains(&va)),
                     "rmap drifted at {va:#x}"
                 );
-                if !all_int3 && !self.content_reported.contains(&va) {
-                    let msg = self.verify_page(m, s.kernel.images(), &ids, va, pfn);
+                if !all_int3 && !intact.contains(&va) && !self.content_reported.contains(&va) {
+                    let msg = self.verify_page(m, images, &over, &ids, va, pfn);
                     assert!(
                         msg.is_none(),
                         "incremental executable-content check missed: {msg:?}"
@@ -1052,6 +1068,50 @@ impl Invariants {
                 ),
             });
         }
+    }
+}
+
+/// The indices, in order, of the live images whose allocation (header to
+/// end) overlaps `lo..hi`, into `out`: what [`Invariants::verify_page`] asks
+/// of each page of a run, asked once for the run.
+fn live_images_over(images: &[ImageSlot], lo: u64, hi: u64, out: &mut Vec<u32>) {
+    out.clear();
+    out.extend((images.iter().enumerate()).filter_map(|(i, s)| {
+        let img = &s.image;
+        (s.live && img.header < hi && img.header + img.alloc_size > lo).then_some(i as u32)
+    }));
+}
+
+/// The pages of the run of `pages` executable pages from `va` (mapping
+/// frames from `pfn` on) that [`Invariants::verify_page`] passes by its fast
+/// path, as a range of their addresses, found for the run at once: where one
+/// live image is over the whole run (`over`, [`live_images_over`]), the pages
+/// inside its text, if each of their frames holds that page of the text
+/// itself. Empty otherwise (the pages are then verified one by one).
+fn text_pages_intact(
+    m: &Machine,
+    images: &[ImageSlot],
+    over: &[u32],
+    va: u64,
+    pfn: u64,
+    pages: u64,
+) -> std::ops::Range<u64> {
+    let &[i] = over else { return 0..0 };
+    let img = &images[i as usize].image;
+    let r = img.text_range();
+    let (lo, hi) = (
+        r.start.max(va).next_multiple_of(PAGE_SIZE),
+        r.end.min(va + pages * PAGE_SIZE) & !(PAGE_SIZE - 1),
+    );
+    if lo >= hi {
+        return 0..0;
+    }
+    let first = pfn + (lo - va) / PAGE_SIZE;
+    let k = (lo - img.text_start) as usize;
+    if (m.frames).holds_text_frames(first, (hi - lo) / PAGE_SIZE, &img.text, k) {
+        lo..hi
+    } else {
+        0..0
     }
 }
 
@@ -1189,12 +1249,17 @@ mod tests {
     /// The optimised kernel after one 100-byte program's load, checked clean
     /// by the oracles that then go on watching it.
     fn one_program_checked() -> (Session, Invariants, Vec<Finding>) {
+        program_checked(100)
+    }
+
+    /// [`one_program_checked`] with a program of `len` bytes.
+    fn program_checked(len: u32) -> (Session, Invariants, Vec<Finding>) {
         use crate::kernel::{KernelKind, Quirks};
         let mut s = Session::new(KernelKind::Optimised, Default::default(), Quirks::NONE);
         let mut inv = Invariants::default();
         let mut out = Vec::new();
         let load = Op::ProgLoad {
-            len: 100,
+            len,
             align: 1,
             rand: 0,
             classic: false,
@@ -1366,6 +1431,40 @@ mod tests {
                 )
             )]
         );
+    }
+
+    /// A byte overwritten on a whole page inside a live program's text, among
+    /// pages that hold the text itself (the run the content oracle passes at
+    /// once), is found after the op that wrote it.
+    #[test]
+    fn an_overwritten_byte_on_a_whole_page_of_live_text_is_found() {
+        let (mut s, mut inv, mut out) = program_checked(5 * PAGE_SIZE as u32);
+        let text = s.kernel.images()[0].image.text_start;
+        let a = (text + 2 * PAGE_SIZE).next_multiple_of(PAGE_SIZE) + 10;
+        let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(a).unwrap();
+        s.kernel.machine_mut().frames.write(pfn, 10, &[0x90]);
+        after_nothing(&mut s, &mut inv, 1, &mut out);
+        let got: Vec<_> = out.iter().map(|f| (f.op, f.oracle)).collect();
+        assert_eq!(got, [(Some(1), Oracle::ExecutableContent)], "{out:?}");
+        assert!(out[0].message.contains("a live program's text overwritten"));
+    }
+
+    /// The final sweep verifies the whole pages of live text too: a byte
+    /// changed there that the incremental check was never told of (the
+    /// write dropped from the frames' log) is a drift it stops on.
+    #[test]
+    #[should_panic(expected = "incremental executable-content check missed")]
+    fn the_final_sweep_finds_a_whole_page_of_text_changed_unseen() {
+        let (mut s, mut inv, mut out) = program_checked(5 * PAGE_SIZE as u32);
+        let text = s.kernel.images()[0].image.text_start;
+        let a = (text + 2 * PAGE_SIZE).next_multiple_of(PAGE_SIZE) + 10;
+        let pfn = s.kernel.machine().pgtables.vmalloc_to_pfn(a).unwrap();
+        let frames = &mut s.kernel.machine_mut().frames;
+        frames.write(pfn, 10, &[0x90]);
+        frames.take_written();
+        after_nothing(&mut s, &mut inv, 1, &mut out);
+        assert!(out.is_empty(), "unseen: {out:?}");
+        inv.final_sweep(&s);
     }
 
     /// INT3 is allowed in any executable byte, over a live program's text

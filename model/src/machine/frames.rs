@@ -300,6 +300,17 @@ impl Frames {
         }
     }
 
+    /// Does each frame `pfn + i` of `pfn..pfn + n` hold page `i` of `text`
+    /// from byte `start` on as the text itself (what
+    /// [`Frames::write_text_frames`] leaves)? False for a frame that holds
+    /// those bytes some other way.
+    pub fn holds_text_frames(&self, pfn: u64, n: u64, text: &Text, start: usize) -> bool {
+        (0..n).all(|i| {
+            let off = (start + i as usize * PS) as u32;
+            *self.state.get((pfn + i) as usize) == Content::Text { text: *text, off }
+        })
+    }
+
     /// Is every byte of `off..off+len` in frame `pfn` equal to `value`?
     pub fn all_equal(&self, pfn: u64, off: usize, len: usize, value: u8) -> bool {
         match *self.state.get(pfn as usize) {
