@@ -1449,6 +1449,65 @@ mod tests {
         assert!(out[0].message.contains("a live program's text overwritten"));
     }
 
+    /// The live images over a run are those whose allocation overlaps it:
+    /// not one that ends where the run starts or starts where it ends, and
+    /// no freed one.
+    #[test]
+    fn the_live_images_over_a_run_are_those_it_overlaps() {
+        use crate::kernel::{Image, Text};
+        let slot = |header, alloc_size, live| ImageSlot {
+            image: Image {
+                header,
+                header_len: 4,
+                text_start: header + 16,
+                text: Text::new(1, 8),
+                alloc_size,
+            },
+            live,
+        };
+        let images = [
+            slot(0x1000, 0x1000, true),
+            slot(0x2000, 0x800, true),
+            slot(0x2800, 0x1000, false),
+            slot(0x2f00, 0x200, true),
+            slot(0x3000, 0x2000, true),
+        ];
+        let mut over = vec![7];
+        live_images_over(&images, 0x2000, 0x3000, &mut over);
+        assert_eq!(over, [1, 3]);
+    }
+
+    /// The pages of a run that the content oracle passes at once are exactly
+    /// the whole pages inside the text of the one live image over it, and
+    /// none once one of their frames holds anything but that page of the text.
+    #[test]
+    fn the_whole_pages_of_intact_text_in_a_run_pass_at_once() {
+        let (mut s, _, _) = program_checked(5 * PAGE_SIZE as u32);
+        let img = s.kernel.images()[0].image.clone();
+        let va = img.header & !(PAGE_SIZE - 1);
+        let pages = (img.header + img.alloc_size - va).div_ceil(PAGE_SIZE);
+        let pt = &s.kernel.machine().pgtables;
+        let pfn = pt.vmalloc_to_pfn(va).unwrap();
+        assert!((0..pages).all(|i| pt.vmalloc_to_pfn(va + i * PAGE_SIZE) == Some(pfn + i)));
+        let images = s.kernel.images();
+        let mut over = Vec::new();
+        live_images_over(images, va, va + pages * PAGE_SIZE, &mut over);
+        assert_eq!(over, [0]);
+        let r = img.text_range();
+        let inside: Vec<u64> = (0..pages)
+            .map(|i| va + i * PAGE_SIZE)
+            .filter(|&a| r.start <= a && a + PAGE_SIZE <= r.end)
+            .collect();
+        assert!(inside.len() >= 3 && inside[0] > va, "{inside:x?}");
+        let m = s.kernel.machine();
+        let intact = text_pages_intact(m, images, &over, va, pfn, pages);
+        assert_eq!(intact, inside[0]..inside[inside.len() - 1] + PAGE_SIZE);
+        let middle = pfn + (inside[1] - va) / PAGE_SIZE;
+        s.kernel.machine_mut().frames.write(middle, 10, &[0x90]);
+        let (m, images) = (s.kernel.machine(), s.kernel.images());
+        assert_eq!(text_pages_intact(m, images, &over, va, pfn, pages), 0..0);
+    }
+
     /// The final sweep verifies the whole pages of live text too: a byte
     /// changed there that the incremental check was never told of (the
     /// write dropped from the frames' log) is a drift it stops on.

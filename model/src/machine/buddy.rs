@@ -256,16 +256,13 @@ impl Buddy {
     /// and is taken off again before the next is added there: the lists end
     /// as they began, and every page of the block was deleted from a list once
     /// (`LIST_POISON`, `_mapcount` -1, `private` 0). So: take the block as
-    /// `rmqueue(order)` does, and leave every other page as a delete does.
+    /// `rmqueue(order)` does, and leave every other page as a delete does —
+    /// which is the caller's to write, [`deleted_page`] on each page after
+    /// the first, so that it can do so in the same pass as its own change
+    /// to them.
     pub fn rmqueue_run(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
         debug_assert_eq!(self.next_order0_block(nid), Some(order));
-        let pfn = self.rmqueue(mm, order, nid)?;
-        mm.map_pages(pfn + 1, (1 << order) - 1, |page| {
-            let mut page = *page;
-            deleted_page(&mut page);
-            page
-        });
-        Some(pfn)
+        self.rmqueue(mm, order, nid)
     }
 
     /// `expand()`: keep the low `2^low` pages, give the upper halves back.
@@ -487,7 +484,7 @@ fn is_deleted(page: &Page) -> bool {
 }
 
 /// [`deleted`], on the page itself.
-fn deleted_page(page: &mut Page) {
+pub(super) fn deleted_page(page: &mut Page) {
     page.set_word(W_LRU_NEXT, LIST_POISON1);
     page.set_word(W_LRU_PREV, LIST_POISON2);
     page.set_mapcount_raw(-1);
@@ -743,6 +740,11 @@ mod tests {
                 };
                 assert_eq!(order, truth, "case {case}: next_order0_block");
                 let pfn = b.rmqueue_run(&mut mm, order, nid).unwrap();
+                mm.map_pages(pfn + 1, (1 << order) - 1, |page| {
+                    let mut page = *page;
+                    deleted_page(&mut page);
+                    page
+                });
                 for i in 0..1u64 << order {
                     assert_eq!(b2.rmqueue(&mut mm2, 0, nid), Some(pfn + i));
                 }

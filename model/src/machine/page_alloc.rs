@@ -5,6 +5,7 @@
 //! `check_free_page`, `bad_page`, and `get_page` / `put_page` / `page_count`.
 
 use super::Machine;
+use super::buddy::deleted_page;
 use super::consts::PMD_ORDER;
 use super::oops::{BugSite, Oops, PageDump, bug};
 use super::page::{
@@ -80,12 +81,29 @@ impl Machine {
     }
 
     /// [`Machine::take_new_block`] of order 0 on each page of `pfn..pfn + n`
-    /// in turn, adding those taken to `pages`. Each call sees and changes
-    /// only its own page, so when no page of the run is bad the checks are
-    /// made for all of them first and the preparation applied to all of
-    /// them after, a chunk of `struct page`s at a time.
+    /// in turn, adding those taken to `pages`, after the pages after the
+    /// first are left as the buddy allocator's delete leaves them
+    /// ([`Buddy::rmqueue_run`](super::buddy::Buddy::rmqueue_run); the first
+    /// already is, and a delete writes the same whatever it finds). Each
+    /// call sees and changes only its own page, so when no page of the run
+    /// is bad the checks are made for all of them first and the delete and
+    /// the preparation applied to all of them after, in one pass a chunk of
+    /// `struct page`s at a time.
     fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
-        if self.mm.any_page(pfn, n, bad_at_prep) {
+        let taken = |page: &Page| {
+            let mut page = *page;
+            deleted_page(&mut page);
+            page
+        };
+        // bad_at_prep() of a page once deleted, which sets `_mapcount` to -1
+        // and no other word the check reads.
+        let bad_once_taken = |page: &Page| {
+            let mut page = *page;
+            page.set_mapcount_raw(-1);
+            bad_at_prep(&page)
+        };
+        if self.mm.any_page(pfn, n, bad_once_taken) {
+            self.mm.map_pages(pfn, n, taken);
             for p in pfn..pfn + n {
                 if self.take_new_block(p, 0, gfp) {
                     pages.push(p);
@@ -94,7 +112,7 @@ impl Machine {
             return;
         }
         self.mm.map_pages(pfn, n, |page| {
-            let mut page = *page;
+            let mut page = taken(page);
             page.set_private(0);
             page.set_refcount(1);
             page
@@ -576,6 +594,42 @@ mod tests {
         let pages = m.alloc_pages_node_each(None, Gfp::KERNEL, 64);
         assert!(consecutive(&pages) && pages.len() == 64 && pages[0] % 64 == 0);
         (m, pages)
+    }
+
+    /// `vmalloc`'s loop taken a block at a time leaves every `struct page`
+    /// and the free lists as `alloc_pages_node(order 0)` page by page does,
+    /// over free lists scattered by allocations and frees of mixed orders
+    /// and free pages whose `lru` words a stale user scribbled on.
+    #[test]
+    fn a_run_taken_a_block_at_a_time_is_the_page_by_page_loop() {
+        let mut m = Machine::new(crate::machine::MachineConfig::default());
+        let mut held = Vec::new();
+        for (i, order) in [0, 3, 1, 5, 0, 2, 7, 4, 0, 6, 1, 9].into_iter().enumerate() {
+            let pfn = m.alloc_pages_node(None, Gfp::KERNEL, order).unwrap();
+            if i % 3 == 1 {
+                m.__free_pages(pfn, order);
+                m.mm.page_mut(pfn + (1 << order) - 1)
+                    .set_word(W_LRU_NEXT, 0x5a5a);
+            } else {
+                held.push((pfn, order));
+            }
+        }
+        let mut loop_ = m.clone();
+        let pages = m.alloc_pages_node_each(None, Gfp::KERNEL, 700);
+        let one_by_one: Vec<u64> = (0..700)
+            .map(|_| loop_.alloc_pages_node(None, Gfp::KERNEL, 0).unwrap())
+            .collect();
+        assert_eq!(pages, one_by_one);
+        assert!(
+            pages.windows(2).any(|w| w[1] == w[0] + 1),
+            "runs were taken"
+        );
+        for pfn in 0..m.nr_pages() {
+            let words = |m: &Machine| (0..8).map(|w| m.mm.page(pfn).word(w)).collect::<Vec<_>>();
+            assert_eq!(words(&m), words(&loop_), "pfn {pfn:#x}");
+        }
+        assert_eq!(m.nr_free_pages(), loop_.nr_free_pages());
+        assert!(held.len() > 6);
     }
 
     /// A run freed while every page is still referenced twice only drops a
