@@ -317,15 +317,21 @@ mod tests {
     use crate::machine::frames::Content;
     use crate::machine::prot::Prot;
 
+    /// A machine with frames 40-43, 50 and 51 mapped in turn at the start
+    /// of the module range with `prot`, and that address.
+    fn six_frames_mapped(prot: Prot) -> (Machine, u64) {
+        let mut m = Machine::new(MachineConfig::default());
+        let va = MODULES_VADDR;
+        m.pgtables.map_ptes(va, &[40, 41, 42, 43, 50, 51], prot);
+        (m, va)
+    }
+
     /// A text written over whole mapped pages lands as the page-by-page
     /// store would put it, its whole pages kept as the text, the pieces
     /// before and after them at their own offsets.
     #[test]
     fn a_text_over_whole_pages_is_written_as_the_store_would() {
-        let mut m = Machine::new(MachineConfig::default());
-        let va = MODULES_VADDR;
-        m.pgtables
-            .map_ptes(va, &[40, 41, 42, 43, 50, 51], Prot::PAGE_KERNEL);
+        let (mut m, va) = six_frames_mapped(Prot::PAGE_KERNEL);
         let text = Text::new(9, 4 * PS as u32 + 300);
         m.write_text(va + 100, &text).expect("all writable");
         let mut got = vec![0; text.len()];
@@ -341,6 +347,26 @@ mod tests {
                 }
             );
         }
+    }
+
+    /// `__text_poke()`'s pieces: a part of a frame alone, whole frames of
+    /// consecutive pfns as one piece, and a frame that does not follow on
+    /// as a piece of its own.
+    #[test]
+    fn poke_pieces_merge_whole_frames_of_consecutive_pfns() {
+        let (mut m, va) = six_frames_mapped(Prot::PAGE_KERNEL_ROX);
+        let ps = PS as usize;
+        let pieces = m.poke_pieces(va + 100, 6 * ps - 150).unwrap();
+        let a = ps - 100;
+        assert_eq!(
+            pieces,
+            [
+                (40, 100, 0..a),
+                (41, 0, a..a + 3 * ps),
+                (50, 0, a + 3 * ps..a + 4 * ps),
+                (51, 0, a + 4 * ps..a + 5 * ps - 50),
+            ]
+        );
     }
 
     /// A memset over whole mapped pages fills them a run at a time, and
