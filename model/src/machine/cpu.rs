@@ -125,9 +125,9 @@ impl Machine {
 
     /// [`Machine::store`] of `len` bytes at `va` with `put`, except that the
     /// whole pages of the vmalloc or module range in it, where every one is
-    /// mapped writable, go to `run(frames, pfn, frames, offset_in_store)` a
-    /// run of consecutive frames at a time: what the page-by-page store does
-    /// to each, with no fault to meet.
+    /// mapped writable, go to `run(frames, first_pfn, n, offset_in_store)` a
+    /// run of `n` consecutive frames at a time: what the page-by-page store
+    /// does to each, with no fault to meet.
     fn store_runs(
         &mut self,
         va: u64,
