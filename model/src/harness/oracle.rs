@@ -462,17 +462,11 @@ impl Invariants {
             self.images_live = images.iter().map(|s| s.live).collect();
         }
         let ids = |i: usize| s.prog_id(crate::kernel::Prog(i as u32)).0;
-        // A run of nothing but INT3 passes verify_page() whatever images
-        // cover it: it is passed at once.
         let mut over = std::mem::take(&mut self.scratch.over);
         for (va, pfn, pages) in disjoint(content) {
-            if m.frames.all_fill(pfn, pages, 0xcc) {
-                continue;
-            }
-            live_images_over(images, va, va + pages * PAGE_SIZE, &mut over);
-            let intact = text_pages_intact(m, images, &over, va, pfn, pages);
+            let passed = passed_at_once(m, images, va, pfn, pages, &mut over);
             for (a, p) in (0..pages).map(|i| (va + i * PAGE_SIZE, pfn + i)) {
-                if intact.contains(&a) || self.content_reported.contains(&a) {
+                if passed.contains(&a) || self.content_reported.contains(&a) {
                     continue;
                 }
                 if let Some(msg) = self.verify_page(m, images, &over, &ids, a, p) {
@@ -954,13 +948,7 @@ impl Invariants {
         let images = s.kernel.images();
         let mut over = Vec::new();
         for (&leaf, &(pfn0, pages)) in &self.exec {
-            // A run of INT3 passes verify_page() whatever covers it.
-            let all_int3 = m.frames.all_fill(pfn0, pages, 0xcc);
-            let mut intact = 0..0;
-            if !all_int3 {
-                live_images_over(images, leaf, leaf + pages * PAGE_SIZE, &mut over);
-                intact = text_pages_intact(m, images, &over, leaf, pfn0, pages);
-            }
+            let passed = passed_at_once(m, images, leaf, pfn0, pages, &mut over);
             for i in 0..pages {
                 let (va, pfn) = (leaf + i * PAGE_SIZE, pfn0 + i);
                 assert!(
@@ -968,7 +956,7 @@ impl Invariants {
                         || self.rmap_more.get(&pfn).is_some_and(|v| v.contains(&va)),
                     "rmap drifted at {va:#x}"
                 );
-                if !all_int3 && !intact.contains(&va) && !self.content_reported.contains(&va) {
+                if !passed.contains(&va) && !self.content_reported.contains(&va) {
                     let msg = self.verify_page(m, images, &over, &ids, va, pfn);
                     assert!(
                         msg.is_none(),
@@ -1069,6 +1057,29 @@ impl Invariants {
             });
         }
     }
+}
+
+/// The pages of the run of `pages` executable pages from `va` (mapping
+/// frames from `pfn` on) that pass [`Invariants::verify_page`] whatever it
+/// would find page by page, as a range of their addresses, with `over` left
+/// holding the live images over the run ([`live_images_over`]) for the
+/// pages that are not: all of them when every frame is INT3 (what
+/// verify_page accepts, live text and headers, it blanks to INT3 before it
+/// looks), else those [`text_pages_intact`] finds.
+fn passed_at_once(
+    m: &Machine,
+    images: &[ImageSlot],
+    va: u64,
+    pfn: u64,
+    pages: u64,
+    over: &mut Vec<u32>,
+) -> std::ops::Range<u64> {
+    let end = va + pages * PAGE_SIZE;
+    if m.frames.all_fill(pfn, pages, 0xcc) {
+        return va..end;
+    }
+    live_images_over(images, va, end, over);
+    text_pages_intact(m, images, over, va, pfn, pages)
 }
 
 /// The indices, in order, of the live images whose allocation (header to

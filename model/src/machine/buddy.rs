@@ -257,7 +257,7 @@ impl Buddy {
     /// as they began, and every page of the block was deleted from a list once
     /// (`LIST_POISON`, `_mapcount` -1, `private` 0). So: take the block as
     /// `rmqueue(order)` does, and leave every other page as a delete does —
-    /// which is the caller's to write, [`deleted_page`] on each page after
+    /// which is the caller's to write, [`taken_off_list`] of each page after
     /// the first, so that it can do so in the same pass as its own change
     /// to them.
     pub fn rmqueue_run(&mut self, mm: &mut Memmap, order: u32, nid: usize) -> Option<u64> {
@@ -483,8 +483,16 @@ fn is_deleted(page: &Page) -> bool {
         && page.private() == 0
 }
 
+/// [`deleted_page`] of a copy of `page`: the page as a delete from a free
+/// list leaves it, whatever it was.
+pub(super) fn taken_off_list(page: &Page) -> Page {
+    let mut page = *page;
+    deleted_page(&mut page);
+    page
+}
+
 /// [`deleted`], on the page itself.
-pub(super) fn deleted_page(page: &mut Page) {
+fn deleted_page(page: &mut Page) {
     page.set_word(W_LRU_NEXT, LIST_POISON1);
     page.set_word(W_LRU_PREV, LIST_POISON2);
     page.set_mapcount_raw(-1);
@@ -740,11 +748,7 @@ mod tests {
                 };
                 assert_eq!(order, truth, "case {case}: next_order0_block");
                 let pfn = b.rmqueue_run(&mut mm, order, nid).unwrap();
-                mm.map_pages(pfn + 1, (1 << order) - 1, |page| {
-                    let mut page = *page;
-                    deleted_page(&mut page);
-                    page
-                });
+                mm.map_pages(pfn + 1, (1 << order) - 1, taken_off_list);
                 for i in 0..1u64 << order {
                     assert_eq!(b2.rmqueue(&mut mm2, 0, nid), Some(pfn + i));
                 }

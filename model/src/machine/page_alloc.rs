@@ -5,7 +5,7 @@
 //! `check_free_page`, `bad_page`, and `get_page` / `put_page` / `page_count`.
 
 use super::Machine;
-use super::buddy::deleted_page;
+use super::buddy::taken_off_list;
 use super::consts::PMD_ORDER;
 use super::oops::{BugSite, Oops, PageDump, bug};
 use super::page::{
@@ -90,20 +90,8 @@ impl Machine {
     /// the preparation applied to all of them after, in one pass a chunk of
     /// `struct page`s at a time.
     fn take_new_pages(&mut self, pfn: u64, n: u64, gfp: Gfp, pages: &mut Vec<u64>) {
-        let taken = |page: &Page| {
-            let mut page = *page;
-            deleted_page(&mut page);
-            page
-        };
-        // bad_at_prep() of a page once deleted, which sets `_mapcount` to -1
-        // and no other word the check reads.
-        let bad_once_taken = |page: &Page| {
-            let mut page = *page;
-            page.set_mapcount_raw(-1);
-            bad_at_prep(&page)
-        };
-        if self.mm.any_page(pfn, n, bad_once_taken) {
-            self.mm.map_pages(pfn, n, taken);
+        if (self.mm).any_page(pfn, n, |page| bad_at_prep(&taken_off_list(page))) {
+            self.mm.map_pages(pfn, n, taken_off_list);
             for p in pfn..pfn + n {
                 if self.take_new_block(p, 0, gfp) {
                     pages.push(p);
@@ -112,7 +100,7 @@ impl Machine {
             return;
         }
         self.mm.map_pages(pfn, n, |page| {
-            let mut page = taken(page);
+            let mut page = taken_off_list(page);
             page.set_private(0);
             page.set_refcount(1);
             page
